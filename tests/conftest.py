@@ -1,0 +1,38 @@
+"""Shared test set-up: tiny seeded models, a private HF cache, and the opt-in markers."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+# Keep the Hugging Face caches of the test run away from the user's (set before any HF import).
+_HF_HOME = tempfile.mkdtemp(prefix="zoo-test-hf-")
+os.environ.setdefault("HF_HOME", _HF_HOME)
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def fresh_registry():
+    """A registry rebuilt from the entry points, restored afterwards."""
+    from zoo.registry import get_registry, reset_registry
+
+    reset_registry()
+    yield get_registry()
+    reset_registry()

@@ -1,0 +1,110 @@
+"""A trained model on disk: ``model.safetensors`` + ``config.json`` + ``README.md`` (the card).
+
+Loading rebuilds the architecture from the card and fills it from safetensors; nothing is
+unpickled.  Weights that do not fit the architecture are refused with the first offending keys.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .atomic import save_atomic, write_atomic
+from .build import build_model
+from .cards import Card, parse_card, validate_zoo
+from .errors import CardError, WeightsError
+from .model import LatentModel
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+
+
+def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """State dict -> safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """safetensors -> tensors; a missing or unreadable file names the file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
+        raise WeightsError(f"weights file {path} is corrupted or not a safetensors file: {e}") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strictly load ``state`` into ``model``; list the first missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{label} ({len(items)}): {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+                 for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                      ("shape mismatches", shapes)) if items]
+        raise WeightsError(f"weights {source} do not fit the architecture of {getattr(model, 'name', 'the model')!r}: "
+                           + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def save_model(model: LatentModel, folder: str | Path, card: Card, *,
+               weights_name: str = WEIGHTS, extra_weights: dict[str, nn.Module] | None = None) -> Path:
+    """Write weights, config and card into ``folder`` (each file atomically)."""
+    from . import __version__
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"zoo.name": card.name, "zoo.version": __version__}
+    save_weights(model, folder / weights_name, meta)
+    for fname, module in (extra_weights or {}).items():
+        save_weights(module, folder / fname, meta)
+    config = {"name": card.name, "zoo_version": __version__, "zoo": card.zoo, "metadata": card.metadata}
+    write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    write_atomic(folder / CARD, card.to_markdown())
+    return folder
+
+
+def read_folder_card(folder: str | Path) -> Card:
+    """The card of a saved model: ``config.json`` if present, else ``README.md``."""
+    folder = Path(folder)
+    config_path, card_path = folder / CONFIG, folder / CARD
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CardError(f"{config_path}: not valid JSON: {e}") from None
+        if not isinstance(config, dict) or "zoo" not in config:
+            raise CardError(f"{config_path}: missing field 'zoo'")
+        zoo = validate_zoo(config["zoo"], config_path)
+        name = zoo.pop("name", None) or config.get("name") or folder.name
+        body = card_path.read_text().split("\n---", 1)[-1].split("\n", 1)[-1] if card_path.is_file() else ""
+        return Card(name, zoo, config.get("metadata", {}), body, config_path)
+    if card_path.is_file():
+        return parse_card(card_path.read_text(), source=card_path)
+    raise WeightsError(f"{folder} is not a saved model: it has neither {CONFIG} nor {CARD}")
+
+
+def load_folder(folder: str | Path, *, weights: str | None = None, device: Any = None) -> LatentModel:
+    """Rebuild the model saved in ``folder`` and load its safetensors weights."""
+    folder = Path(folder)
+    card = read_folder_card(folder)
+    model = build_model(card)
+    path = folder / (weights or WEIGHTS)
+    load_weights(model, read_weights(path), str(path))
+    model.info.update({"weights": str(path), "source": str(folder)})
+    if device is not None:
+        model.to(device)
+    return model.eval()

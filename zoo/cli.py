@@ -1,0 +1,161 @@
+"""The ``zoo`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from .errors import ZooError
+
+
+def cmd_list(args) -> None:
+    from .catalog import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+
+
+def cmd_info(args) -> None:
+    from .catalog import get_card
+
+    card = get_card(args.name)
+    if args.json:
+        print(json.dumps({"name": card.name, "zoo": card.zoo, "metadata": card.metadata}, indent=2))
+        return
+    z = card.zoo
+    print(f"{card.name}: {z.get('description', '')}".rstrip(": "))
+    print(f"  card      {card.path}")
+    print(f"  data      {z['data']['source']}  shape {z['data']['shape']}")
+    print(f"  latent    shape {z['latent']['shape']}")
+    for kind in ("encoder", "decoder", "prior"):
+        name, kwargs = card.component(kind)
+        print(f"  {kind:9s} {name} {kwargs if kwargs else ''}".rstrip())
+    print(f"  objective beta={card.beta}")
+    if z.get("train"):
+        print(f"  train     {z['train']}")
+    w = z.get("weights")
+    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{w['file']}" if w else "  weights   none published (train it: zoo train NAME)")
+    for key, value in (z.get("results") or {}).items():
+        print(f"  result    {key}: {value}")
+
+
+def cmd_plugins(args) -> None:
+    from .registry import KINDS, get_registry
+
+    reg = get_registry()
+    rows = [(kind, c.name, str(c.owner)) for kind in KINDS for c in sorted(reg.components[kind].values(), key=lambda c: c.name)]
+    rows += [("card", c.name, str(c.owner)) for c in sorted(reg.cards.values(), key=lambda c: c.name)]
+    if args.json:
+        print(json.dumps([{"kind": k, "name": n, "plugin": o} for k, n, o in rows]
+                         + [{"failure": str(f)} for f in reg.failures], indent=2))
+        return
+    width = max((len(n) for _, n, _ in rows), default=4)
+    for kind, name, owner in rows:
+        print(f"{kind:8s} {name:{width}s}  {owner}")
+    for (kind, name), owners in reg.conflicts.items():
+        print(f"CONFLICT {kind} {name!r}: " + " and ".join(str(o) for o in owners))
+    for failure in reg.failures:
+        print(f"FAILED   {failure}", file=sys.stderr)
+
+
+def cmd_train(args) -> None:
+    from .diagnostics import format_report
+    from .train import train
+
+    result = train(args.name, out=args.out, data=args.data, beta=args.beta, epochs=args.epochs,
+                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   device=args.device, progress=not args.quiet,
+                   command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None)
+    print(format_report(result.report))
+    print(f"wrote {result.folder}/ (model.safetensors, config.json, README.md)")
+
+
+def cmd_sample(args) -> None:
+    import torch
+
+    from .images import save_grid
+    from .loading import load
+
+    model = load(args.model, pretrained=True)
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    images = model.sample(args.n, generator=generator)
+    path = save_grid(images, args.out, scale=args.scale)
+    print(f"wrote {path} ({args.n} samples from {model.name})")
+
+
+def cmd_diagnose(args) -> None:
+    from .diagnostics import diagnose, format_report
+    from .loading import load
+
+    model = load(args.model, pretrained=True)
+    data = args.data or model.config["data"]["source"]
+    report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="latent-zoo: latent-variable generative models")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list named models")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vae-*'")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show a model's card")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plugins", help="list encoders, decoders, priors and cards with their plugins")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("train", help="train a named model")
+    p.add_argument("name")
+    p.add_argument("--data", help="zoo:mnist-5k, zoo:digits, a Hub dataset id or a local path (default: the card's)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--beta", type=float, help="override the card's beta")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="write a PNG grid of samples")
+    p.add_argument("model", help="run folder, model name or Hub repo")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=int, default=2, help="enlarge each pixel (small images)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("diagnose", help="ELBO, rate/distortion, MI, active units, IWAE NLL")
+    p.add_argument("model", help="run folder, model name or Hub repo")
+    p.add_argument("--data", help="data spec (default: the model card's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--k", type=int, default=100, help="IWAE samples")
+    p.add_argument("--max-points", type=int, default=10000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diagnose)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ZooError as e:
+        print(f"zoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

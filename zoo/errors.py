@@ -1,0 +1,29 @@
+"""Errors latent-zoo raises on bad input. Each message names the thing at fault."""
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class of every error latent-zoo raises on bad input."""
+
+
+class UnknownModelError(ZooError, KeyError):
+    """A model name that no card defines."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CardError(ZooError):
+    """A card that cannot be read or does not validate (names the file and the field)."""
+
+
+class PluginError(ZooError):
+    """A plugin that failed to load, or a component name that is unknown or registered twice."""
+
+
+class WeightsError(ZooError):
+    """Weights that are missing, corrupted or do not fit the card's architecture."""
+
+
+class ShapeError(ZooError, ValueError):
+    """Data whose shape does not fit the model."""

@@ -1,0 +1,68 @@
+"""``zoo.load``: a model by card name, from a trained folder, or from a Hub repo.
+
+Loading is card -> components -> safetensors, nothing more:
+  1. find the card (``cards/`` by name, a folder's config.json, or a Hub repo's files);
+  2. build encoder, decoder and prior from the plugin registry;
+  3. fill them from safetensors (converted by a named converter if the card says so).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .build import build_model
+from .cards import Card
+from .catalog import get_card
+from .errors import WeightsError
+from .model import LatentModel
+
+
+def build(name: str) -> LatentModel:
+    """The model of card ``name`` with freshly initialised weights."""
+    return build_model(get_card(name))
+
+
+def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | None = None,
+         device: Any = None, weights: str | None = None) -> LatentModel:
+    """Load a named model (``"vae-mnist"``), a trained folder, or a Hub repo (``"org/name"``, ``"hf://org/name@rev"``).
+
+    ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
+    a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
+    from .checkpoint import load_folder
+
+    text = str(name_or_path)
+    if Path(text).is_dir():
+        return load_folder(text, weights=weights, device=device)
+    from .registry import get_registry
+
+    if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
+        from .hub import load_repo
+
+        return load_repo(text, revision=revision, weights=weights, device=device)
+    card = get_card(text)
+    model = build_model(card)
+    if pretrained:
+        load_card_weights(model, card, revision=revision)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = None) -> None:
+    """Download (or take from cache) the weights the card pins and load them into ``model``."""
+    spec = card.zoo.get("weights")
+    if not spec:
+        raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
+                           f"use zoo.load({card.name!r}, pretrained=False), or train it with "
+                           f"`zoo train {card.name}` and load the run folder")
+    from .checkpoint import load_weights
+    from .converters import read_converted
+    from .hub import download_file
+
+    rev = revision or spec.get("revision")
+    path, commit = download_file(spec["repo"], spec["file"], revision=rev,
+                                 sha256=spec.get("sha256") if revision is None else None)
+    state = read_converted(path, spec.get("converter"))
+    load_weights(model, state, f"{spec['repo']}@{commit}/{spec['file']}")
+    model.info.update({"repo": spec["repo"], "revision": commit, "file": spec["file"],
+                       "converter": spec.get("converter")})
