@@ -101,7 +101,8 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=f"train {card.name}", disable=not progress, unit="step", file=sys.stderr)
+    bar = tqdm(total=total, desc=f"train {card.name}", disable=not progress, unit="step", file=sys.stderr,
+               mininterval=0.2 if sys.stderr.isatty() else 10.0)
     model.train()
     step, started = 0, time.perf_counter()
     while step < total:
@@ -122,7 +123,7 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
             step += 1
             bar.update(1)
             if step % 20 == 0 or step == total:
-                bar.set_postfix(loss=f"{float(loss):.2f}", elbo=f"{float(terms.elbo.mean()):.2f}")
+                bar.set_postfix(loss=f"{loss.item():.2f}", elbo=f"{terms.elbo.detach().mean().item():.2f}", refresh=False)
     bar.close()
     train_time = time.perf_counter() - started
 

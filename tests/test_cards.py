@@ -1,0 +1,101 @@
+"""Every card builds and computes; malformed cards name the file and the field."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.cards import parse_card, read_card
+from zoo.errors import CardError, UnknownModelError
+
+GOOD = """---
+license: mit
+zoo:
+  data: {source: zoo:digits, shape: [1, 8, 8]}
+  latent: {shape: [2]}
+  encoder: {name: mlp, hidden: [16]}
+  decoder: {name: mlp, hidden: [16], likelihood: bernoulli}
+  prior: {name: standard-normal}
+---
+body
+"""
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_card_builds_and_computes_its_elbo(name):
+    card = zoo.get_card(name)
+    assert card.name == name and card.path.stem == name
+    model = zoo.load(name, pretrained=False)
+    x = torch.randint(0, 256, (2, *model.data_shape), dtype=torch.uint8)
+    terms = model.elbo(x)
+    assert terms.elbo.shape == (2,)
+    assert torch.allclose(terms.elbo, -(terms.distortion + terms.rate))
+    assert torch.isfinite(terms.elbo).all()
+    assert model.sample(2).shape == (2, *model.data_shape)
+    assert model.reconstruct(x).shape == (2, *model.data_shape)
+
+
+def test_list_models_filters_by_fnmatch_pattern():
+    assert zoo.list_models("vae-*") == sorted(n for n in zoo.list_models() if n.startswith("vae-"))
+    assert "beta-vae-mnist" not in zoo.list_models("vae-*")
+    assert zoo.list_models("*-mnist")
+
+
+def test_unknown_model_name_suggests_close_names():
+    with pytest.raises(UnknownModelError, match="did you mean 'vae-mnist'"):
+        zoo.load("vae-mnsit")
+
+
+def test_card_round_trips_through_markdown():
+    card = parse_card(GOOD, name="tiny")
+    again = parse_card(card.with_results({"elbo": -12.5, "nll": 11.0}).to_markdown(), name="tiny")
+    assert again.zoo["results"]["elbo"] == -12.5 and again.metadata["license"] == "mit"
+    assert again.zoo["encoder"] == {"name": "mlp", "hidden": [16]}
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda t: t.replace("zoo:\n", "other:\n"), "zoo"),
+    (lambda t: t.replace("  latent: {shape: [2]}\n", ""), "zoo.latent"),
+    (lambda t: t.replace("shape: [1, 8, 8]", "shape: [8, 8]"), "zoo.data.shape"),
+    (lambda t: t.replace("shape: [2]", "shape: [-2]"), "zoo.latent.shape"),
+    (lambda t: t.replace("  prior: {name: standard-normal}", "  prior: {name: standard-normal}\n  colour: red"), "zoo.colour"),
+    (lambda t: t.replace("{name: standard-normal}", "{kind: standard-normal}"), "zoo.prior.name"),
+    (lambda t: t.replace("source: zoo:digits, ", ""), "zoo.data.source"),
+    (lambda t: t.replace("license: mit", "license: [unclosed"), "YAML"),
+])
+def test_malformed_card_names_file_and_field(tmp_path, mutate, field):
+    path = tmp_path / "broken.md"
+    path.write_text(mutate(GOOD))
+    with pytest.raises(CardError) as err:
+        read_card(path)
+    assert str(path) in str(err.value) and field in str(err.value)
+
+
+def test_card_without_front_matter(tmp_path):
+    path = tmp_path / "plain.md"
+    path.write_text("# just a readme\n")
+    with pytest.raises(CardError, match="front matter"):
+        read_card(path)
+
+
+def test_unknown_plugin_in_card_names_field_and_suggests():
+    from zoo.build import build_model
+
+    card = parse_card(GOOD.replace("{name: standard-normal}", "{name: standard-normall}"), name="tiny")
+    with pytest.raises(CardError, match=r"zoo\.prior\.name.*did you mean 'standard-normal'"):
+        build_model(card)
+
+
+def test_bad_component_argument_names_field_and_plugin():
+    from zoo.build import build_model
+
+    card = parse_card(GOOD.replace("hidden: [16]}\n  decoder", "hidden: [16], depth: 3}\n  decoder"), name="tiny")
+    with pytest.raises(CardError, match=r"zoo\.encoder.*'mlp'.*latent-zoo.*depth"):
+        build_model(card)
+
+
+def test_card_name_must_match_file(tmp_path):
+    path = tmp_path / "right.md"
+    path.write_text(GOOD.replace("zoo:\n", "zoo:\n  name: wrong\n"))
+    with pytest.raises(CardError, match="zoo.name"):
+        read_card(path, name="right")

@@ -1,0 +1,246 @@
+"""Thin layer over ``huggingface_hub``: push a folder, download files or snapshots, with clear errors.
+
+``huggingface_hub`` is imported inside the functions so that ``import zoo`` stays fast.
+Downloaded files are checked against a given sha256, else against the hash the Hub advertised (the name of the
+cached blob: the LFS sha256, or the git blob sha1 of a regular file); a bad copy is deleted from the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = [
+    "HubError", "RepoNotFound", "RevisionNotFound", "FileNotFound", "ChecksumError",
+    "parse_hf_uri", "push_folder", "download_file", "download_snapshot", "load_repo",
+]
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_LOGIN_HINT = "Run `hf auth login` (or the older `huggingface-cli login`), or set the HF_TOKEN environment variable."
+_CONNECTION_ERRORS = {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException", "ReadTimeout"}
+
+
+class HubError(ZooError):
+    """Talking to the Hugging Face Hub (or its local cache) failed."""
+
+
+class RepoNotFound(HubError):
+    """The repo does not exist, or is private and the token cannot read it."""
+
+
+class RevisionNotFound(HubError):
+    """The repo exists but the branch, tag or commit does not."""
+
+
+class FileNotFound(HubError):
+    """The repo and revision exist but the file does not."""
+
+
+class ChecksumError(HubError):
+    """A downloaded file does not hash to what was expected; the bad cached copy was deleted."""
+
+
+def parse_hf_uri(uri: str) -> tuple[str, str | None]:
+    """``"hf://org/name@rev"`` -> ``("org/name", "rev")``; without ``@rev`` the revision is ``None``."""
+    if not isinstance(uri, str) or not uri.startswith("hf://"):
+        raise HubError(f"Not a Hub URI: {uri!r} (expected 'hf://org/name' or 'hf://org/name@revision')")
+    repo_id, _, revision = uri[len("hf://"):].partition("@")
+    repo_id = repo_id.strip("/")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", p) for p in parts):
+        raise HubError(f"Bad repo id in Hub URI {uri!r}: expected 'hf://org/name[@revision]'")
+    if "@" in uri[len("hf://"):] and not revision:
+        raise HubError(f"Empty revision after '@' in Hub URI {uri!r}")
+    return repo_id, revision or None
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def _where(repo_id: str, revision: str | None, filename: str | None) -> str:
+    where = f"{repo_id}@{revision or 'main'}"
+    return f"{filename!r} in {where}" if filename else where
+
+
+@contextmanager
+def _translate(repo_id: str, revision: str | None, filename: str | None = None) -> Iterator[None]:
+    """Turn ``huggingface_hub`` errors into ours, naming repo, revision and file."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    rev = revision or "main"
+    try:
+        yield
+    except HubError:
+        raise
+    except RevisionNotFoundError as e:
+        raise RevisionNotFound(f"Revision {rev!r} not found in Hub repo {repo_id!r} ({constants.ENDPOINT}).") from e
+    except RepositoryNotFoundError as e:
+        raise RepoNotFound(
+            f"Hub repo {repo_id!r} not found at {constants.ENDPOINT} (revision {rev!r}). Check the name; if the "
+            f"repo is private, make sure your token can read it. {_LOGIN_HINT}") from e
+    except LocalEntryNotFoundError as e:
+        what = f"file {filename!r}" if filename else "snapshot"
+        if _offline():
+            raise HubError(
+                f"The {what} of {repo_id}@{rev} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                f"and HF_HUB_OFFLINE=1 forbids downloading it. Fetch it while online first with `zoo download NAME` "
+                f"(NAME being the zoo model stored at hf://{repo_id}@{rev}), or unset HF_HUB_OFFLINE.") from e
+        raise HubError(
+            f"Could not reach the Hub at {constants.ENDPOINT} to fetch the {what} of {repo_id}@{rev}, and it is "
+            f"not in the local cache ({constants.HF_HUB_CACHE}). Check your connection or HF_ENDPOINT.") from e
+    except EntryNotFoundError as e:
+        raise FileNotFound(f"File {filename!r} not found in Hub repo {repo_id!r} at revision {rev!r}.") from e
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status == 401:
+            where = _where(repo_id, revision, filename)
+            raise HubError(f"The Hub rejected your token for {where}. {_LOGIN_HINT}") from e
+        if status == 403:
+            raise HubError(f"Your token may not write to {repo_id!r} ({e}). {_LOGIN_HINT}") from e
+        raise HubError(f"Hub request for {_where(repo_id, revision, filename)} failed: {e}") from e
+    except Exception as e:
+        if type(e).__name__ in _CONNECTION_ERRORS:
+            raise HubError(f"Could not reach the Hub at {constants.ENDPOINT} for {_where(repo_id, revision, filename)}:"
+                           f" {e}. Check your connection or HF_ENDPOINT.") from e
+        raise
+
+
+def _ignored(rel: str) -> bool:
+    """Never push git internals or huggingface_hub's local-dir metadata."""
+    return ".git" in rel.split("/") or rel.startswith(".cache/huggingface/")
+
+
+def push_folder(folder: str | os.PathLike[str], repo_id: str, *, token: str | None = None, private: bool = False,
+                revision: str | None = None, create_pr: bool = False,
+                commit_message: str = "Upload model with latent-zoo") -> dict[str, Any]:
+    """Upload every file of ``folder`` to ``repo_id`` in one commit (creating the repo and branch if needed).
+
+    Returns ``{"repo_id", "revision", "commit", "commit_url", "pr_url", "pr_revision"}``.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _ignored(p.relative_to(root).as_posix()))
+    if not root.is_dir() or not files:
+        raise HubError(f"Nothing to push: {str(root)!r} is not a folder with files in it.")
+    if _offline():
+        raise HubError(f"Cannot push {str(root)!r} to {repo_id!r}: HF_HUB_OFFLINE=1 is set.")
+    token = token or get_token()
+    if not token:
+        raise HubError(f"No Hugging Face token found: pushing to {repo_id!r} needs a write token. {_LOGIN_HINT}")
+    if revision is not None and _HEX40.fullmatch(revision):
+        raise HubError(f"Cannot push to commit {revision} of {repo_id!r}: give a branch name as revision.")
+    api = HfApi(token=token)
+    with _translate(repo_id, revision):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None and revision != "main" and not revision.startswith("refs/pr/"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
+                      for p in files]
+        info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision,
+                                 create_pr=create_pr)
+    return {"repo_id": repo_id, "revision": revision or "main", "commit": info.oid, "commit_url": info.commit_url,
+            "pr_url": info.pr_url, "pr_revision": info.pr_revision}
+
+
+def _hash_file(path: Path, algo: str) -> str:
+    h = hashlib.sha256() if algo == "sha256" else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _advertised_hash(path: Path, repo_id: str, commit: str, filename: str) -> tuple[str, str] | None:
+    """(algo, hash) the Hub gave for this file: the cached blob's name, else (online) its ETag."""
+    if path.is_symlink():
+        name = path.resolve().name
+    elif _offline():
+        return None
+    else:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        name = (get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=commit)).etag or "").lower()
+    if _HEX64.fullmatch(name):
+        return "sha256", name
+    if _HEX40.fullmatch(name):
+        return "git-sha1", name
+    return None
+
+
+def _verify(path: Path, repo_id: str, revision: str | None, commit: str, filename: str, sha256: str | None) -> None:
+    """Check ``path`` against ``sha256`` or the Hub's hash; on mismatch delete the cached copy and raise."""
+    expected = ("sha256", sha256.lower()) if sha256 else _advertised_hash(path, repo_id, commit, filename)
+    if expected is None:
+        return
+    actual = _hash_file(path, expected[0])
+    if actual == expected[1]:
+        return
+    blob = path.resolve()
+    for bad in {path, blob}:
+        try:
+            bad.unlink()
+        except FileNotFoundError:
+            pass
+    raise ChecksumError(
+        f"Checksum mismatch for {filename!r} in {repo_id}@{revision or 'main'} (commit {commit}): expected "
+        f"{expected[0]} {expected[1]}, got {actual}. The corrupted cached copy was deleted; download it again, and "
+        f"if the mismatch persists the file on the Hub (or the expected hash) is wrong.")
+
+
+def download_file(repo_id: str, filename: str, *, revision: str | None = None, sha256: str | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Download (or reuse from cache) one file; returns its cached path and the resolved commit sha."""
+    from huggingface_hub import hf_hub_download
+
+    with _translate(repo_id, revision, filename):
+        local = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                local_files_only=_offline())
+        path = Path(local)
+        commit = path.parts[-1 - len(filename.split("/"))]
+        _verify(path, repo_id, revision, commit, filename, sha256)
+    return path, commit
+
+
+def download_snapshot(repo_id: str, *, revision: str | None = None, allow_patterns: Sequence[str] | str | None = None,
+                      cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Download (or reuse from cache) a repo snapshot; returns the snapshot folder and the commit sha."""
+    from huggingface_hub import snapshot_download
+
+    patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
+    with _translate(repo_id, revision):
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir,
+                                        local_files_only=_offline()))
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder).as_posix()
+            if path.is_file() and (patterns is None or any(fnmatch(rel, p) for p in patterns)):
+                _verify(path, repo_id, revision, folder.name, rel, None)
+    return folder, folder.name
+
+
+def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None) -> Any:
+    """Load a model pushed with ``push_folder`` from ``"org/name"`` or ``"hf://org/name@rev"`` (snapshot + folder load).
+
+    An explicit ``revision`` wins over the URI's ``@rev``."""
+    from zoo.checkpoint import load_folder
+
+    repo_id, uri_revision = parse_hf_uri(uri) if uri.startswith("hf://") else parse_hf_uri(f"hf://{uri}")
+    rev = revision or uri_revision
+    folder, commit = download_snapshot(repo_id, revision=rev)
+    model = load_folder(folder, weights=weights, device=device)
+    model.info.update({"repo": repo_id, "revision": commit})
+    return model
