@@ -5,9 +5,12 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path
+from importlib import import_module
 
 from .errors import ZooError
+
+# modules that add their own subcommands: each defines add_commands(subparsers)
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def cmd_list(args) -> None:
@@ -142,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=int, default=10000)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diagnose)
+
+    for module in COMMAND_MODULES:
+        import_module(module).add_commands(sub)
     return parser
 
 

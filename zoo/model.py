@@ -59,6 +59,10 @@ class LatentModel(nn.Module):
         self.beta = beta
         self.config = config or {}
         self.info: dict[str, Any] = {}  # provenance: weights file, revision, EMA or raw, ...
+        for part in (encoder, decoder, prior):
+            bind = getattr(part, "bind", None)
+            if bind is not None:  # components that need the others (e.g. an exact posterior)
+                bind(self)        # must keep the reference outside nn.Module's registry (weakref)
 
     # -- data ----------------------------------------------------------------------------------
     @property
