@@ -280,20 +280,27 @@ def small_digits(use_shared):
     return ds, zd.to_tensor(ds)
 
 
+def train_rows(n: int) -> np.ndarray:
+    """The rows a local source without a 'test' split trains on (the other 90%, in order)."""
+    return np.sort(zd._fallback_indices(n)[0])
+
+
 def test_local_parquet_file(tmp_path, small_digits, caplog):
     ds, x = small_digits
     path = tmp_path / "digits.parquet"
     ds.to_parquet(str(path))
     loaded = zd.load_dataset(str(path))
-    assert len(loaded) == 20
-    assert torch.equal(zd.to_tensor(loaded), x)
-    assert torch.equal(zd.load_tensors(str(path)), x)
+    rows = train_rows(20)  # no 'test' split: the fixed held-out 10% is not trained on
+    assert len(loaded) == 18
+    assert torch.equal(zd.to_tensor(loaded), x[rows])
+    assert torch.equal(zd.load_tensors(str(path)), x[rows])
     with caplog.at_level(logging.WARNING, logger="zoo.data"):
         test = zd.load_dataset(str(path), "test")
     assert len(test) == 2 and "no 'test' split" in caplog.text
     again = zd.load_dataset(str(path), "test")
     assert test["index"][:] == again["index"][:]
     assert set(test["index"][:]) <= set(ds["index"][:])
+    assert not set(test["index"][:]) & set(loaded["index"][:])
     d = zd.describe(str(path))
     assert d["splits"] == {"train": 20} and d["shape"] == (1, 8, 8) and "test" in d["notes"]
 
@@ -311,11 +318,12 @@ def test_local_parquet_folder_with_splits(tmp_path, small_digits):
 def test_local_imagefolder(tmp_path):
     written = _png_folder(tmp_path / "imgs")
     ds = zd.load_dataset(str(tmp_path / "imgs"))
-    assert len(ds) == 6 and ds.features["label"].names == ["class_a", "class_b"]
+    assert len(ds) == 5 and ds.features["label"].names == ["class_a", "class_b"]
     x = zd.to_tensor(ds)
-    assert x.dtype == torch.uint8 and tuple(x.shape) == (6, 3, 5, 6)
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (5, 3, 5, 6)
+    test = zd.to_tensor(zd.load_dataset(str(tmp_path / "imgs"), "test"))
     expected = {a.transpose(2, 0, 1).tobytes() for a in written.values()}
-    assert {row.numpy().tobytes() for row in x} == expected
+    assert {row.numpy().tobytes() for row in torch.cat([x, test])} == expected
     assert zd.describe(str(tmp_path / "imgs"))["shape"] == (3, 5, 6)
 
 
@@ -327,7 +335,7 @@ def test_local_save_to_disk(tmp_path, small_digits):
     assert len(test) == 8 and torch.equal(zd.to_tensor(test), x[12:])
     # a single saved Dataset counts as its 'train' split
     ds.save_to_disk(str(tmp_path / "single"))
-    assert len(zd.load_dataset(str(tmp_path / "single"))) == 20
+    assert len(zd.load_dataset(str(tmp_path / "single"))) == 18  # 2 held out as 'test'
 
 
 def test_local_wrong_kind_of_file(tmp_path):
@@ -343,7 +351,7 @@ def test_image_key(tmp_path, small_digits):
     ds.save_to_disk(str(tmp_path / "renamed"))
     with pytest.raises(DataError, match="'photo'"):
         zd.load_dataset(str(tmp_path / "renamed"), image_key="photo")
-    assert torch.equal(zd.load_tensors(str(tmp_path / "renamed"), image_key="pixels"), x)
+    assert torch.equal(zd.load_tensors(str(tmp_path / "renamed"), image_key="pixels"), x[train_rows(20)])
     nolabel = datasets.Dataset.from_dict({"label": [1, 2]})
     with pytest.raises(DataError, match="no image column"):
         zd.to_tensor(nolabel)
@@ -371,8 +379,8 @@ def test_channels_need_convert(tmp_path):
     assert spec in str(e.value) and "3x5x6" in str(e.value) and "1x5x6" in str(e.value)
     assert "convert=True" in str(e.value)
     gray = zd.to_tensor(ds, shape=(1, 5, 6), convert=True)
-    assert tuple(gray.shape) == (6, 1, 5, 6)
-    assert tuple(zd.load_tensors(spec, shape=(1, 5, 6), convert=True).shape) == (6, 1, 5, 6)
+    assert tuple(gray.shape) == (5, 1, 5, 6)
+    assert tuple(zd.load_tensors(spec, shape=(1, 5, 6), convert=True).shape) == (5, 1, 5, 6)
 
 
 def test_mixed_modes_and_alpha(tmp_path):
@@ -380,11 +388,12 @@ def test_mixed_modes_and_alpha(tmp_path):
     ds = zd.load_dataset(str(tmp_path / "mixed"))
     with pytest.raises(DataError, match="mode"):
         zd.to_tensor(ds)
-    assert tuple(zd.to_tensor(ds, convert=True).shape) == (6, 1, 5, 6)  # first image is "L"
-    assert tuple(zd.to_tensor(ds, convert=True, shape=(3, 5, 6)).shape) == (6, 3, 5, 6)
+    first = 1 if ds[0]["image"].mode == "L" else 3
+    assert tuple(zd.to_tensor(ds, convert=True).shape) == (5, first, 5, 6)  # the first image's mode
+    assert tuple(zd.to_tensor(ds, convert=True, shape=(3, 5, 6)).shape) == (5, 3, 5, 6)
     _png_folder(tmp_path / "rgba", modes=("RGBA", "RGBA"))
     rgba = zd.load_dataset(str(tmp_path / "rgba"))
-    assert tuple(zd.to_tensor(rgba).shape) == (6, 4, 5, 6)  # alpha kept unless asked
+    assert tuple(zd.to_tensor(rgba).shape) == (5, 4, 5, 6)  # alpha kept unless asked
     rgb = zd.to_tensor(rgba, shape=(3, 5, 6), convert=True)
     np.testing.assert_array_equal(rgb.numpy(), zd.to_tensor(rgba)[:, :3].numpy())
 

@@ -27,7 +27,8 @@ uint8 array [N, 1, H, W] per split, so :func:`load_tensors` needs no image decod
 A local or Hub source with a ``train`` split but no ``test`` split gives, for ``split="test"``,
 a fixed 10% of ``train`` (rounded up: the first rows of ``numpy.random.default_rng(0).permutation``,
 which is what ``Dataset.train_test_split(test_size=0.1, seed=0)`` draws); this is logged.
-Note that ``split="train"`` still returns the whole ``train`` split.
+``split="train"`` then returns the other 90% (in their original order), so the held-out rows are
+never trained on.
 
 Heavy libraries (datasets, PIL, mlxtend, scikit-learn, torch) are imported inside functions so
 that ``import zoo.data`` stays fast.
@@ -413,8 +414,8 @@ def _fallback_test(train: Any, spec: str) -> Any:
                         f"({len(train)}) to hold some out")
     _, test_idx = _fallback_indices(len(train))
     logger.warning("%s has no 'test' split: using a fixed %d of its %d 'train' rows as test "
-                   "(numpy.random.default_rng(%d).permutation, first %d%%); split='train' still "
-                   "returns all of 'train'", spec, len(test_idx), len(train), SPLIT_SEED,
+                   "(numpy.random.default_rng(%d).permutation, first %d%%); split='train' returns "
+                   "the rest for a local source", spec, len(test_idx), len(train), SPLIT_SEED,
                    round(TEST_FRACTION_FALLBACK * 100))
     # keep_in_memory: never write index files into the user's folder
     return train.select(test_idx, keep_in_memory=True)
@@ -422,6 +423,12 @@ def _fallback_test(train: Any, spec: str) -> Any:
 
 def _pick_split(dd: Any, split: str, spec: str, streaming: bool) -> Any:
     names = list(dd.keys())
+    if split == "train" and "test" not in dd and "train" in dd and not streaming and len(dd["train"]) >= 2:
+        # the held-out rows of the fixed 90/10 split must not be trained on
+        train_idx, _ = _fallback_indices(len(dd["train"]))
+        logger.warning("%s has no 'test' split: training on the other %d of %d 'train' rows",
+                       spec, len(train_idx), len(dd["train"]))
+        return dd["train"].select(np.sort(train_idx), keep_in_memory=True)
     if split in dd:
         return dd[split]
     if split == "test" and "train" in dd:
