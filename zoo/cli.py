@@ -10,7 +10,7 @@ from importlib import import_module
 from .errors import ZooError
 
 # modules that add their own subcommands: each defines add_commands(subparsers)
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("zoo.hub_cli",)
 
 
 def cmd_list(args) -> None:

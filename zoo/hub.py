@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 
 __all__ = [
     "HubError", "RepoNotFound", "RevisionNotFound", "FileNotFound", "ChecksumError",
-    "parse_hf_uri", "push_folder", "download_file", "download_snapshot", "load_repo",
+    "parse_hf_uri", "push_folder", "download_file", "download_snapshot", "fetch_repo", "load_repo",
 ]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -232,15 +232,64 @@ def download_snapshot(repo_id: str, *, revision: str | None = None, allow_patter
     return folder, folder.name
 
 
-def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None) -> Any:
-    """Load a model pushed with ``push_folder`` from ``"org/name"`` or ``"hf://org/name@rev"`` (snapshot + folder load).
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+DEFAULT_WEIGHTS = "model.safetensors"
 
-    An explicit ``revision`` wins over the URI's ``@rev``."""
-    from zoo.checkpoint import load_folder
+
+def fetch_repo(repo_id: str, *, revision: str | None = None, weights: str | None = DEFAULT_WEIGHTS,
+               cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Download (or take from cache) what loading a zoo-pushed repo needs: config, card and one weights file.
+
+    Every file comes from the one commit the first resolved ``revision`` to, and each is checksum-verified.
+    ``weights=None`` fetches no weights. Returns the snapshot folder and the commit sha."""
+    rev = revision or "main"
+    try:
+        config, commit = download_file(repo_id, CONFIG_FILE, revision=revision, cache_dir=cache_dir)
+    except FileNotFound:
+        try:
+            config, commit = download_file(repo_id, CARD_FILE, revision=revision, cache_dir=cache_dir)
+        except FileNotFound:
+            raise FileNotFound(
+                f"Hub repo {repo_id!r} at revision {rev!r} is not a latent-zoo model: it has neither {CONFIG_FILE!r} "
+                f"nor {CARD_FILE!r} (publish a run with `zoo push RUN_DIR --repo {repo_id}`).") from None
+    else:
+        try:
+            download_file(repo_id, CARD_FILE, revision=commit, cache_dir=cache_dir)
+        except ChecksumError:
+            raise
+        except HubError:  # the card's prose is optional; config.json defines the model
+            pass
+    if weights is not None:
+        try:
+            download_file(repo_id, weights, revision=commit, cache_dir=cache_dir)
+        except FileNotFound as e:
+            raise FileNotFound(f"{e} (revision {rev!r} resolved to commit {commit}; pick another file with "
+                               f"weights=..., e.g. {DEFAULT_WEIGHTS!r})") from None
+    return config.parent, commit
+
+
+def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None,
+              pretrained: bool = True) -> Any:
+    """Load a model pushed with ``zoo push`` from ``"org/name"`` or ``"hf://org/name@rev"``.
+
+    Fetches config.json, README.md and one weights file (default ``model.safetensors``) from a single commit and
+    rebuilds the model from the config; ``model.info["revision"]`` is that commit. An explicit ``revision`` wins
+    over the URI's ``@rev``. ``pretrained=False`` builds the architecture without downloading weights."""
+    from zoo.build import build_model
+    from zoo.checkpoint import load_folder, read_folder_card
 
     repo_id, uri_revision = parse_hf_uri(uri) if uri.startswith("hf://") else parse_hf_uri(f"hf://{uri}")
     rev = revision or uri_revision
-    folder, commit = download_snapshot(repo_id, revision=rev)
-    model = load_folder(folder, weights=weights, device=device)
-    model.info.update({"repo": repo_id, "revision": commit})
+    file = weights or DEFAULT_WEIGHTS
+    folder, commit = fetch_repo(repo_id, revision=rev, weights=file if pretrained else None)
+    if pretrained:
+        model = load_folder(folder, weights=file, device=device)
+    else:
+        model = build_model(read_folder_card(folder))
+        if device is not None:
+            model.to(device)
+        model.eval()
+    model.info.update({"repo": repo_id, "revision": commit, "requested_revision": rev or "main",
+                       "file": file if pretrained else None})
     return model

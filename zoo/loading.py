@@ -38,7 +38,7 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
         from .hub import load_repo
 
-        return load_repo(text, revision=revision, weights=weights, device=device)
+        return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
     card = get_card(text)
     model = build_model(card)
     if pretrained:
@@ -57,12 +57,49 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
                            f"`zoo train {card.name}` and load the run folder")
     from .checkpoint import load_weights
     from .converters import read_converted
-    from .hub import download_file
 
-    rev = revision or spec.get("revision")
-    path, commit = download_file(spec["repo"], spec["file"], revision=rev,
-                                 sha256=spec.get("sha256") if revision is None else None)
+    path, commit, sha256 = _fetch_card_weights(card, revision)
     state = read_converted(path, spec.get("converter"))
     load_weights(model, state, f"{spec['repo']}@{commit}/{spec['file']}")
-    model.info.update({"repo": spec["repo"], "revision": commit, "file": spec["file"],
-                       "converter": spec.get("converter")})
+    model.info.update({"repo": spec["repo"], "revision": commit, "requested_revision": revision or spec.get("revision")
+                       or "main", "file": spec["file"], "sha256": sha256, "converter": spec.get("converter"),
+                       "weights": str(path)})
+
+
+def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, str, str | None]:
+    """The card's weights file from the Hub (or the cache): (path, commit, the sha256 it was checked against).
+
+    The card's sha256 is checked when the card's own revision is loaded; another ``revision`` holds another file,
+    so that one is checked against the hash the Hub advertises for it."""
+    from .hub import download_file
+
+    spec = card.zoo["weights"]
+    pinned = spec.get("revision")
+    rev = revision or pinned
+    sha256 = spec.get("sha256") if revision is None or revision == pinned else None
+    path, commit = download_file(spec["repo"], spec["file"], revision=rev, sha256=sha256)
+    return path, commit, sha256
+
+
+def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:
+    """Pre-fetch a model's files into the Hugging Face cache so that ``zoo.load`` works offline afterwards.
+
+    ``name`` is a card name with a ``zoo.weights`` block, or a Hub repo (``org/name``, ``hf://org/name@rev``).
+    Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
+    from .hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
+    from .registry import get_registry
+
+    text = str(name)
+    if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
+        repo_id, uri_revision = parse_hf_uri(text if text.startswith("hf://") else f"hf://{text}")
+        file = weights or DEFAULT_WEIGHTS
+        folder, commit = fetch_repo(repo_id, revision=revision or uri_revision, weights=file)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        return {"repo": repo_id, "revision": commit, "path": folder, "files": files}
+    card = get_card(text)
+    if not card.zoo.get("weights"):
+        raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
+                           f"nothing to download")
+    path, commit, _ = _fetch_card_weights(card, revision)
+    spec = card.zoo["weights"]
+    return {"repo": spec["repo"], "revision": commit, "path": path, "files": [spec["file"]]}
