@@ -12,6 +12,10 @@ _HF_HOME = tempfile.mkdtemp(prefix="zoo-test-hf-")
 os.environ.setdefault("HF_HOME", _HF_HOME)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+# One intra-op thread: on 2 shared cores, more threads (in this process and the subprocesses that
+# tests start) oversubscribe the CPU and make small models several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,7 +22,7 @@ _LAZY = {
     "list_models": "catalog", "get_card": "catalog",
     "load": "loading", "build": "loading",
     "diagnose": "diagnostics", "format_report": "diagnostics",
-    "train": "train",
+    "train": "trainer",
     "LatentModel": "model", "ELBO": "model",
     "Card": "cards", "read_card": "cards",
     "get_registry": "registry",
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loading import build, load
     from .model import ELBO, LatentModel
     from .registry import get_registry
-    from .train import train
+    from .trainer import train
 
 
 def __getattr__(name: str):

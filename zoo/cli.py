@@ -65,14 +65,61 @@ def cmd_plugins(args) -> None:
 
 def cmd_train(args) -> None:
     from .diagnostics import format_report
-    from .train import train
+    from .trainer import train
 
-    result = train(args.name, out=args.out, data=args.data, beta=args.beta, epochs=args.epochs,
-                   steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   device=args.device, progress=not args.quiet,
-                   command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None)
+    options = {k: getattr(args, k) for k in TRAIN_OPTIONS}
+    result = train(args.name, out=args.out, data=args.data, beta=args.beta, resume=args.resume,
+                   overwrite=args.overwrite, progress=not args.quiet,
+                   command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None,
+                   **options)
+    if not result.report:  # not the main process of a distributed run
+        return
     print(format_report(result.report))
-    print(f"wrote {result.folder}/ (model.safetensors, config.json, README.md)")
+    extra = ", model_raw.safetensors" if result.report.get("weights") == "ema" else ""
+    print(f"wrote {result.folder}/ (model.safetensors [{result.report.get('weights', 'raw')} weights]{extra}, "
+          f"config.json, README.md, checkpoints/, metrics.csv, tensorboard/, samples/)")
+
+
+# `zoo train` flags that override the card's training recipe (TrainConfig fields)
+TRAIN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "seed", "device", "precision", "grad_clip",
+                 "grad_accum", "lr_schedule", "warmup_steps", "weight_decay", "optimizer", "ema",
+                 "checkpoint_every", "keep_checkpoints", "log_every", "eval_every", "sample_every",
+                 "streaming")
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a named model",
+                       description="Train a named model with its card's recipe; flags override the recipe. "
+                                   "Multi-GPU / multi-node: accelerate launch --multi_gpu --num_processes N -m zoo.cli train ... (or torchrun --nproc_per_node N -m zoo.cli train ...)")
+    p.add_argument("name")
+    p.add_argument("--data", help="zoo:mnist-5k, zoo:digits, a Hub dataset id or a local path (default: the card's)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int, help="optimiser steps (takes precedence over --epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch per optimiser step (all processes)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--beta", type=float, help="override the card's beta")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", choices=["no", "fp32", "bf16", "fp16"], help="mixed precision (fp16: GPU only)")
+    p.add_argument("--grad-clip", type=float, help="clip the global gradient norm")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"])
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=["adam", "adamw"])
+    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.9999 (0 = off)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
+    p.add_argument("--log-every", type=int, help="steps between metric rows")
+    p.add_argument("--eval-every", type=int, help="steps between held-out ELBO evaluations (0: end only)")
+    p.add_argument("--sample-every", type=int, help="steps between sample grids (0: end only)")
+    p.add_argument("--streaming", action="store_true", default=None,
+                   help="stream the data set (Hugging Face datasets) instead of loading it into memory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
 
 def cmd_sample(args) -> None:
@@ -115,19 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("train", help="train a named model")
-    p.add_argument("name")
-    p.add_argument("--data", help="zoo:mnist-5k, zoo:digits, a Hub dataset id or a local path (default: the card's)")
-    p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--beta", type=float, help="override the card's beta")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    add_train_parser(sub)
 
     p = sub.add_parser("sample", help="write a PNG grid of samples")
     p.add_argument("model", help="run folder, model name or Hub repo")
