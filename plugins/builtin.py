@@ -7,25 +7,38 @@ from zoo.hookspecs import hookimpl
 
 from .decoders import ConvDecoder, MLPDecoder
 from .encoders import ConvEncoder, MLPEncoder
+from .flows import RealNVPPrior
+from .gmm import CategoricalPrior, GMMDecoder, GMMPosterior
+from .hierarchical import LadderEncoder, LadderPrior
 from .priors import MixtureOfGaussians, StandardNormal
+from .timm_encoder import TimmEncoder  # imports timm only when a card asks for it
+from .vampprior import VampPrior
 
 
 @hookimpl
 def register_encoders(register):
     register("mlp", MLPEncoder)
     register("conv", ConvEncoder)
+    register("gmm-posterior", GMMPosterior)
+    register("ladder", LadderEncoder)
+    register("timm", TimmEncoder)
 
 
 @hookimpl
 def register_decoders(register):
     register("mlp", MLPDecoder)
     register("conv", ConvDecoder)
+    register("gmm", GMMDecoder)
 
 
 @hookimpl
 def register_priors(register):
     register("standard-normal", StandardNormal)
     register("mixture-of-gaussians", MixtureOfGaussians)
+    register("categorical", CategoricalPrior)
+    register("vampprior", VampPrior)
+    register("realnvp", RealNVPPrior)
+    register("ladder", LadderPrior)
 
 
 @hookimpl

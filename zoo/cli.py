@@ -10,7 +10,7 @@ from importlib import import_module
 from .errors import ZooError
 
 # modules that add their own subcommands: each defines add_commands(subparsers)
-COMMAND_MODULES: tuple[str, ...] = ("zoo.hub_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("zoo.hub_cli", "zoo.sweep")
 
 
 def cmd_list(args) -> None:
@@ -84,7 +84,7 @@ def cmd_train(args) -> None:
 TRAIN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "seed", "device", "precision", "grad_clip",
                  "grad_accum", "lr_schedule", "warmup_steps", "weight_decay", "optimizer", "ema",
                  "checkpoint_every", "keep_checkpoints", "log_every", "eval_every", "sample_every",
-                 "streaming")
+                 "streaming", "algorithm", "em_iters")
 
 
 def add_train_parser(sub) -> None:
@@ -118,6 +118,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--sample-every", type=int, help="steps between sample grids (0: end only)")
     p.add_argument("--streaming", action="store_true", default=None,
                    help="stream the data set (Hugging Face datasets) instead of loading it into memory")
+    p.add_argument("--algorithm", choices=["gradient", "em"], help="gradient (default) or em (Gaussian mixtures)")
+    p.add_argument("--em-iters", type=int, help="EM: at most this many iterations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -42,6 +42,8 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         posterior = report.pop("_posterior")
         report.update(aggregate_posterior_split(model, posterior, mi_samples))
         report.update(_iwae(model, data, iwae_k, batch_size))
+        if posterior is not None and model._enumerable(posterior):
+            report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": model.decoder.likelihood.name,
                    "discrete_likelihood": model.decoder.likelihood.discrete})

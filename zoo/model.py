@@ -12,6 +12,11 @@ Component contracts (see README, "Writing a plugin"):
   prior.sample(n)     -> [n, *latent_shape];
   optional: prior.cross_entropy(q) = -E_q[log p(z)] (closed form), prior.kl_per_dim(q),
             prior.infer(q) -> (z, rate, extras) for structured (e.g. top-down) posteriors.
+  optional: q.enumerate() -> (values [K, *latent_shape], log q(z_k|x) [B, K]) for a discrete z
+            with a small support: the ELBO and log p(x) are then exact sums over the support.
+
+Training objective (card ``zoo.objective``): ``model.objective(x)`` -> (loss, terms), the
+beta-ELBO, or with ``iwae_k: K > 1`` the K-sample importance-weighted bound (Burda et al. 2015).
 """
 from __future__ import annotations
 
@@ -74,6 +79,14 @@ class LatentModel(nn.Module):
         return torch.device("cpu")
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the weights (float32 unless the model was moved, e.g. ``.double()``)."""
+        for t in self.parameters():
+            if t.dtype.is_floating_point:
+                return t.dtype
+        return torch.float32
+
+    @property
     def num_data_dims(self) -> int:
         return math.prod(self.data_shape)
 
@@ -82,8 +95,9 @@ class LatentModel(nn.Module):
         if tuple(x.shape[1:]) != self.data_shape:
             raise ShapeError(f"model {self.name!r} expects images of shape {list(self.data_shape)} "
                              f"(channels, height, width), got {list(x.shape[1:])}")
+        dtype = self.dtype
         x = x.to(self.device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = x.to(dtype) / 255.0 if x.dtype == torch.uint8 else x.to(dtype)
         return self.decoder.likelihood.prepare(x)
 
     def to_images(self, x: Tensor) -> Tensor:
@@ -119,9 +133,57 @@ class LatentModel(nn.Module):
         ``ELBO.loss(beta)`` for the beta-VAE objective distortion + beta * rate."""
         x = x if prepared else self.prepare(x)
         q = self.encoder(x)
+        if self._enumerable(q):
+            return self._exact_elbo(x, q)
         z, rate, extras = self.rate(q)
         distortion = -self.decoder(z).log_prob(x)
         return ELBO(-(distortion + rate), distortion, rate, extras)
+
+    def _enumerable(self, q) -> bool:
+        return hasattr(q, "enumerate") and not hasattr(self.prior, "infer")
+
+    def _enumerated_log_joint(self, x: Tensor, q) -> tuple[Tensor, Tensor, Tensor]:
+        """For a discrete posterior: log q(z_k|x), log p(x|z_k) and log p(z_k) for every z_k of the support, [B, K]."""
+        values, log_q = q.enumerate()                              # [K, ...], [B, K]
+        b, k = log_q.shape
+        z = values.unsqueeze(0).expand(b, *values.shape).reshape(b * k, *values.shape[1:])
+        xs = x.unsqueeze(1).expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])
+        log_lik = self.decoder(z).log_prob(xs).reshape(b, k)
+        return log_q, log_lik, self.prior.log_prob(values).unsqueeze(0).expand(b, k)
+
+    def _exact_elbo(self, x: Tensor, q) -> ELBO:
+        """E_q exactly, as a sum over the support: distortion = -sum_k q_k log p(x|z_k),
+        rate = sum_k q_k (log q_k - log p(z_k))."""
+        log_q, log_lik, log_p = self._enumerated_log_joint(x, q)
+        w = log_q.exp()
+        distortion = -(w * log_lik).sum(1)
+        rate = (w * (log_q - log_p)).sum(1)
+        return ELBO(-(distortion + rate), distortion, rate, {})
+
+    def objective(self, x: Tensor, beta: float | None = None, *, prepared: bool = False) -> tuple[Tensor, ELBO]:
+        """The training loss the card asks for, and the ELBO terms (for logging).
+
+        ``zoo.objective.iwae_k`` 1 (default): mean of distortion + beta * rate (the beta-ELBO).
+        ``iwae_k`` K > 1: minus the K-sample importance-weighted bound (Burda et al. 2015)
+            log 1/K sum_i p(x|z_i) [p(z_i) / q(z_i|x)]^beta,  z_i ~ q(z|x),
+        which is the IWAE bound at beta = 1; ``terms`` then hold the K-sample average of the
+        ELBO terms and ``terms.extras["iwae"]`` the bound.  ``beta`` defaults to the card's."""
+        beta = self.beta if beta is None else float(beta)
+        k = int((self.config.get("objective") or {}).get("iwae_k", 1))
+        x = x if prepared else self.prepare(x)
+        if k <= 1:
+            terms = self.elbo(x, prepared=True)
+            return terms.loss(beta), terms
+        q = self.encoder(x)
+        if self._enumerable(q):  # the enumerated ELBO of an exact posterior is already log p(x)
+            terms = self._exact_elbo(x, q)
+            return terms.loss(beta), terms
+        z = q.rsample(k)                                                       # [k, B, ...]
+        log_lik = torch.stack([self.decoder(z[i]).log_prob(x) for i in range(k)])
+        log_ratio = self.prior.log_prob(z) - q.log_prob(z)                      # log p(z) - log q(z|x)
+        bound = torch.logsumexp(log_lik + beta * log_ratio, 0) - math.log(k)
+        terms = ELBO((log_lik + log_ratio).mean(0), -log_lik.mean(0), -log_ratio.mean(0), {"iwae": bound})
+        return -bound.mean(), terms
 
     def rate(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Sample z ~ q and compute KL(q||p): closed form where the prior offers it, else one-sample MC."""
@@ -140,6 +202,9 @@ class LatentModel(nn.Module):
         log p(x) >= log 1/k sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x).  Tight as k -> inf."""
         x = x if prepared else self.prepare(x)
         q = self.encoder(x)
+        if self._enumerable(q):  # discrete z: log p(x) = logsumexp_k log p(x|z_k) p(z_k), exactly
+            _, log_lik, log_p = self._enumerated_log_joint(x, q)
+            return torch.logsumexp(log_lik + log_p, 1)
         z = q.rsample(k)                                          # [k, B, ...]
         log_w = torch.stack([self.decoder(z[i]).log_prob(x) for i in range(k)])
         log_w = log_w + self.prior.log_prob(z) - q.log_prob(z)    # [k, B]

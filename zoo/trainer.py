@@ -45,6 +45,7 @@ from .errors import CardError, ShapeError, ZooError
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adam", "adamw")
+ALGORITHMS = ("gradient", "em")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
 TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_steps", "optimizer",
               "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
@@ -79,6 +80,9 @@ class TrainConfig:
     num_samples: int = 64
     streaming: bool = False          # stream the data set (HF datasets) instead of loading it
     stream_buffer: int = 1000        # shuffle buffer of a streamed data set
+    algorithm: str = "gradient"      # gradient (the optimiser on the objective) | em (models that offer EM)
+    em_iters: int = 100              # EM: at most this many iterations
+    em_tol: float = 1e-6             # EM: stop when an iteration gains less (nats per image)
 
     @classmethod
     def from_card(cls, card: Card, **overrides: Any) -> "TrainConfig":
@@ -128,6 +132,10 @@ class TrainConfig:
             bad("ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off")
         if self.grad_clip is not None and not self.grad_clip > 0:
             bad("grad_clip", "must be a positive number")
+        if self.algorithm not in ALGORITHMS:
+            bad("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
+        if not isinstance(self.em_iters, int) or isinstance(self.em_iters, bool) or self.em_iters < 1:
+            bad("em_iters", "must be a positive integer")
 
 
 class TrainingError(ZooError):
@@ -160,8 +168,9 @@ class Objective(nn.Module):
         self.model, self.beta = model, beta
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        terms = self.model.elbo(self.model.prepare(x), prepared=True)
-        return terms.loss(self.beta), terms.elbo.detach().mean()
+        # the card's objective: the beta-ELBO, or the k-sample IWAE bound (objective.iwae_k)
+        loss, terms = self.model.objective(self.model.prepare(x), self.beta, prepared=True)
+        return loss, terms.elbo.detach().mean()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,6 +564,9 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     started = tick = time.perf_counter()
     cpu_started = time.process_time()
     tick_step = step
+    if config.algorithm == "em":  # closed-form E and M steps instead of the optimiser loop
+        step = total = run_em(model, train_data, config, metrics, world)
+        bar.update(step - bar.n)
     while step < total:
         xs = next(batches)
         for a in range(accum):
@@ -635,6 +647,25 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     accelerator.wait_for_everyone()
     final.eval()
     return TrainResult(final, out, report)
+
+
+def run_em(model: nn.Module, x: Any, config: TrainConfig, metrics: Any, world: int) -> int:
+    """Fit by expectation-maximisation (models whose plugin offers it); returns the iterations run."""
+    if world > 1 or config.streaming or not isinstance(x, torch.Tensor):
+        raise TrainingError("algorithm 'em' runs in one process on in-memory data")
+    try:
+        from zoo_plugins.gmm import fit_em, init_from_data
+    except ImportError as e:  # pragma: no cover - the built-in plugin is part of the package
+        raise TrainingError(f"algorithm 'em' needs the built-in GMM plugin: {e}") from None
+    try:
+        init_from_data(model, x, seed=config.seed)
+        with torch.no_grad():
+            history = fit_em(model, x, iters=config.em_iters, tol=config.em_tol)
+    except TypeError as e:  # not a model EM knows how to fit
+        raise TrainingError(f"algorithm 'em': {e}") from None
+    for i, log_likelihood in enumerate(history, 1):
+        metrics.log(i, {"train/log_likelihood": log_likelihood})
+    return len(history)
 
 
 def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
