@@ -104,7 +104,10 @@ def load_folder(folder: str | Path, *, weights: str | None = None, device: Any =
     model = build_model(card)
     path = folder / (weights or WEIGHTS)
     load_weights(model, read_weights(path), str(path))
-    model.info.update({"weights": str(path), "source": str(folder)})
+    results = card.zoo.get("results") or {}
+    # model.safetensors holds the EMA weights when the run kept an EMA, model_raw.safetensors the raw ones
+    kind = "raw" if (weights or WEIGHTS) == "model_raw.safetensors" else results.get("weights", "raw")
+    model.info.update({"weights": str(path), "source": str(folder), "weights_kind": kind})
     if device is not None:
         model.to(device)
     return model.eval()

@@ -687,6 +687,9 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
     results.update({"dataset": spec, "split": report.get("split", "test"), "beta": card.beta,
                     "seed": config.seed, "steps": steps, "train_seconds": round(seconds, 1),
                     "zoo_version": __version__, "command": command})
+    revision = card.zoo["data"].get("revision")
+    if revision and spec == card.zoo["data"]["source"]:
+        results["dataset_revision"] = revision
     return results
 
 

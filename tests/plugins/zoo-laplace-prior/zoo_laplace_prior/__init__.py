@@ -24,7 +24,8 @@ class LaplacePrior(nn.Module):
         return (-math.log(2) - self.log_b - z.abs() / self.log_b.exp()).sum(dims)
 
     def sample(self, n, generator=None):
-        u = torch.rand((n, *self.latent_shape), generator=generator, device=self.log_b.device) - 0.5
+        u = torch.rand((n, *self.latent_shape), generator=generator, device=self.log_b.device,
+                       dtype=self.log_b.dtype) - 0.5
         return -self.log_b.exp() * u.sign() * torch.log1p(-2 * u.abs())
 
 
