@@ -1,6 +1,6 @@
 """Pytest fixture ``local_hub``: a ``LocalHub`` server wired into ``huggingface_hub`` for one test.
 
-Import it in a test module with ``from hub_fixtures import local_hub  # noqa: F401``.
+tests/conftest.py makes the ``local_hub`` fixture available to every test module.
 """
 from __future__ import annotations
 

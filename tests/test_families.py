@@ -31,14 +31,6 @@ def tiny(encoder="{name: mlp, hidden: [64]}", decoder="{name: mlp, hidden: [64],
     return build_model(parse_card(text, name=name))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_tensors("zoo:digits", "train")

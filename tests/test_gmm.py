@@ -29,15 +29,6 @@ def gmm(k: int = 5, dtype=torch.float64):
     return build_model(parse_card(CARD.replace("[K]", f"[{k}]"), name=f"gmm{k}")).to(dtype)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run many times faster on one thread on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """Digits in [0, 1], dequantised with uniform noise of one grey level so no pixel has zero variance

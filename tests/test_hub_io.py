@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hub_fixtures import local_hub, set_offline  # noqa: F401
+from hub_fixtures import set_offline
 from zoo.errors import ZooError
 from zoo.hub import (
     ChecksumError, FileNotFound, HubError, RepoNotFound, RevisionNotFound, download_file, download_snapshot,

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import zoo
-from hub_fixtures import local_hub, set_offline  # noqa: F401
+from hub_fixtures import set_offline
 from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.errors import CardError, WeightsError

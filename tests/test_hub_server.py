@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_fixtures import ROOT, local_hub  # noqa: F401
+from hub_fixtures import ROOT
 from tools.hub_server import LocalHub, git_blob_sha1, iter_files
 
 REPO = "test-user/server-repo"

@@ -13,14 +13,6 @@ from zoo.registry import get_registry
 from zoo.testing import check_prior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", get_registry().names("prior"))
 def test_builtin_prior_conforms(name):
     report = check_prior(name, latent_shape=(2,), mc_samples=100_000)

@@ -5,19 +5,10 @@ import csv
 import json
 
 import pytest
-import torch
 
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.sweep import parse_betas, sweep
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_parse_betas():
