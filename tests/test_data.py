@@ -13,6 +13,7 @@ import torch
 
 from zoo import data as zd
 from zoo.data import DataError
+from zoo.data.splits import _fallback_indices
 from zoo.errors import ZooError
 
 datasets = pytest.importorskip("datasets")
@@ -282,7 +283,7 @@ def small_digits(use_shared):
 
 def train_rows(n: int) -> np.ndarray:
     """The rows a local source without a 'test' split trains on (the other 90%, in order)."""
-    return np.sort(zd._fallback_indices(n)[0])
+    return np.sort(_fallback_indices(n)[0])
 
 
 def test_local_parquet_file(tmp_path, small_digits, caplog):

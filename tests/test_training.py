@@ -16,7 +16,8 @@ from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.ema import EMA
 from zoo.errors import CardError
-from zoo.trainer import TrainConfig, TrainingError, epoch_order, lr_factor, train
+from zoo.train_data import epoch_order
+from zoo.trainer import TrainConfig, TrainingError, lr_factor, train
 from zoo.train_state import CheckpointManager
 
 SMALL = """---

@@ -27,3 +27,11 @@ class WeightsError(ZooError):
 
 class ShapeError(ZooError, ValueError):
     """Data whose shape does not fit the model."""
+
+
+class DataError(ZooError):
+    """A data source that cannot be found, loaded or converted (names the spec, path or field)."""
+
+
+class TrainingError(ZooError):
+    """Training stopped: a non-finite loss, or a setting that cannot work."""

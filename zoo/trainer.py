@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +40,9 @@ from torch import nn
 from .build import build_model
 from .cards import Card
 from .catalog import get_card
-from .errors import CardError, ShapeError, ZooError
+from .engine import _dist_env, _make_accelerator, isolated_rng, pick_device
+from .errors import CardError, ShapeError, TrainingError
+from .train_data import Batches, _stream_rows, _take
 
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
@@ -138,21 +140,6 @@ class TrainConfig:
             bad("em_iters", "must be a positive integer")
 
 
-class TrainingError(ZooError):
-    """Training stopped: a non-finite loss, or a setting that cannot work."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA, then MPS, then CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 @dataclass
 class TrainResult:
     model: Any
@@ -171,85 +158,6 @@ class Objective(nn.Module):
         # the card's objective: the beta-ELBO, or the k-sample IWAE bound (objective.iwae_k)
         loss, terms = self.model.objective(self.model.prepare(x), self.beta, prepared=True)
         return loss, terms.elbo.detach().mean()
-
-
-# ----------------------------------------------------------------------------------------------
-# data: global batches whose order is a function of (seed, epoch)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch + 1) % (2 ** 63))
-    return torch.randperm(n, generator=g)
-
-
-class Batches:
-    """Global batches of ``size`` rows from an in-memory tensor or a HF stream, resumable at
-    (epoch, batch).  Each process takes rows ``[lo, hi)`` of every global batch (its shard)."""
-
-    def __init__(self, data: Any, size: int, seed: int, lo: int, hi: int, *, streaming: bool,
-                 shape: tuple[int, ...], buffer: int, device: torch.device):
-        self.data, self.size, self.seed, self.lo, self.hi = data, size, seed, lo, hi
-        self.streaming, self.shape, self.buffer, self.device = streaming, shape, buffer, device
-        self.epoch, self.batch = 0, 0
-        self._it: Iterator[torch.Tensor] | None = None
-        self.per_epoch = None if streaming else len(data) // size
-
-    def seek(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch, self._it = epoch, batch, None
-
-    def position(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def _epoch_iter(self) -> Iterator[torch.Tensor]:
-        if not self.streaming:
-            order = epoch_order(len(self.data), self.seed, self.epoch)
-            if self.data.device != order.device:
-                order = order.to(self.data.device)
-            for i in range(self.batch, self.per_epoch):
-                yield self.data[order[i * self.size + self.lo:i * self.size + self.hi]]
-            return
-        from .data import iterate_batches
-
-        ds = self.data.shuffle(seed=(self.seed * 1_000_003 + self.epoch) % (2 ** 32), buffer_size=self.buffer)
-        if self.batch:
-            ds = ds.skip(self.batch * self.size)
-        for xs in iterate_batches(ds, self.size, drop_last=True, shape=self.shape):
-            yield xs[self.lo:self.hi]
-
-    def __next__(self) -> torch.Tensor:
-        for _ in range(2):
-            if self._it is None:
-                self._it = self._epoch_iter()
-            x = next(self._it, None)
-            if x is not None:
-                self.batch += 1
-                return x
-            if self.batch == 0:
-                break
-            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
-        raise TrainingError(f"the training data has fewer rows than one global batch ({self.size})")
-
-
-def _stream_rows(ds: Any) -> int | None:
-    info = getattr(ds, "info", None)
-    splits = getattr(info, "splits", None) or {}
-    for split in splits.values():
-        if getattr(split, "num_examples", None):
-            return int(split.num_examples) if len(splits) == 1 else None
-    return None
-
-
-def _take(ds: Any, n: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """The first ``n`` rows of a stream as a uint8 tensor (held-out data of a streamed source)."""
-    from .data import iterate_batches
-
-    parts, have = [], 0
-    for xs in iterate_batches(ds, min(n, 500), shape=shape):
-        parts.append(xs)
-        have += len(xs)
-        if have >= n:
-            break
-    return torch.cat(parts)[:n]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,15 +183,6 @@ def architecture(card: Card) -> str:
     return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def isolated_rng(device: torch.device, seed: int):
-    """Evaluation and sampling must not move the training RNG (exact resume)."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def _say(message: str) -> None:
     print(f"zoo train: {message}", file=sys.stderr, flush=True)
 
@@ -297,25 +196,6 @@ def _probe_writable(out: Path) -> None:
         (out / "checkpoints").mkdir(exist_ok=True)
     except OSError as e:
         raise TrainingError(f"cannot write the run folder {out}: {e.strerror or e}") from None
-
-
-def _dist_env() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _make_accelerator(device: torch.device, precision: str):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    if _dist_env()[1] == 1:  # several runs in one process may use different settings
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
-    if device.type == "cuda" and device.index is not None and _dist_env()[1] == 1:
-        torch.cuda.set_device(device.index)
-    if precision == "fp16" and device.type == "cpu":
-        raise TrainingError("precision fp16 needs a GPU; on CPU use bf16 or no")
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision,
-                       step_scheduler_with_optimizer=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+""":func:`iterate_batches`: batches of rows from tensors, a map-style dataset or a stream."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from ..errors import DataError
+from .hf import _ORIGIN, _datasets, _name_of
+from .images import _Converter, _image_column, _open_cell, to_tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def iterate_batches(data: Any, batch_size: int, *, shuffle: bool = False,
+                    generator: "torch.Generator | None" = None, drop_last: bool = False,
+                    image_key: str | None = None, shape: tuple[int, int, int] | None = None,
+                    convert: bool = False, buffer_size: int = 1000) -> Iterator[Any]:
+    """Yield batches of rows, each row once per pass.
+
+    ``data`` is a tensor [N, ...] (batches are ``data[idx]``; with ``shuffle`` ``idx`` comes from
+    ``torch.randperm(N, generator=generator)``, so a seeded generator reproduces the order), a
+    tuple/list of tensors with the same N (yields tuples, indexed alike), a map-style ``Dataset``
+    (converted once with :func:`to_tensor`), or a streaming ``IterableDataset``, whose images are
+    converted on the fly into uint8 batches [B, C, H, W] (``shuffle`` then uses the stream's
+    buffered shuffle, seeded from ``generator``).  Unshuffled tensor batches are views of ``data``.
+    """
+    import torch
+
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    datasets = _datasets() if not isinstance(data, (torch.Tensor, tuple, list)) else None
+    if datasets is not None and isinstance(data, datasets.IterableDataset):
+        return _iterate_stream(data, batch_size, shuffle=shuffle, generator=generator,
+                               drop_last=drop_last, image_key=image_key, shape=shape,
+                               convert=convert, buffer_size=buffer_size)
+    if datasets is not None and isinstance(data, datasets.Dataset):
+        data = to_tensor(data, image_key=image_key, shape=shape, convert=convert)
+    if isinstance(data, (tuple, list)):
+        tensors = tuple(data)
+        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise DataError("iterate_batches: a tuple/list must hold tensors")
+        if len({len(t) for t in tensors}) != 1:
+            raise DataError(f"iterate_batches: the tensors have different lengths "
+                            f"{[len(t) for t in tensors]}")
+        return _iterate_tensors(tensors, True, batch_size, shuffle, generator, drop_last)
+    if isinstance(data, torch.Tensor):
+        if data.dim() == 0:
+            raise DataError("iterate_batches: a 0-d tensor has no rows")
+        return _iterate_tensors((data,), False, batch_size, shuffle, generator, drop_last)
+    raise DataError(f"iterate_batches: expected a tensor, tensors, a datasets.Dataset or an "
+                    f"IterableDataset, got {type(data).__name__}")
+
+
+def _iterate_tensors(tensors: tuple, as_tuple: bool, batch_size: int, shuffle: bool,
+                     generator: Any, drop_last: bool) -> Iterator[Any]:
+    import torch
+
+    n = len(tensors[0])
+    stop = n - n % batch_size if drop_last else n
+    perm = torch.randperm(n, generator=generator, device="cpu") if shuffle else None
+    for start in range(0, stop, batch_size):
+        end = min(start + batch_size, n)
+        if perm is None:
+            batch = tuple(t[start:end] for t in tensors)
+        else:
+            idx = perm[start:end]
+            batch = tuple(t[idx.to(t.device)] if t.device.type != "cpu" else t[idx] for t in tensors)
+        yield batch if as_tuple else batch[0]
+
+
+def _iterate_stream(ds: Any, batch_size: int, *, shuffle: bool, generator: Any, drop_last: bool,
+                    image_key: str | None, shape: Any, convert: bool, buffer_size: int
+                    ) -> Iterator[Any]:
+    import torch
+    from PIL import Image
+
+    name = _name_of(ds)
+    if image_key is None:
+        try:
+            image_key = (_ORIGIN.get(ds) or (None, None))[1]
+        except TypeError:
+            image_key = None
+    features = getattr(ds, "features", None)
+    key = _image_column(features, image_key, name) if (features is not None or image_key) else None
+    feature_mode = getattr(features[key], "mode", None) if features is not None and key else None
+    if shuffle:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
+    conv = _Converter(name, shape, convert, feature_mode)
+    batch: list[np.ndarray] = []
+    for row, example in enumerate(ds):
+        if key is None:  # undeclared features: the first PIL image in the example
+            key = next((k for k, v in example.items() if isinstance(v, Image.Image)), None)
+            if key is None:
+                raise DataError(f"{name}: no image in the first example (columns {list(example)}); "
+                                "pass image_key=")
+        batch.append(conv(_open_cell(example[key], name, row), row))
+        if len(batch) == batch_size:
+            yield torch.from_numpy(np.stack(batch))
+            batch = []
+    if batch and not drop_last:
+        yield torch.from_numpy(np.stack(batch))

@@ -1,0 +1,154 @@
+"""Resolving a ``--data`` spec (built-in, local path or Hub id) and loading one split of it."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DataError
+from .builtin import BUILTIN_DATASETS, _materialise
+from .hf import _datasets, _remember
+from .splits import _fallback_test, _pick_split
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+_FILE_SUFFIXES = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".png", ".jpg", ".jpeg",
+                  ".npy", ".npz", ".zip", ".gz", ".tar"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _resolve(spec: Any) -> tuple[str, Any]:
+    """('builtin', _Builtin) | ('local', Path) | ('hub', str)."""
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"--data {spec!r}: expected a string (zoo:NAME, a Hub id owner/name, "
+                        "or a local path)")
+    if spec.startswith("zoo:"):
+        b = BUILTIN_DATASETS.get(spec[4:])
+        if b is None:
+            known = ", ".join(f"zoo:{k}" for k in BUILTIN_DATASETS)
+            raise DataError(f"--data {spec!r}: unknown built-in dataset; known: {known}")
+        return "builtin", b
+    path = Path(spec).expanduser()
+    if path.exists():
+        return "local", path
+    looks_like_path = (spec.startswith((".", "/", "~", "\\")) or spec.count("/") != 1
+                       or Path(spec).suffix.lower() in _FILE_SUFFIXES)
+    if _HUB_ID.fullmatch(spec) and not looks_like_path:
+        return "hub", spec
+    raise DataError(f"--data {spec!r}: no such file or directory ({path.absolute()}); it is not a "
+                    "built-in dataset (zoo:mnist-5k, zoo:digits) or a Hub id (owner/name) either")
+
+
+def _hub_error(spec: str, split: str, revision: str | None, e: BaseException) -> DataError:
+    datasets = _datasets()
+    offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+    where = f"split {split!r}" + (f", revision {revision!r}" if revision else "")
+    msg = f"--data {spec!r}: could not load the Hub dataset ({where}): {type(e).__name__}: {e}. "
+    if offline:
+        msg += ("Offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and the dataset is not in "
+                "the local Hugging Face cache: this machine may be offline; load it once with network "
+                "access, or use a local copy (a parquet file or save_to_disk folder).")
+    else:
+        msg += ("The id or revision may be wrong, the dataset private or gated (log in with "
+                "`hf auth login`), or this machine may be offline (set HF_DATASETS_OFFLINE=1 to use "
+                "only the local cache without network retries).")
+    return DataError(msg)
+
+
+def _load_local_dict(path: Path, spec: str, streaming: bool = False) -> Any:
+    """Every split of a local source, as a DatasetDict (IterableDatasetDict if streaming)."""
+    datasets = _datasets()
+    try:
+        if path.is_file():
+            if path.suffix.lower() != ".parquet":
+                raise DataError(f"--data {spec!r}: {path} is not a .parquet file (a local source must "
+                                "be a parquet file, a folder of parquet files, an image folder or a "
+                                "save_to_disk folder)")
+            return datasets.load_dataset("parquet", data_files={"train": str(path)},
+                                         streaming=streaming)
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            obj = datasets.load_from_disk(str(path))
+            if isinstance(obj, datasets.Dataset):
+                obj = datasets.DatasetDict({"train": obj})
+            if streaming:
+                obj = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in obj.items()})
+            return obj
+        if any(path.rglob("*.parquet")):
+            return datasets.load_dataset("parquet", data_dir=str(path), streaming=streaming)
+        return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming)
+    except DataError:
+        raise
+    except Exception as e:  # datasets raises many kinds (FileNotFoundError, ValueError, ArrowInvalid…)
+        raise DataError(f"--data {spec!r}: cannot load {path} ({type(e).__name__}: {e}); expected a "
+                        "parquet file or folder, an image folder (class_name/*.png) or a "
+                        "save_to_disk folder") from e
+
+
+def _load_local(path: Path, spec: str, split: str, streaming: bool) -> Any:
+    return _pick_split(_load_local_dict(path, spec, streaming), split, spec, streaming)
+
+
+def _load_hub(spec: str, split: str, revision: str | None, streaming: bool) -> Any:
+    datasets = _datasets()
+    try:
+        return datasets.load_dataset(spec, split=split, revision=revision, streaming=streaming)
+    except ValueError as e:
+        if "unknown split" not in str(e).lower():
+            raise _hub_error(spec, split, revision, e) from e
+        if split != "test":
+            raise DataError(f"--data {spec!r} has no split {split!r} ({e})") from e
+        if streaming:
+            raise DataError(f"--data {spec!r} has no 'test' split; a held-out part of 'train' cannot "
+                            "be carved from a stream: use streaming=False") from e
+        try:
+            train = datasets.load_dataset(spec, split="train", revision=revision)
+        except Exception as e2:
+            raise _hub_error(spec, "train", revision, e2) from e2
+        return _fallback_test(train, spec)
+    except Exception as e:
+        raise _hub_error(spec, split, revision, e) from e
+
+
+def load_dataset(spec: str, split: str = "train", *, image_key: str | None = None,
+                 revision: str | None = None, streaming: bool = False
+                 ) -> "datasets.Dataset | datasets.IterableDataset":
+    """Load one split of a data source as a Hugging Face ``Dataset`` (``IterableDataset`` if streaming).
+
+    ``spec`` is ``zoo:mnist-5k``, ``zoo:digits``, a Hub id (``owner/name``) or a local path (see
+    the module docstring).  ``image_key`` names the image column (default: the first
+    ``datasets.Image`` feature); ``revision`` applies to Hub datasets only.  Raises
+    :class:`DataError` naming the spec, the path or the field on any failure.
+    """
+    kind, target = _resolve(spec)
+    spec = str(spec)
+    if kind == "builtin":
+        if revision is not None:
+            raise DataError(f"--data {spec!r}: revision= applies to Hub datasets only")
+        if split not in target.splits:
+            raise DataError(f"--data {spec!r} has no split {split!r}; available: {list(target.splits)}")
+        datasets = _datasets()
+        root = _materialise(target)
+        try:
+            ds = datasets.load_from_disk(str(root / "dataset" / split))
+        except Exception as e:
+            raise DataError(f"--data {spec!r}: the data cache {root} is unreadable ({e}); delete it "
+                            "to rebuild") from e
+        if streaming:
+            ds = ds.to_iterable_dataset()
+    elif kind == "local":
+        if revision is not None:
+            raise DataError(f"--data {spec!r}: revision= applies to Hub datasets only")
+        ds = _load_local(target, spec, split, streaming)
+    else:
+        ds = _load_hub(target, split, revision, streaming)
+    if image_key is not None:
+        features = getattr(ds, "features", None)
+        if features is not None and image_key not in features:
+            raise DataError(f"--data {spec!r}: no column {image_key!r} (image_key); columns: "
+                            f"{list(features)}")
+    _remember(ds, spec, image_key)
+    return ds
