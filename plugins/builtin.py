@@ -6,6 +6,7 @@ from pathlib import Path
 from zoo.hookspecs import hookimpl
 
 from .decoders import ConvDecoder, MLPDecoder
+from .diffusion.ddpm import DDPMDecoder, DDPMPrior, NoisingEncoder
 from .encoders import ConvEncoder, MLPEncoder
 from .flows import RealNVPPrior
 from .gmm import CategoricalPrior, GMMDecoder, GMMPosterior
@@ -22,6 +23,7 @@ def register_encoders(register):
     register("gmm-posterior", GMMPosterior)
     register("ladder", LadderEncoder)
     register("timm", TimmEncoder)
+    register("ddpm-noising", NoisingEncoder)
 
 
 @hookimpl
@@ -29,6 +31,7 @@ def register_decoders(register):
     register("mlp", MLPDecoder)
     register("conv", ConvDecoder)
     register("gmm", GMMDecoder)
+    register("ddpm-decoder", DDPMDecoder)
 
 
 @hookimpl
@@ -39,6 +42,7 @@ def register_priors(register):
     register("vampprior", VampPrior)
     register("realnvp", RealNVPPrior)
     register("ladder", LadderPrior)
+    register("ddpm", DDPMPrior)
 
 
 @hookimpl

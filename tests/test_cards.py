@@ -23,9 +23,15 @@ body
 
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_every_card_builds_and_computes_its_elbo(name):
+    """Cards whose metadata says ``zoo-test: build-only`` (large pretrained UNets: a CPU forward
+    pass takes too long for this suite) are built, not run; their numerics are covered elsewhere
+    (tests/test_ddpm.py, tests/test_diffusion_unet.py)."""
     card = zoo.get_card(name)
     assert card.name == name and card.path.stem == name
     model = zoo.load(name, pretrained=False)
+    assert model.data_shape == card.data_shape
+    if card.metadata.get("zoo-test") == "build-only":
+        return
     x = torch.randint(0, 256, (2, *model.data_shape), dtype=torch.uint8)
     terms = model.elbo(x)
     assert terms.elbo.shape == (2,)

@@ -22,7 +22,7 @@ ZOO_FIELDS = {"name", "description", "data", "latent", "encoder", "decoder", "pr
 REQUIRED = ("data", "latent", "encoder", "decoder", "prior")
 DATA_FIELDS = {"source", "shape", "image_key", "revision", "split", "test_split"}
 WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter", "config_file", "variant"}
-OBJECTIVE_FIELDS = {"beta", "iwae_k"}
+OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
 
 
 @dataclass
@@ -149,6 +149,9 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
         k = zoo["objective"].get("iwae_k", 1)
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise fail("objective.iwae_k", f"must be an integer >= 1, got {k!r}")
+        loss = zoo["objective"].get("loss", "elbo")
+        if not isinstance(loss, str) or not loss:
+            raise fail("objective.loss", f"must be a name ('elbo', or one the prior's training_loss knows), got {loss!r}")
     if "train" in zoo and not isinstance(zoo["train"], dict):
         raise fail("train", "must be a mapping")
     if "weights" in zoo:
@@ -216,7 +219,7 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 def model_family(card: Card) -> str:
     """A coarse family tag: diffusion, iwae, beta-vae or vae."""
     names = " ".join(str(card.zoo[k].get("name", "")) for k in COMPONENTS)
-    if "diffusion" in names or "unet" in names:
+    if "diffusion" in names or "unet" in names or "ddpm" in names:
         return "diffusion"
     objective = card.zoo.get("objective") or {}
     if int(objective.get("iwae_k", 1)) > 1:

@@ -132,7 +132,19 @@ def cmd_sample(args) -> None:
 
     model = load(args.model, pretrained=True)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    images = model.sample(args.n, generator=generator)
+    if args.steps is not None or args.eta is not None:  # diffusion priors: DDIM with S steps
+        from zoo_plugins.diffusion import DDPMPrior, sample
+
+        if not isinstance(model.prior, DDPMPrior):
+            raise ZooError(f"--steps/--eta need a model with a ddpm prior; {model.name!r} has "
+                           f"{type(model.prior).__name__}")
+        try:
+            images = sample(model, args.n, steps=args.steps, eta=args.eta or 0.0, generator=generator,
+                            progress=True)
+        except ValueError as e:
+            raise ZooError(str(e)) from None
+    else:
+        images = model.sample(args.n, generator=generator)
     path = save_grid(images, args.out, scale=args.scale)
     print(f"wrote {path} ({args.n} samples from {model.name})")
 
@@ -172,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=2, help="enlarge each pixel (small images)")
+    p.add_argument("--steps", type=int, help="diffusion models: DDIM with this many steps (default: ancestral, all T)")
+    p.add_argument("--eta", type=float, help="diffusion models: DDIM noise, 0 deterministic .. 1 DDPM-like (default 0)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("diagnose", help="ELBO, rate/distortion, MI, active units, IWAE NLL")

@@ -41,7 +41,14 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         report = _bound_terms(model, data, batch_size)
         posterior = report.pop("_posterior")
         report.update(aggregate_posterior_split(model, posterior, mi_samples))
-        report.update(_iwae(model, data, iwae_k, batch_size))
+        if getattr(model.prior, "exact", True) is False and iwae_k > 0:
+            # log p(z) is itself a stochastic bound (e.g. a diffusion prior): importance weights built
+            # from it are not unbiased, so the IWAE value would not be a bound; report the ELBO's
+            report.update({"nll": -report["elbo"], "iwae_k": 0,
+                           "nll_estimator": "the negative ELBO (the model's variational bound); no IWAE: "
+                                            "the prior's log p(z) is a stochastic bound (prior.exact = False)"})
+        else:
+            report.update(_iwae(model, data, iwae_k, batch_size))
         if posterior is not None and model._enumerable(posterior):
             report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
@@ -74,10 +81,21 @@ def _bound_terms(model: LatentModel, data: Tensor, batch_size: int) -> dict[str,
     for key, value in totals.items():
         value = value / n
         report[key] = float(value) if value.dim() == 0 else value.tolist()
+    for key in [k for k in report if k.endswith("_count") and k[:-6] in report]:
+        # per-index extras computed on some rows only (e.g. DDPM's L_t at sub-sampled timesteps):
+        # the mean over the rows where each index was computed, None where it never was
+        counts = report.pop(key)
+        report[key[:-6]] = [v / c if c > 0 else None for v, c in zip(report[key[:-6]], counts)]
+    estimator = getattr(model.prior, "estimator", None)
+    if isinstance(estimator, str):
+        report["rate_estimator"] = estimator
     report["kl_per_dim"] = (torch.stack(kl_dims).sum(0) / n).tolist() if kl_dims else None
     report["_posterior"] = _concat(posteriors)
     means = torch.cat([q.mean.flatten(1) for q in posteriors]) if hasattr(posteriors[0], "mean") else None
-    if means is not None and means.dtype.is_floating_point:
+    if getattr(posteriors[0], "fixed", False):  # a fixed noising process (DDPM): nothing is learned
+        report["active_units"] = None
+        report["active_units_note"] = "not applicable: the encoder is a fixed noising process"
+    elif means is not None and means.dtype.is_floating_point:
         variance = means.var(0, unbiased=False)
         report["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
         report["latent_dims"] = int(variance.numel())
@@ -149,6 +167,18 @@ def format_report(report: dict[str, Any]) -> str:
     for key, value in report.items():
         if key.startswith("kl_layer") or key == "kl_per_layer":
             lines.append(f"  {key}: {value}")
+    if isinstance(report.get("L_t"), list):
+        curve = [(t, v) for t, v in enumerate(report["L_t"]) if v is not None]
+        if curve:
+            picks = [curve[round(i * (len(curve) - 1) / 7)] for i in range(min(8, len(curve)))]
+            lines.append(f"  per-timestep terms L_t (nats; {len(curve)} of {len(report['L_t'])} steps evaluated): "
+                         + ", ".join(f"t={t + 1}: {v:.3g}" for t, v in dict(picks).items()))
+        if isinstance(report.get("L_T"), float):
+            lines.append(f"  prior term L_T = KL(q(x_T|x_0)||N(0,I)): {report['L_T']:.3g} nats")
+    if report.get("rate_estimator"):
+        lines.append(f"  rate estimator: {report['rate_estimator']}")
+    if report.get("active_units_note"):
+        lines.append(f"  active units: {report['active_units_note']}")
     lines.append(f"  MI estimator: {report.get('mi_estimator')}")
     if report.get("nll_estimator"):
         lines.append(f"  NLL estimator: {report['nll_estimator']}")

@@ -7,6 +7,7 @@ Loading is card -> components -> safetensors, nothing more:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,14 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
 
         return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
     card = get_card(text)
-    model = build_model(card)
-    if pretrained:
+    if pretrained and card.zoo.get("weights"):
+        with _skip_init():  # every weight is overwritten by the (strict) load that follows
+            model = build_model(card)
         load_card_weights(model, card, revision=revision)
+    else:
+        model = build_model(card)
+        if pretrained:
+            load_card_weights(model, card, revision=revision)
     if device is not None:
         model.to(device)
     return model.eval()
@@ -70,15 +76,46 @@ def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, 
     """The card's weights file from the Hub (or the cache): (path, commit, the sha256 it was checked against).
 
     The card's sha256 is checked when the card's own revision is loaded; another ``revision`` holds another file,
-    so that one is checked against the hash the Hub advertises for it."""
-    from .hub import download_file
+    so that one is checked against the hash the Hub advertises for it.  A converted upstream checkpoint
+    (``converter`` set) named ``*.safetensors`` that the revision does not have falls back to the same name with
+    ``.bin`` (older diffusers uploads), read later with ``torch.load(weights_only=True)`` and checked against the
+    Hub's hash (the card's sha256 is the safetensors file's)."""
+    from .hub import FileNotFound, download_file
 
     spec = card.zoo["weights"]
     pinned = spec.get("revision")
     rev = revision or pinned
     sha256 = spec.get("sha256") if revision is None or revision == pinned else None
-    path, commit = download_file(spec["repo"], spec["file"], revision=rev, sha256=sha256)
+    try:
+        path, commit = download_file(spec["repo"], spec["file"], revision=rev, sha256=sha256)
+    except FileNotFound:
+        if not (spec.get("converter") and spec["file"].endswith(".safetensors")):
+            raise
+        fallback = spec["file"][: -len(".safetensors")] + ".bin"
+        try:
+            path, commit = download_file(spec["repo"], fallback, revision=rev)
+        except FileNotFound:
+            raise FileNotFound(f"neither {spec['file']!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
+        sha256 = None
     return path, commit, sha256
+
+
+@contextmanager
+def _skip_init():
+    """Build without random initialisation (the torch.nn.init fills become no-ops): for a model whose every
+    weight a strict load overwrites next, e.g. a 35.7M-parameter UNet loaded from a checkpoint."""
+    import torch.nn.init as init
+
+    names = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
+             "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_")
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
 
 
 def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,8 @@ Component contracts (see README, "Writing a plugin"):
             with a small support: the ELBO and log p(x) are then exact sums over the support.
 
 Training objective (card ``zoo.objective``): ``model.objective(x)`` -> (loss, terms), the
-beta-ELBO, or with ``iwae_k: K > 1`` the K-sample importance-weighted bound (Burda et al. 2015).
+beta-ELBO, or with ``iwae_k: K > 1`` the K-sample importance-weighted bound (Burda et al. 2015),
+or with ``loss: NAME`` a surrogate of the prior's ``training_loss(q, NAME)`` (DDPM's L_simple).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import ShapeError
+from .errors import CardError, ShapeError
 
 
 @dataclass
@@ -167,10 +168,20 @@ class LatentModel(nn.Module):
         ``iwae_k`` K > 1: minus the K-sample importance-weighted bound (Burda et al. 2015)
             log 1/K sum_i p(x|z_i) [p(z_i) / q(z_i|x)]^beta,  z_i ~ q(z|x),
         which is the IWAE bound at beta = 1; ``terms`` then hold the K-sample average of the
-        ELBO terms and ``terms.extras["iwae"]`` the bound.  ``beta`` defaults to the card's."""
+        ELBO terms and ``terms.extras["iwae"]`` the bound.  ``beta`` defaults to the card's.
+        ``loss`` other than ``elbo`` (e.g. ``simple`` for DDPM): ``prior.training_loss(q, loss)``
+        returns (loss, terms); ``elbo()`` still reports the true bound."""
         beta = self.beta if beta is None else float(beta)
-        k = int((self.config.get("objective") or {}).get("iwae_k", 1))
+        objective = self.config.get("objective") or {}
+        k = int(objective.get("iwae_k", 1))
         x = x if prepared else self.prepare(x)
+        loss_name = objective.get("loss", "elbo")
+        if loss_name != "elbo":  # a surrogate the prior defines, e.g. DDPM's L_simple
+            hook = getattr(self.prior, "training_loss", None)
+            if hook is None:
+                raise CardError(f"objective.loss {loss_name!r} needs a prior with training_loss(q, loss); "
+                                 f"{type(self.prior).__name__} has none (use 'elbo')")
+            return hook(self.encoder(x), loss_name)
         if k <= 1:
             terms = self.elbo(x, prepared=True)
             return terms.loss(beta), terms

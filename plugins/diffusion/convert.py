@@ -33,6 +33,7 @@ from .unet import UNetConfig
 
 __all__ = [
     "diffusers_unet_to_zoo",
+    "diffusers_ddpm_to_zoo",
     "config_from_diffusers",
     "load_diffusers_unet",
     "check_state_dict",
@@ -127,6 +128,20 @@ def diffusers_unet_to_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]
             msg.append(f"missing attention keys: {_listing(missing)}")
         raise WeightsError(" ".join(msg))
     return out
+
+
+ZOO_PREFIX = "prior.unet."  # where the UNet lives in a LatentModel with the ``ddpm`` prior
+
+
+def diffusers_ddpm_to_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The named converter ``diffusers-unet`` (card ``zoo.weights.converter``): a diffusers
+    ``UNet2DModel`` state dict (either attention key style) -> the state dict of a LatentModel whose
+    prior is ``ddpm`` (``prior.unet.<our UNet names>``).  Key problems raise :class:`WeightsError`
+    listing the first unexpected / missing keys; the model's strict load then lists any missing or
+    mis-shaped ones."""
+    if not state_dict:
+        raise WeightsError("cannot convert an empty state dict (no tensors in the checkpoint)")
+    return {ZOO_PREFIX + k: v for k, v in diffusers_unet_to_zoo(state_dict).items()}
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:

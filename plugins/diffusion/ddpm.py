@@ -1,0 +1,454 @@
+"""DDPM (Ho et al. 2020) as a latent-variable model: prior ``ddpm``, encoder ``ddpm-noising``,
+decoder ``ddpm-decoder``.
+
+A diffusion model is the zoo's triple with T latent layers x_1..x_T:
+
+    encoder  q(x_1|x_0) of the fixed noising process (no parameters; ``ddpm-noising``)
+    prior    p(x_1) = int p(x_T) prod_{t>=2} p(x_{t-1}|x_t) dx_{2:T}   (UNet + schedule; ``ddpm``)
+    decoder  p(x_0|x_1): discretized Gaussian on 8-bit data whose mean is the UNet's at t = 1
+             (``ddpm-decoder``; it borrows the prior's UNet, it has no weights of its own)
+
+and the ELBO of ``LatentModel.elbo`` is exactly Ho et al.'s eq. 5 bound:
+
+    -ELBO = distortion + rate,  distortion = L_0 = -log p(x_0|x_1),
+                                rate = L_T + sum_{t=2}^{T} L_{t-1}           (``prior.infer``)
+
+Paper step t is code index i = t - 1 (see :mod:`.schedule`): L_i for i >= 1 is the KL of the
+step i+1 -> i, computed with the UNet at index i.  With ``eval_timesteps: K`` the sum over
+i = 1..T-1 is estimated from K indices drawn by stratified uniform sampling (the range split into
+K contiguous strata of sizes n_j, one index u_j uniform in each, estimate sum_j n_j L_{u_j}),
+shared by the batch: unbiased, E = the full sum.  The strata grow quadratically with t (the first
+ones hold a single step, so the large early terms are exact; the tiny late terms share wide strata).  ``eval_timesteps: null`` evaluates every step
+(T - 1 UNet calls per batch).  Either way each L_i uses one fresh draw of x_{i+1} ~ q(.|x_0),
+as in Ho et al.
+
+The same prior under a VAE (latent diffusion): given any other posterior q(z|x), ``infer``
+returns rate = E_q[log q(z|x)] + L(z) >= KL(q||p), where L(z) >= -log p(z) is the same bound on
+the continuous z (L_0 a Gaussian density there), so the model's ELBO stays a lower bound.
+``log_prob(z)`` is -L(z) (``exact = False``).
+
+Training: card ``objective: {loss: simple}`` trains the pixel model with Ho et al.'s L_simple
+(epsilon MSE at one uniform t per image) through :meth:`DDPMPrior.training_loss`; the terms it
+returns for logging are the one-sample unbiased estimate of the bound from the same forward pass.
+``LatentModel.elbo`` always reports the true bound.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.distributions import LOG_2PI, sum_event
+from zoo.errors import ShapeError
+from zoo.likelihoods import Likelihood, Observation
+
+from .schedule import (
+    NoiseSchedule,
+    check_timesteps,
+    ddim_timesteps,
+    discretized_gaussian_log_likelihood,
+    normal_kl,
+    p_mean_variance,
+    prior_kl,
+    q_posterior,
+    q_sample,
+)
+from .unet import UNet, UNetConfig
+
+__all__ = ["DDPMPrior", "NoisingEncoder", "NoisingPosterior", "DDPMDecoder", "DiscretizedGaussian",
+           "UNET_PRESETS", "sample"]
+
+VARIANCES = {"fixed-small": "fixed_small", "fixed-large": "fixed_large",
+             "fixed_small": "fixed_small", "fixed_large": "fixed_large"}
+UNET_PRESETS = {
+    "ddpm-cifar10": UNetConfig.ddpm_cifar10,
+    "digits-8x8": UNetConfig.digits_8x8,
+    # google/ddpm-{celebahq,church,bedroom,cat}-256: block_out_channels 128,128,256,256,512,512
+    "ddpm-256": lambda: UNetConfig(sample_size=256, channels=128, channel_mult=(1, 1, 2, 2, 4, 4),
+                                   attention_resolutions=(16,)),
+}
+MAX_ROWS = 1024  # rows per UNet call when several timesteps are stacked
+
+
+def _unet_config(spec: Any, channels: int, size: int) -> UNetConfig:
+    if isinstance(spec, str):
+        if spec not in UNET_PRESETS:
+            raise ValueError(f"unknown unet preset {spec!r}; choose one of {sorted(UNET_PRESETS)} or give a mapping")
+        cfg = UNET_PRESETS[spec]()
+    else:
+        d = dict(spec or {})
+        d.setdefault("in_channels", channels)
+        d.setdefault("out_channels", channels)
+        d.setdefault("sample_size", size)
+        cfg = UNetConfig.from_dict(d)
+    if cfg.sample_size != size or cfg.in_channels != channels or cfg.out_channels != channels:
+        raise ShapeError(f"the UNet is for images of shape [{cfg.in_channels}, {cfg.sample_size}, {cfg.sample_size}] "
+                         f"(out_channels {cfg.out_channels}) but the diffused variable has shape "
+                         f"[{channels}, {size}, {size}]: a pretrained UNet only works at its own image size")
+    return cfg
+
+
+def _strata(first: int, last: int, k: int | None, generator=None) -> tuple[Tensor, Tensor]:
+    """Indices in [first, last] and their weights: all of them (weight 1) when ``k`` is None or
+    covers the range, else one uniform index in each of k contiguous strata, weighted by the
+    stratum's size (unbiased for the sum over the range)."""
+    n = last - first + 1
+    if n <= 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    if k is None or k >= n:
+        return torch.arange(first, last + 1), torch.ones(n)
+    # strata grow quadratically with t: the terms of the first steps are large and change fast (the
+    # first strata have one step each, i.e. are exact), the late ones are tiny and flat
+    edges = [first + round(n * (j / k) ** 2) for j in range(k + 1)]
+    for j in range(1, k + 1):
+        edges[j] = max(edges[j], edges[j - 1] + 1)
+    edges[k] = first + n
+    for j in range(k - 1, 0, -1):
+        edges[j] = min(edges[j], edges[j + 1] - 1)
+    sizes = torch.tensor([edges[j + 1] - edges[j] for j in range(k)], dtype=torch.float64)
+    u = torch.rand(k, generator=generator, dtype=torch.float64)
+    idx = torch.tensor(edges[:-1], dtype=torch.float64) + torch.floor(u * sizes)
+    return idx.long(), sizes.float()
+
+
+class DDPMPrior(nn.Module):
+    """The reverse chain p(x_T) prod_t p(x_{t-1}|x_t) with Ho et al.'s epsilon-prediction UNet.
+
+    Card arguments: ``unet`` (a preset name or UNetConfig fields; in/out channels and size default
+    to the latent shape), ``timesteps`` T, ``schedule`` linear (``beta_start``, ``beta_end``) or
+    cosine (``cosine_s``), ``variance`` fixed-small (beta~_t) or fixed-large (beta_t),
+    ``eval_timesteps`` K for the stratified sub-sampled bound (null: exact), ``clip_sample``
+    (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound)."""
+
+    exact = False  # log_prob is the variational bound
+
+    def __init__(self, *, latent_shape, data_shape=None, unet: Any = None, timesteps: int = 1000,
+                 schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
+                 cosine_s: float = 0.008, variance: str = "fixed-small", eval_timesteps: int | None = None,
+                 clip_sample: bool = True):
+        super().__init__()
+        shape = tuple(int(v) for v in latent_shape)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ShapeError(f"the ddpm prior diffuses square images: latent shape must be [C, H, H], got {list(shape)}")
+        self.latent_shape = shape
+        self.unet = UNet(_unet_config(unet, shape[0], shape[1]))
+        if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 2:
+            raise ValueError(f"timesteps must be an integer >= 2, got {timesteps!r}")
+        if schedule == "linear":
+            self.schedule = NoiseSchedule.linear(timesteps, beta_start, beta_end)
+        elif schedule == "cosine":
+            self.schedule = NoiseSchedule.cosine(timesteps, cosine_s)
+        else:
+            raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+        if variance not in VARIANCES:
+            raise ValueError(f"variance must be 'fixed-small' or 'fixed-large', got {variance!r}")
+        self.variance = VARIANCES[variance]
+        if eval_timesteps is not None and (not isinstance(eval_timesteps, int) or eval_timesteps < 1):
+            raise ValueError(f"eval_timesteps must be a positive integer or null (exact), got {eval_timesteps!r}")
+        self.eval_timesteps = eval_timesteps
+        self.clip_sample = bool(clip_sample)
+        self.pixel = False  # set by bind(): True under the ddpm-noising encoder (x_1 is the latent)
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def bind(self, model) -> None:
+        self.pixel = isinstance(model.encoder, NoisingEncoder)
+        if self.pixel and tuple(model.data_shape) != self.latent_shape:
+            raise ShapeError(f"a pixel-space DDPM needs latent shape = data shape, got latent {list(self.latent_shape)} "
+                             f"and data {list(model.data_shape)}")
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.schedule.num_timesteps
+
+    def eps(self, x: Tensor, t: Tensor) -> Tensor:
+        """epsilon_theta(x_t, t), t the 0-based step index (ValueError outside 0..T-1)."""
+        t = check_timesteps(self.schedule, t if torch.is_tensor(t) else torch.tensor(t))
+        return self.unet(x, t)
+
+    @property
+    def estimator(self) -> str:
+        T = self.num_timesteps
+        k = self.eval_timesteps
+        how = (f"exact sum over all {T - 1} KL steps" if k is None or k >= T - 1 else
+               f"unbiased stratified estimate from {k} of {T - 1} KL steps (one uniform t in each of {k} "
+               f"strata growing quadratically with t, weighted by stratum size), shared by the batch")
+        return (f"DDPM variational bound (Ho et al. 2020 eq. 5), T={T}: rate = L_T + sum_(t=2..T) L_(t-1), {how}; "
+                f"distortion = L_0 (discretized Gaussian decoder at t=1); one x_t ~ q(x_t|x_0) per term")
+
+    # -- the bound -------------------------------------------------------------------------------
+    def _step_terms(self, x0: Tensor, t: Tensor, continuous: bool) -> Tensor:
+        """L_i per row of x0 at indices t (KL for i >= 1; -log p(x_0|x_1) for i = 0)."""
+        noise = torch.randn_like(x0)
+        xt = q_sample(self.schedule, x0, t, noise)
+        p = p_mean_variance(self.schedule, self.unet(xt, t), xt, t, self.variance, clip_x0=False)
+        q_mean, _, q_logvar = q_posterior(self.schedule, x0, xt, t)
+        kl = normal_kl(q_mean, q_logvar, p.mean, p.log_variance).flatten(1).sum(1)
+        if not bool((t == 0).any()):
+            return kl
+        if continuous:  # a density on z: Gaussian N(mu_theta, sigma_1^2)
+            log_p0 = -0.5 * (LOG_2PI + p.log_variance + (x0 - p.mean) ** 2 * torch.exp(-p.log_variance))
+        else:
+            log_p0 = discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance)
+        return torch.where(t == 0, -log_p0.flatten(1).sum(1), kl)
+
+    def bound_terms(self, x0: Tensor, timesteps: Tensor, *, continuous: bool = False) -> Tensor:
+        """[B, K] terms L_i for the given indices, several indices stacked per UNet call."""
+        b = x0.shape[0]
+        chunk = max(1, MAX_ROWS // max(b, 1))
+        cols = []
+        for start in range(0, len(timesteps), chunk):
+            ts = timesteps[start:start + chunk].to(x0.device)
+            k = len(ts)
+            t = ts.repeat_interleave(b)
+            x = x0.repeat(k, *([1] * (x0.dim() - 1)))
+            cols.append(self._step_terms(x, t, continuous).view(k, b).T)
+        return torch.cat(cols, 1) if cols else x0.new_zeros(b, 0)
+
+    def _rate(self, x0: Tensor, first: int, continuous: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        T = self.num_timesteps
+        ts, weights = _strata(first, T - 1, self.eval_timesteps)
+        terms = self.bound_terms(x0, ts, continuous=continuous)
+        prior = prior_kl(self.schedule, x0)
+        total = prior + (terms * weights.to(terms)).sum(1)
+        b = x0.shape[0]
+        curve = terms.new_zeros(b, T).index_copy(1, ts.to(x0.device), terms.detach())
+        count = terms.new_zeros(b, T).index_fill(1, ts.to(x0.device), 1.0)
+        return total, {"L_T": prior.detach(), "L_t": curve, "L_t_count": count}
+
+    def infer(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(z, rate, extras). Under the noising encoder: z = x_1 ~ q(x_1|x_0) and rate = L_T + sum_{t>=2} L_{t-1};
+        under any other encoder: z ~ q(z|x) and rate = E_q log q(z|x) + L(z) (an upper bound on the KL)."""
+        x0 = getattr(q, "x0", None)
+        if x0 is not None:
+            rate, extras = self._rate(x0, 1, continuous=False)
+            return q.rsample(), rate, extras
+        z = q.rsample()
+        bound, extras = self._rate(z, 0, continuous=True)
+        log_q = -q.entropy() if hasattr(q, "entropy") else q.log_prob(z)
+        return z, log_q + bound, extras
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """-L(z) <= log p(z): the diffusion bound on a continuous variable (stochastic; any leading dims)."""
+        lead = z.shape[: z.dim() - 3]
+        flat = z.reshape(-1, *self.latent_shape)
+        bound, _ = self._rate(flat, 0, continuous=True)
+        return -bound.reshape(lead)
+
+    # -- training --------------------------------------------------------------------------------
+    def training_loss(self, q, loss: str = "simple"):
+        """Ho et al.'s L_simple = E_{t, eps} ||eps - eps_theta(x_t, t)||^2 (mean over pixels), t uniform
+        in 0..T-1, and, for logging, the one-sample unbiased bound estimate L_T + T * L_t from the same
+        forward pass (distortion = T * L_0 when t = 0, rate the rest)."""
+        from zoo.model import ELBO
+
+        if loss != "simple":
+            raise ValueError(f"ddpm prior: unknown objective.loss {loss!r}; choose 'elbo' (the bound) or 'simple'")
+        x0 = getattr(q, "x0", None)
+        if x0 is None:
+            raise ValueError("objective.loss 'simple' trains a pixel-space DDPM (encoder ddpm-noising); a latent "
+                             "diffusion model trains on its ELBO (objective.loss: elbo)")
+        T = self.num_timesteps
+        t = torch.randint(0, T, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        xt = q_sample(self.schedule, x0, t, noise)
+        eps = self.unet(xt, t)
+        mse = (eps - noise).pow(2).flatten(1).mean(1)
+        with torch.no_grad():
+            p = p_mean_variance(self.schedule, eps.detach(), xt, t, self.variance)
+            q_mean, _, q_logvar = q_posterior(self.schedule, x0, xt, t)
+            kl = normal_kl(q_mean, q_logvar, p.mean, p.log_variance).flatten(1).sum(1)
+            nll = -discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance).flatten(1).sum(1)
+            first = t == 0
+            distortion = T * torch.where(first, nll, torch.zeros_like(nll))
+            rate = prior_kl(self.schedule, x0) + T * torch.where(first, torch.zeros_like(kl), kl)
+        return mse.mean(), ELBO(-(distortion + rate), distortion, rate, {"L_simple": mse.detach()})
+
+    # -- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, progress: bool | None = None) -> Tensor:
+        """Ancestral sampling (Ho et al. Algorithm 2) from x_T down to x_1 (pixel model: the decoder makes
+        x_0) or to x_0 (a latent prior; the last step takes the mean)."""
+        kw = {"device": self._anchor.device, "dtype": self._anchor.dtype, "generator": generator}
+        x = torch.randn((n, *self.latent_shape), **kw)
+        last = 1 if self.pixel else 0
+        for i in _progress(range(self.num_timesteps - 1, last - 1, -1), progress, "DDPM"):
+            t = torch.full((n,), i, dtype=torch.long, device=x.device)
+            p = p_mean_variance(self.schedule, self.unet(x, t), x, t, self.variance, self.clip_sample)
+            x = p.mean + p.variance.sqrt() * torch.randn(x.shape, **kw) if i > 0 else p.mean
+        return x
+
+
+def _progress(steps, enabled: bool | None, desc: str):
+    if enabled is False:
+        return steps
+    from tqdm.auto import tqdm
+
+    # None: a bar on an interactive terminal only
+    return tqdm(steps, desc=desc, disable=None if enabled is None else False, leave=False)
+
+
+# ------------------------------------------------------------------------------------------ encoder
+
+@dataclass
+class NoisingPosterior:
+    """q(x_1|x_0) = N(sqrt(alpha_bar_1) x_0, (1 - alpha_bar_1) I), holding x_0 for the prior's bound."""
+
+    x0: Tensor
+    schedule: NoiseSchedule
+    fixed = True  # a fixed (parameter-free) encoder: no active units / MI to report
+
+    @property
+    def _coefs(self) -> tuple[float, float]:
+        ab = float(self.schedule.alphas_cumprod[0])
+        return math.sqrt(ab), math.sqrt(1.0 - ab)
+
+    @property
+    def mean(self) -> Tensor:
+        return self._coefs[0] * self.x0
+
+    @property
+    def stddev(self) -> Tensor:
+        return torch.full_like(self.x0, self._coefs[1])
+
+    def rsample(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        a, s = self._coefs
+        shape = self.x0.shape if n is None else (n, *self.x0.shape)
+        return a * self.x0 + s * torch.randn(shape, device=self.x0.device, dtype=self.x0.dtype, generator=generator)
+
+    sample = rsample
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        a, s = self._coefs
+        lp = -0.5 * LOG_2PI - math.log(s) - 0.5 * ((z - a * self.x0) / s) ** 2
+        return sum_event(lp, self.x0.dim() - 1)
+
+    def entropy(self) -> Tensor:
+        d = self.x0[0].numel()
+        return self.x0.new_full((self.x0.shape[0],), d * (0.5 * (LOG_2PI + 1.0) + math.log(self._coefs[1])))
+
+    def detach(self) -> "NoisingPosterior":
+        return NoisingPosterior(self.x0.detach(), self.schedule)
+
+    @staticmethod
+    def cat(parts: list["NoisingPosterior"]) -> "NoisingPosterior":
+        return NoisingPosterior(torch.cat([p.x0 for p in parts]), parts[0].schedule)
+
+
+class _Bound(nn.Module):
+    """Keeps a weak reference to the model's ``ddpm`` prior (not a submodule: no duplicated weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prior_ref = None
+
+    def bind(self, model) -> None:
+        if not isinstance(model.prior, DDPMPrior):
+            raise ValueError(f"{type(self).__name__} needs the 'ddpm' prior, got {type(model.prior).__name__}")
+        object.__setattr__(self, "_prior_ref", weakref.ref(model.prior))
+
+    @property
+    def ddpm(self) -> DDPMPrior:
+        prior = self._prior_ref() if self._prior_ref is not None else None
+        if prior is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a model with a ddpm prior")
+        return prior
+
+
+class NoisingEncoder(_Bound):
+    """The fixed forward process: x_0 (data in [-1, 1]) -> q(x_1|x_0).  No parameters."""
+
+    def __init__(self, *, data_shape, latent_shape):
+        super().__init__()
+        if tuple(latent_shape) != tuple(data_shape):
+            raise ShapeError(f"ddpm-noising: latent shape must equal the data shape {list(data_shape)}, "
+                             f"got {list(latent_shape)}")
+
+    def forward(self, x: Tensor) -> NoisingPosterior:
+        return NoisingPosterior(x, self.ddpm.schedule)
+
+
+# ------------------------------------------------------------------------------------------ decoder
+
+class DiscretizedGaussian(Likelihood):
+    """Ho et al.'s decoder (eq. 13): Gaussian integrated over the 8-bit bin of x in [-1, 1]; edge
+    bins open.  Params: mean and log-scale."""
+
+    name = "discretized-gaussian"
+    params_per_dim = 2
+
+    def prepare(self, x01: Tensor) -> Tensor:
+        return x01 * 2 - 1
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def log_prob_elementwise(self, params: Tensor, x: Tensor) -> Tensor:
+        mean, log_scale = self.split(params)
+        return discretized_gaussian_log_likelihood(x, mean, log_scale)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self.split(params)[0].clamp(-1, 1)
+
+    def sample(self, params: Tensor, generator=None) -> Tensor:
+        mean, log_scale = self.split(params)
+        x = mean + log_scale.exp() * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+class DDPMDecoder(_Bound):
+    """p(x_0|x_1): the reverse step at t = 1 of the prior's UNet, as a discretized Gaussian."""
+
+    def __init__(self, *, data_shape, latent_shape):
+        super().__init__()
+        self.likelihood = DiscretizedGaussian()
+
+    def forward(self, z: Tensor) -> Observation:
+        ddpm = self.ddpm
+        t = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        p = p_mean_variance(ddpm.schedule, ddpm.unet(z, t), z, t, ddpm.variance, clip_x0=False)
+        return self.likelihood(torch.cat([p.mean, 0.5 * p.log_variance], 1))
+
+
+# ------------------------------------------------------------------------------------------ helper
+
+@torch.no_grad()
+def sample(model, n: int, *, steps: int | None = None, eta: float = 0.0, batch_size: int = 256,
+           generator: torch.Generator | None = None, progress: bool | None = None) -> Tensor:
+    """n images in [0, 1] from a model with a ``ddpm`` prior (pixel DDPM or latent diffusion).
+
+    ``steps=None``: ancestral sampling with all T steps; ``steps=S``: DDIM (Song et al. 2021) with
+    S <= T steps and noise ``eta`` (0 deterministic, 1 the DDPM posterior variance).  Batched by
+    ``batch_size``; a progress bar on a terminal (``progress=True`` always, False never)."""
+    prior = model.prior
+    if not isinstance(prior, DDPMPrior):
+        raise ValueError(f"model {model.name!r} has no ddpm prior")
+    T = prior.num_timesteps
+    if steps is not None:
+        ddim_timesteps(T, steps)  # ValueError unless 1 <= steps <= T
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    was = model.training
+    model.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        if steps is None:
+            z = prior.sample(m, generator=generator, progress=progress)
+            out.append(model.to_images(model.decoder(z).mean))
+            continue
+        from .sampling import ddim_sample
+
+        shape = (m, *prior.latent_shape)
+        x = ddim_sample(prior.eps, prior.schedule, shape, num_steps=steps, eta=eta,
+                        clip_x0=prior.clip_sample, generator=generator, device=prior._anchor.device,
+                        dtype=prior._anchor.dtype,
+                        progress=sys.stderr.isatty() if progress is None else bool(progress))
+        out.append(model.to_images(x) if prior.pixel else model.to_images(model.decoder(x).mean))
+    model.train(was)
+    return torch.cat(out)
