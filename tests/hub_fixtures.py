@@ -74,3 +74,15 @@ def local_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Local
         yield hub
     finally:
         hub.stop()
+
+
+def register_card_folder(folder: Path, name: str) -> None:
+    """Register the cards in ``folder`` as an in-process plugin (undone by the ``fresh_registry`` fixture)."""
+    import zoo
+
+    class CardPlugin:
+        @zoo.hookimpl
+        def register_cards(self, register):
+            register(folder)
+
+    zoo.get_registry().add_plugin(CardPlugin(), name=f"test-cards-{name}")

@@ -16,23 +16,16 @@ import pytest
 import torch
 
 import zoo
-from hub_fixtures import local_hub  # noqa: F401
+from hub_fixtures import register_card_folder
 from zoo.cards import parse_card
 from zoo.errors import CardError, ShapeError, WeightsError
+from zoo_plugins.diffusion.convert import DDPM_CIFAR10_DIFFUSERS_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "google/ddpm-cifar10-32"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 LEGACY = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
-CIFAR10_CONFIG = {  # google/ddpm-cifar10-32 config.json (as published)
-    "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
-    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32,
-    "out_channels": 3, "sample_size": 32, "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
+CIFAR10_CONFIG = {k: v for k, v in DDPM_CIFAR10_DIFFUSERS_CONFIG.items() if not k.startswith("_")}
 TINY = """---
 license: apache-2.0
 zoo-test: build-only
@@ -290,22 +283,8 @@ def _register_card(tmp_path: Path, commit: str) -> str:
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.md").write_text(text)
 
-    class CardPlugin:
-        @zoo.hookimpl
-        def register_cards(self, register):
-            register(folder)
-
-    zoo.get_registry().add_plugin(CardPlugin(), name=f"test-cards-{name}")
+    register_card_folder(folder, name)
     return name
-
-
-@pytest.fixture
-def registry():
-    from zoo.registry import reset_registry
-
-    reset_registry()
-    yield zoo.get_registry()
-    reset_registry()
 
 
 def _check_matches_diffusers(model, net):
@@ -324,7 +303,7 @@ def _check_matches_diffusers(model, net):
 
 
 @pytest.mark.parametrize("style", ["safetensors", "legacy-bin"])
-def test_zoo_load_ddpm_cifar10_equals_diffusers(local_hub, registry, tmp_path, style):  # noqa: F811
+def test_zoo_load_ddpm_cifar10_equals_diffusers(local_hub, fresh_registry, tmp_path, style):
     pytest.importorskip("diffusers")
     sd, net = _diffusers_state()
     folder = tmp_path / "upload"

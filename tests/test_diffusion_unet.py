@@ -15,27 +15,7 @@ from zoo_plugins.diffusion import convert, sampling, schedule, unet  # noqa: E40
 UNet, UNetConfig = unet.UNet, unet.UNetConfig
 NoiseSchedule = schedule.NoiseSchedule
 
-CIFAR10_CONFIG = {  # google/ddpm-cifar10-32 config.json (as published)
-    "_class_name": "UNet2DModel",
-    "_diffusers_version": "0.1.0",
-    "act_fn": "silu",
-    "attention_head_dim": None,
-    "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0,
-    "flip_sin_to_cos": False,
-    "freq_shift": 1,
-    "in_channels": 3,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 32,
-    "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
+CIFAR10_CONFIG = convert.DDPM_CIFAR10_DIFFUSERS_CONFIG
 CELEBAHQ_CONFIG = {  # google/ddpm-celebahq-256 (church/bedroom/cat share the layout)
     **CIFAR10_CONFIG,
     "block_out_channels": [128, 128, 256, 256, 512, 512],

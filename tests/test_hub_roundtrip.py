@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import zoo
-from hub_fixtures import set_offline
+from hub_fixtures import register_card_folder, set_offline
 from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.errors import CardError, WeightsError
@@ -95,21 +95,7 @@ def _register_card(tmp_path: Path, name: str, weights: dict) -> None:
     text = SMALL.replace("SEED", "0").replace("zoo:\n", "zoo:\n  weights: " + json.dumps(weights) + "\n", 1)
     (folder / f"{name}.md").write_text(text)
 
-    class CardPlugin:
-        @zoo.hookimpl
-        def register_cards(self, register):
-            register(folder)
-
-    zoo.get_registry().add_plugin(CardPlugin(), name=f"test-cards-{name}")
-
-
-@pytest.fixture
-def registry():
-    from zoo.registry import reset_registry
-
-    reset_registry()
-    yield zoo.get_registry()
-    reset_registry()
+    register_card_folder(folder, name)
 
 
 # -- publish --------------------------------------------------------------------------------------------------
@@ -176,7 +162,7 @@ def test_round_trip_into_a_clean_cache_by_repo_id_and_pinned_uri(local_hub, runs
     assert bare.name == "tiny-vae" and not _same(bare, original1) and bare.info["revision"] == second
 
 
-def test_card_with_a_weights_block_loads_the_pinned_commit(local_hub, runs, registry, tmp_path, monkeypatch):
+def test_card_with_a_weights_block_loads_the_pinned_commit(local_hub, runs, fresh_registry, tmp_path, monkeypatch):
     pushed = push(runs[0], REPO)
     push(runs[1], REPO)  # main moves on; the card stays pinned
     _register_card(tmp_path, "tiny-pinned", pushed["weights"])
@@ -190,7 +176,7 @@ def test_card_with_a_weights_block_loads_the_pinned_commit(local_hub, runs, regi
     assert _same(moved, zoo.load(runs[1])) and moved.info["revision"] != pushed["commit"]
 
 
-def test_cli_push_and_download_then_offline(local_hub, runs, registry, tmp_path, monkeypatch, capsys):
+def test_cli_push_and_download_then_offline(local_hub, runs, fresh_registry, tmp_path, monkeypatch, capsys):
     assert main(["push", str(runs[0]), "--repo", REPO]) == 0
     out = capsys.readouterr().out
     commit = out.split("commit ")[1].split()[0]
@@ -239,7 +225,7 @@ def test_interrupted_weights_download_resumes(local_hub, runs, monkeypatch, tmp_
 
 
 # -- bad input ------------------------------------------------------------------------------------------------
-def test_corrupted_download_is_refused_and_never_loads_later(local_hub, runs, registry, tmp_path, monkeypatch):
+def test_corrupted_download_is_refused_and_never_loads_later(local_hub, runs, fresh_registry, tmp_path, monkeypatch):
     pushed = push(runs[0], REPO)
     _register_card(tmp_path, "tiny-corrupt", pushed["weights"])
     local_hub.corrupt(REPO, "model.safetensors")
@@ -255,7 +241,7 @@ def test_corrupted_download_is_refused_and_never_loads_later(local_hub, runs, re
         assert not isinstance(err.value, ChecksumError) and "model.safetensors" in str(err.value)
 
 
-def test_card_sha256_mismatch_is_refused(local_hub, runs, registry, tmp_path):
+def test_card_sha256_mismatch_is_refused(local_hub, runs, fresh_registry, tmp_path):
     pushed = push(runs[0], REPO)
     _register_card(tmp_path, "tiny-badsha", {**pushed["weights"], "sha256": "0" * 64})
     with pytest.raises(ChecksumError) as err:
@@ -277,7 +263,7 @@ def test_push_without_token_says_how_to_log_in(local_hub, runs, monkeypatch, cap
     assert "model.safetensors" in list(iter_files(local_hub, REPO))
 
 
-def test_repo_revision_and_file_not_found_name_the_thing(local_hub, runs, registry, tmp_path):
+def test_repo_revision_and_file_not_found_name_the_thing(local_hub, runs, fresh_registry, tmp_path):
     with pytest.raises(RepoNotFound, match="test-user/nope"):
         zoo.load("test-user/nope")
     pushed = push(runs[0], REPO)

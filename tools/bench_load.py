@@ -24,20 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-CONFIG = {
-    "_class_name": "UNet2DModel", "_diffusers_version": "0.1.0",
-    "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
-    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32,
-    "out_channels": 3, "sample_size": 32, "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
-
 ZOO = 'import zoo; m = zoo.load("ddpm-cifar10"); assert m.prior.unet.conv_in.weight.shape[0] == 128'
 DIFFUSERS = ('from diffusers import UNet2DModel; m = UNet2DModel.from_pretrained("google/ddpm-cifar10-32", '
              'revision="{rev}"); m.eval(); assert m.conv_in.weight.shape[0] == 128')
@@ -49,9 +35,11 @@ def populate_cache(cache: Path, repo: str, revision: str) -> None:
     from diffusers import UNet2DModel
     from safetensors.torch import save_file
 
+    from zoo_plugins.diffusion.convert import DDPM_CIFAR10_DIFFUSERS_CONFIG
+
     torch.manual_seed(0)
-    net = UNet2DModel(**{k: v for k, v in CONFIG.items() if not k.startswith("_")})
-    files = {"config.json": (json.dumps(CONFIG, indent=2) + "\n").encode()}
+    net = UNet2DModel(**{k: v for k, v in DDPM_CIFAR10_DIFFUSERS_CONFIG.items() if not k.startswith("_")})
+    files = {"config.json": (json.dumps(DDPM_CIFAR10_DIFFUSERS_CONFIG, indent=2) + "\n").encode()}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "w.safetensors"
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
@@ -74,7 +62,7 @@ def populate_cache(cache: Path, repo: str, revision: str) -> None:
 
 def timed(code: str, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=str(ROOT))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
     return time.perf_counter() - start
 
 

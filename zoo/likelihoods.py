@@ -118,7 +118,17 @@ class Gaussian(Likelihood):
         return mean + log_scale.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
 
 
-class DiscretizedLogistic(Likelihood):
+class SignedUnitLikelihood(Likelihood):
+    """Base of likelihoods on 8-bit data scaled to [-1, 1] (x = 2 * x01 - 1)."""
+
+    def prepare(self, x01: Tensor) -> Tensor:
+        return x01 * 2 - 1
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        return ((x + 1) / 2).clamp(0, 1)
+
+
+class DiscretizedLogistic(SignedUnitLikelihood):
     """Discretised logistic on 8-bit data scaled to [-1, 1] (PixelCNN++, Salimans et al. 2017):
     P(x) = sigma((x + 1/255 - mu)/s) - sigma((x - 1/255 - mu)/s), edge bins open to +-inf."""
 
@@ -128,12 +138,6 @@ class DiscretizedLogistic(Likelihood):
     def __init__(self, bits: int = 8, min_log_scale: float = -7.0):
         self.half_bin = 1.0 / (2 ** bits - 1)
         self.min_log_scale = min_log_scale
-
-    def prepare(self, x01: Tensor) -> Tensor:
-        return x01 * 2 - 1
-
-    def to_unit(self, x: Tensor) -> Tensor:
-        return ((x + 1) / 2).clamp(0, 1)
 
     def log_prob_elementwise(self, params: Tensor, x: Tensor) -> Tensor:
         mean, log_scale = self.split(params)

@@ -2,6 +2,8 @@
 and the diffusers checkpoint converter; :mod:`.ddpm` wires them into the zoo's triple (prior
 ``ddpm``, encoder ``ddpm-noising``, decoder ``ddpm-decoder``) and :func:`sample` draws images
 (ancestral or DDIM) from any model with a ddpm prior."""
+from pathlib import Path
+
 from .convert import config_from_diffusers, diffusers_ddpm_to_zoo, diffusers_unet_to_zoo, load_diffusers_unet
 from .ddpm import DDPMDecoder, DDPMPrior, NoisingEncoder, NoisingPosterior, sample
 from .sampling import ddim_sample, ddim_step, ddpm_sample
@@ -24,10 +26,8 @@ __all__ = [
 ]
 
 
-def plot_bound_curve(report: dict, path) -> "Path":
+def plot_bound_curve(report: dict, path) -> Path:
     """PNG of the per-timestep bound terms L_t (``report["L_t"]`` of ``zoo.diagnose``), log scale."""
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
-from zoo.likelihoods import Likelihood, Observation
+from zoo.likelihoods import Observation, SignedUnitLikelihood
 
 from .schedule import (
     NoiseSchedule,
@@ -375,18 +375,12 @@ class NoisingEncoder(_Bound):
 
 # ------------------------------------------------------------------------------------------ decoder
 
-class DiscretizedGaussian(Likelihood):
+class DiscretizedGaussian(SignedUnitLikelihood):
     """Ho et al.'s decoder (eq. 13): Gaussian integrated over the 8-bit bin of x in [-1, 1]; edge
     bins open.  Params: mean and log-scale."""
 
     name = "discretized-gaussian"
     params_per_dim = 2
-
-    def prepare(self, x01: Tensor) -> Tensor:
-        return x01 * 2 - 1
-
-    def to_unit(self, x: Tensor) -> Tensor:
-        return ((x + 1) / 2).clamp(0, 1)
 
     def log_prob_elementwise(self, params: Tensor, x: Tensor) -> Tensor:
         mean, log_scale = self.split(params)
