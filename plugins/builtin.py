@@ -5,44 +5,36 @@ from pathlib import Path
 
 from zoo.hookspecs import hookimpl
 
-from .decoders import ConvDecoder, MLPDecoder
-from .diffusion.ddpm import DDPMDecoder, DDPMPrior, NoisingEncoder
-from .encoders import ConvEncoder, MLPEncoder
-from .flows import RealNVPPrior
-from .gmm import CategoricalPrior, GMMDecoder, GMMPosterior
-from .hierarchical import LadderEncoder, LadderPrior
-from .priors import MixtureOfGaussians, StandardNormal
-from .timm_encoder import TimmEncoder  # imports timm only when a card asks for it
-from .vampprior import VampPrior
+# Factories as "module:attribute": imported when a model is built, so `zoo list` imports no torch.
 
 
 @hookimpl
 def register_encoders(register):
-    register("mlp", MLPEncoder)
-    register("conv", ConvEncoder)
-    register("gmm-posterior", GMMPosterior)
-    register("ladder", LadderEncoder)
-    register("timm", TimmEncoder)
-    register("ddpm-noising", NoisingEncoder)
+    register("mlp", "zoo_plugins.encoders:MLPEncoder")
+    register("conv", "zoo_plugins.encoders:ConvEncoder")
+    register("gmm-posterior", "zoo_plugins.gmm:GMMPosterior")
+    register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
+    register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
+    register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
 
 
 @hookimpl
 def register_decoders(register):
-    register("mlp", MLPDecoder)
-    register("conv", ConvDecoder)
-    register("gmm", GMMDecoder)
-    register("ddpm-decoder", DDPMDecoder)
+    register("mlp", "zoo_plugins.decoders:MLPDecoder")
+    register("conv", "zoo_plugins.decoders:ConvDecoder")
+    register("gmm", "zoo_plugins.gmm:GMMDecoder")
+    register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
 
 
 @hookimpl
 def register_priors(register):
-    register("standard-normal", StandardNormal)
-    register("mixture-of-gaussians", MixtureOfGaussians)
-    register("categorical", CategoricalPrior)
-    register("vampprior", VampPrior)
-    register("realnvp", RealNVPPrior)
-    register("ladder", LadderPrior)
-    register("ddpm", DDPMPrior)
+    register("standard-normal", "zoo_plugins.priors:StandardNormal")
+    register("mixture-of-gaussians", "zoo_plugins.priors:MixtureOfGaussians")
+    register("categorical", "zoo_plugins.gmm:CategoricalPrior")
+    register("vampprior", "zoo_plugins.vampprior:VampPrior")
+    register("realnvp", "zoo_plugins.flows:RealNVPPrior")
+    register("ladder", "zoo_plugins.hierarchical:LadderPrior")
+    register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
 
 
 @hookimpl

@@ -152,3 +152,34 @@ def test_cli_plugins_lists_owner_and_failures(broken_distribution, fresh_registr
     out, err = capsys.readouterr()
     assert "standard-normal" in out and "latent-zoo (zoo_plugins.builtin)" in out
     assert "zoo-broken-plugin" in err
+
+
+def test_factory_named_by_module_path_is_imported_on_first_use(tmp_path, monkeypatch):
+    (tmp_path / "zoo_lazy_example.py").write_text(
+        "IMPORTED = True\n"
+        "def make(*, latent_shape, data_shape=None, scale=1.0):\n"
+        "    return ('built', tuple(latent_shape), scale)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry()
+    reg.add_plugin(_plugin("p", register_priors=lambda register: (
+        register("lazy", "zoo_lazy_example:make"), register("missing", "zoo_lazy_example:nope"))))
+    assert "zoo_lazy_example" not in sys.modules  # listing imports nothing
+    assert reg.get("prior", "lazy").factory(latent_shape=[2], scale=3.0) == ("built", (2,), 3.0)
+    assert "zoo_lazy_example" in sys.modules
+    with pytest.raises(PluginError, match="zoo_lazy_example:nope"):
+        reg.get("prior", "missing").factory(latent_shape=[2])
+    sys.modules.pop("zoo_lazy_example", None)
+
+
+def test_a_string_factory_must_name_module_and_attribute():
+    reg = Registry()
+    reg.add_plugin(_plugin("p", register_priors=lambda register: register("bad", "no_colon_here")))
+    assert "module:attribute" in str(reg.failures[0])
+
+
+def test_listing_the_zoo_imports_no_torch():
+    import subprocess
+
+    code = "import sys, zoo; zoo.list_models(); zoo.get_registry(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

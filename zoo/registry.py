@@ -8,9 +8,10 @@ raises an error naming both.  ``strict=True`` (or ``ZOO_STRICT_PLUGINS=1``) rais
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
+from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +35,31 @@ class Owner:
 
     def __str__(self) -> str:
         return f"{self.distribution} ({self.module})"
+
+
+@dataclass(frozen=True)
+class LazyFactory:
+    """A factory registered as ``"module:attribute"``, imported on first use, so listing the zoo
+    (``zoo list``, ``zoo plugins``) imports no plugin's heavy dependencies."""
+
+    target: str
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        try:
+            obj: Any = import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise PluginError(f"cannot import the factory {self.target!r}: {e}") from e
+        return obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
 
 
 @dataclass(frozen=True)
@@ -130,6 +156,11 @@ class Registry:
             return [CardEntry(p.stem, p, owner) for p in files if p.name.lower() != "readme.md"]
         if not isinstance(name, str) or not name:
             raise PluginError(f"{kind} name must be a non-empty string, got {name!r}")
+        if isinstance(factory, str):
+            if ":" not in factory:
+                raise PluginError(f"{kind} {name!r}: a factory given as a string must be 'module:attribute', "
+                                  f"got {factory!r}")
+            factory = LazyFactory(factory)
         if not callable(factory):
             raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
         return [Component(kind, name, factory, owner)]
