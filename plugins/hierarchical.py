@@ -170,6 +170,11 @@ class LadderPosterior:
         return sum(DiagGaussian(m, s).log_prob_per_dim(p).sum(-1)
                    for (m, s), p in zip(qs, self.prior.split(z)))
 
+    def cross_log_prob(self, z: Tensor, chunk: int = 256) -> Tensor:
+        """log q(z_m | x_b) for every pair: z ``[M, D]`` -> ``[M, B]`` (the aggregate posterior in diagnose)."""
+        b, d = self.messages[0][0].shape[0], z.shape[-1]
+        return torch.cat([self.log_prob(zc[:, None, :].expand(len(zc), b, d)) for zc in z.split(chunk)])
+
     @property
     def mean(self) -> Tensor:
         """z from the top-down pass with every layer at its posterior mean."""

@@ -181,6 +181,19 @@ def test_hierarchical_vae_trains_and_diagnose_reports_kl_per_layer(digits):
     assert r["nll"] <= -r["elbo"] + 0.5
     assert "kl_per_layer" in format_report(r)
     assert model.sample(4).shape == (4, 1, 8, 8)
+    # the hierarchical posterior's exact aggregate: I_q + marginal KL = rate up to the MC noise of H[q(z|x)]
+    assert 0 < r["mutual_information"] <= math.log(300) + 1e-3
+    assert r["mutual_information"] + r["marginal_kl"] == pytest.approx(r["rate"], rel=0.1)
+    assert "same samples" in r["mi_estimator"]
+
+
+def test_ladder_posterior_cross_log_prob_matches_pairwise_log_prob(digits):
+    model = tiny(**HVAE)
+    with torch.no_grad():
+        q = model.encode(digits[:5])
+        z = q.rsample(3).reshape(15, -1)
+        pairwise = torch.stack([q.log_prob(z[m].expand(5, -1)) for m in range(15)])
+        assert torch.allclose(q.cross_log_prob(z, chunk=4), pairwise, atol=1e-4)
 
 
 def test_ladder_prior_also_works_with_a_plain_gaussian_encoder():
