@@ -105,3 +105,19 @@ def test_card_name_must_match_file(tmp_path):
     path.write_text(GOOD.replace("zoo:\n", "zoo:\n  name: wrong\n"))
     with pytest.raises(CardError, match="zoo.name"):
         read_card(path, name="right")
+
+
+def test_the_checked_in_rendered_card_is_what_the_hub_reads():
+    """cards/rendered/vae-mnist.md: a card as `zoo push` rendered it from a real run."""
+    from pathlib import Path
+
+    from huggingface_hub import ModelCard
+
+    path = Path(__file__).resolve().parents[1] / "cards" / "rendered" / "vae-mnist.md"
+    card = read_card(path)
+    assert card.name == "vae-mnist" and card.zoo["results"]["nll"] > 0
+    hub = ModelCard(path.read_text())
+    metrics = {m.metric_type: m.metric_value for m in hub.data.eval_results}
+    assert metrics["elbo"] == card.zoo["results"]["elbo"] and metrics["mutual_information"] > 0
+    assert hub.data.library_name == "latent-zoo" and "latent-zoo" in hub.data.tags
+    assert card.zoo["results"]["command"].startswith("zoo train vae-mnist")
