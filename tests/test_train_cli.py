@@ -61,6 +61,14 @@ def test_diagnose_command_reports_every_term(run, capsys):
     assert abs(report["rate"] - report["mutual_information"] - report["marginal_kl"]) < 1e-3
 
 
+def test_diagnose_plot_draws_kl_per_dimension_and_active_units(run, tmp_path, capsys):
+    out = tmp_path / "units.png"
+    assert main(["diagnose", str(run), "--data", "zoo:mnist-5k", "--k", "2", "--plot", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    img = Image.open(out)
+    assert img.format == "PNG" and img.size[0] > img.size[1] > 100  # two panels side by side
+
+
 def test_list_and_info(capsys):
     assert main(["list", "vae-*"]) == 0
     assert capsys.readouterr().out.split() == zoo.list_models("vae-*")

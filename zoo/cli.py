@@ -157,6 +157,13 @@ def cmd_diagnose(args) -> None:
     data = args.data or model.config["data"]["source"]
     report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.plot:
+        from .plots import plot_report
+
+        try:
+            print(f"wrote {plot_report(report, args.plot)}", file=sys.stderr if args.json else sys.stdout)
+        except ValueError as e:
+            raise ZooError(f"--plot: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=100, help="IWAE samples")
     p.add_argument("--max-points", type=int, default=10000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.set_defaults(func=cmd_diagnose)
 
     for module in COMMAND_MODULES:
