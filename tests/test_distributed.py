@@ -90,6 +90,7 @@ def test_a_nan_on_one_process_stops_every_process_at_that_step(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
-        assert f"rank {rank}: training 'small' stopped at step 13: the loss is nan" in proc.stdout
-    assert "step-00000010 (step 10)" in proc.stdout
+        assert f"rank {rank}: training 'small' stopped at step 13: the loss is nan" in proc.stdout, \
+            proc.stdout + proc.stderr[-3000:]
+    assert "step-00000010 (step 10)" in proc.stdout, proc.stdout
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000010"]

@@ -119,3 +119,36 @@ def test_weights_that_do_not_fit_the_architecture_list_the_keys(run, tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(WeightsError, match=r"shape mismatches.*encoder\.head\.linear"):
         zoo.load(other)
+
+
+def test_card_image_key_picks_the_column_to_train_on(tmp_path):
+    """A data set with two image columns: the card's data.image_key decides which one is modelled."""
+    import datasets
+    import numpy as np
+
+    from zoo.cards import parse_card
+    from zoo.errors import ShapeError
+    from zoo.trainer import train
+
+    rng = np.random.default_rng(0)
+    rows = {"thumb": [rng.integers(0, 255, (4, 4), dtype=np.uint8) for _ in range(40)],
+            "pixels": [rng.integers(0, 255, (8, 8), dtype=np.uint8) for _ in range(40)]}
+    ds = datasets.Dataset.from_dict(rows, features=datasets.Features({"thumb": datasets.Image(),
+                                                                      "pixels": datasets.Image()}))
+    folder = tmp_path / "two-columns"
+    datasets.DatasetDict({"train": ds.select(range(32)), "test": ds.select(range(32, 40))}).save_to_disk(str(folder))
+    text = f"""---
+zoo:
+  data: {{source: '{folder}', shape: [1, 8, 8], image_key: pixels}}
+  latent: {{shape: [2]}}
+  encoder: {{name: mlp, hidden: [16]}}
+  decoder: {{name: mlp, hidden: [16], likelihood: bernoulli}}
+  prior: {{name: standard-normal}}
+  train: {{steps: 2, batch_size: 16, eval_iwae_k: 2}}
+---
+"""
+    result = train(parse_card(text, name="two-columns"), out=tmp_path / "run", progress=False)
+    assert result.report["n"] == 8
+    without = parse_card(text.replace(", image_key: pixels", ""), name="two-columns")
+    with pytest.raises(ShapeError, match=r"\[1, 4, 4\]"):
+        train(without, out=tmp_path / "run2", progress=False)

@@ -31,9 +31,9 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL."""
     source = data if isinstance(data, str) else "tensor"
     if isinstance(data, str):
-        from .data import load_tensors
+        from .data import card_source_options, load_tensors
 
-        data = load_tensors(data, split)
+        data = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}))
     model.eval()
     data = data[:max_points]
     with torch.random.fork_rng(devices=[]):

@@ -210,12 +210,18 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
     without it an existing run in ``out`` is refused unless ``overwrite=True``."""
     from .checkpoint import load_weights, save_model
-    from .data import load_dataset, load_tensors
+    from .data import card_source_options, load_dataset, load_tensors
     from .diagnostics import diagnose
     from .ema import EMA
     from .images import save_grid
     from .metrics import MetricsWriter
-    from .train_state import CheckpointError, CheckpointManager, flatten_optimizer, restore_rng, unflatten_optimizer
+    from .train_state import (
+        CheckpointError,
+        CheckpointManager,
+        flatten_optimizer,
+        restore_rng,
+        unflatten_optimizer,
+    )
 
     out = Path(out)
     card = name if isinstance(name, Card) else get_card(name)
@@ -258,14 +264,16 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
 
     # -- data ---------------------------------------------------------------------------------
     test_split = card.zoo["data"].get("test_split", "test")
+    train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
+    source = card_source_options(spec, card.zoo["data"])  # the card's image_key / pinned revision
     if config.streaming:
-        train_data = load_dataset(spec, "train", streaming=True)
-        test_x = _take(load_dataset(spec, test_split, streaming=True), 10000, card.data_shape)
+        train_data = load_dataset(spec, train_split, streaming=True, **source)
+        test_x = _take(load_dataset(spec, test_split, streaming=True, **source), 10000, card.data_shape)
         check_shape(test_x, card, spec)
         rows = _stream_rows(train_data)
     else:
-        train_data = load_tensors(spec, "train")
-        test_x = load_tensors(spec, test_split)
+        train_data = load_tensors(spec, train_split, **source)
+        test_x = load_tensors(spec, test_split, **source)
         check_shape(train_data, card, spec)
         rows = len(train_data)
 
@@ -430,6 +438,8 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
             "no checkpoint had been written yet"
         bar.close()
         metrics.close()
+        if world > 1:  # the stop is a collective decision: leave together, so no process is left in a collective
+            accelerator.wait_for_everyone()
         raise TrainingError(f"training {card.name!r} stopped at step {step}: the loss is {value} "
                             f"(not finite); {kept}. Try a lower --lr, --grad-clip or precision no")
 

@@ -40,10 +40,11 @@ from .batches import iterate_batches
 from .builtin import BUILTIN_DATASETS, data_cache_dir
 from .images import to_tensor
 from .info import describe
-from .sources import load_dataset
+from .sources import card_source_options, load_dataset
 from .tensors import clear_memo, load_tensors
 
 __all__ = [
+    "card_source_options",
     "DataError",
     "BUILTIN_DATASETS",
     "data_cache_dir",

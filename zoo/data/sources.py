@@ -152,3 +152,10 @@ def load_dataset(spec: str, split: str = "train", *, image_key: str | None = Non
                             f"{list(features)}")
     _remember(ds, spec, image_key)
     return ds
+
+
+def card_source_options(spec: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``image_key`` / ``revision`` from a card's ``zoo.data`` block, when ``spec`` is the card's own source."""
+    if spec != data.get("source"):
+        return {}
+    return {k: data[k] for k in ("image_key", "revision") if data.get(k)}
