@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +133,7 @@ def test_digits_pixels_scaled_from_sklearn(use_shared):
 
 
 def test_cache_reused_not_rebuilt(monkeypatch):
-    t0 = time.perf_counter()
     first = zd.load_tensors("zoo:digits", "test")
-    build = time.perf_counter() - t0
     root = zd.data_cache_dir() / "digits-v1"
     assert (root / "meta.json").is_file() and not [p for p in root.parent.iterdir()
                                                    if p.name.startswith(".")]
@@ -147,11 +144,8 @@ def test_cache_reused_not_rebuilt(monkeypatch):
     b = zd.BUILTIN_DATASETS["digits"]
     monkeypatch.setitem(zd.BUILTIN_DATASETS, "digits", dataclasses.replace(b, reader=boom))
     zd.clear_memo()
-    t0 = time.perf_counter()
-    second = zd.load_tensors("zoo:digits", "test")
-    again = time.perf_counter() - t0
+    second = zd.load_tensors("zoo:digits", "test")  # the reader now raises: this must come from the cache
     assert second is not first and torch.equal(first, second)
-    assert again < build / 5, (build, again)
     assert len(zd.load_dataset("zoo:digits", "train")) == 1497  # also from the cache
     # the memo: same arguments give the same object, instantly
     assert zd.load_tensors("zoo:digits", "test") is second
@@ -229,13 +223,11 @@ def test_hub_offline_names_the_id(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"),
                         raising=False)
-    t0 = time.perf_counter()
     with pytest.raises(DataError) as e:
         zd.load_dataset("ylecun/no-such-dataset-for-zoo-tests")
     msg = str(e.value)
     assert "ylecun/no-such-dataset-for-zoo-tests" in msg and "offline" in msg
     assert "HF_DATASETS_OFFLINE" in msg
-    assert time.perf_counter() - t0 < 10
     # describe() of a well-known id still answers from latent-zoo's notes
     d = zd.describe("ylecun/mnist")
     assert d["splits"] == {"train": 60000, "test": 10000} and d["license"] == "CC BY-SA 3.0"
@@ -406,12 +398,11 @@ def test_image_sizes_differ(tmp_path):
         zd.to_tensor(zd.load_dataset(str(tmp_path / "sizes")))
 
 
-def test_to_tensor_is_fast(use_shared):
+def test_to_tensor_converts_the_whole_split_at_once(use_shared):
     ds = zd.load_dataset("zoo:mnist-5k", "train")
-    zd.to_tensor(ds.select(range(10)))  # warm the imports
-    t0 = time.perf_counter()
     x = zd.to_tensor(ds)
-    assert time.perf_counter() - t0 < 2.0 and len(x) == 4500
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (4500, 1, 28, 28) and x.is_contiguous()
+    assert torch.equal(x[:10], zd.to_tensor(ds.select(range(10))))
 
 
 # ---------------------------------------------------------------------------- batches
