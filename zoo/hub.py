@@ -157,7 +157,8 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, token: str | No
             "pr_url": info.pr_url, "pr_revision": info.pr_revision}
 
 
-def _hash_file(path: Path, algo: str) -> str:
+def hash_file(path: Path, algo: str) -> str:
+    """sha256 of a file, or (algo 'sha1') its git blob id, read in 1 MiB blocks."""
     h = hashlib.sha256() if algo == "sha256" else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -187,7 +188,7 @@ def _verify(path: Path, repo_id: str, revision: str | None, commit: str, filenam
     expected = ("sha256", sha256.lower()) if sha256 else _advertised_hash(path, repo_id, commit, filename)
     if expected is None:
         return
-    actual = _hash_file(path, expected[0])
+    actual = hash_file(path, expected[0])
     if actual == expected[1]:
         return
     blob = path.resolve()

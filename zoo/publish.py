@@ -9,7 +9,6 @@ All files go up in one commit, so a repo never holds half a model.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,14 +19,6 @@ from typing import Any
 from .errors import WeightsError
 
 __all__ = ["push", "render_readme", "weights_block"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -73,7 +64,7 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
     from .build import build_model
     from .cards import hub_metadata
     from .checkpoint import CARD, CONFIG, WEIGHTS, load_weights, read_folder_card, read_weights
-    from .hub import parse_hf_uri, push_folder
+    from .hub import hash_file, parse_hf_uri, push_folder
 
     repo_id, _ = parse_hf_uri(f"hf://{repo_id}")
     folder = Path(run_dir)
@@ -96,11 +87,11 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
                 os.link(path, stage / path.name)
             except OSError:
                 shutil.copyfile(path, stage / path.name)
-            files[path.name] = _sha256(stage / path.name)
+            files[path.name] = hash_file(stage / path.name, "sha256")
         (stage / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (stage / CARD).write_text(readme, encoding="utf-8")
         for name in (CONFIG, CARD):
-            files[name] = _sha256(stage / name)
+            files[name] = hash_file(stage / name, "sha256")
         message = commit_message or f"Upload {card.name} with latent-zoo {__version__}"
         result = push_folder(stage, repo_id, token=token, private=private, revision=revision,
                              create_pr=create_pr, commit_message=message)
