@@ -1,11 +1,13 @@
-"""The built-in plugin: registered through the ``zoo`` entry-point group like any third-party one."""
+"""The built-in plugin: registered through the ``zoo`` entry-point group like any third-party one.
+
+Everything is registered as ``"module:attribute"``: imported when first used, so ``zoo list``
+imports no torch.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from zoo.hookspecs import hookimpl
-
-# Factories as "module:attribute": imported when a model is built, so `zoo list` imports no torch.
 
 
 @hookimpl
@@ -35,6 +37,35 @@ def register_priors(register):
     register("realnvp", "zoo_plugins.flows:RealNVPPrior")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
+
+
+@hookimpl
+def register_likelihoods(register):
+    register("bernoulli", "zoo.likelihoods:Bernoulli")
+    register("gaussian", "zoo.likelihoods:Gaussian")
+    register("discretized-logistic", "zoo.likelihoods:DiscretizedLogistic")
+    register("discretized-gaussian", "zoo_plugins.diffusion.ddpm:DiscretizedGaussian")
+
+
+@hookimpl
+def register_converters(register):
+    register("diffusers-unet", "zoo_plugins.diffusion.convert:diffusers_ddpm_to_zoo")
+
+
+@hookimpl
+def register_fitters(register):
+    register("em", "zoo_plugins.gmm:fit_em_from_data")
+
+
+@hookimpl
+def register_samplers(register):
+    register("ddim", "zoo_plugins.diffusion.ddpm:DDIM")
+
+
+@hookimpl
+def register_data_sources(register):
+    register("mnist-5k", "zoo_plugins.datasets:MNIST_5K")
+    register("digits", "zoo_plugins.datasets:DIGITS")
 
 
 @hookimpl

@@ -92,6 +92,7 @@ class CategoricalPrior(nn.Module):
     """p(z) = Cat(pi) over one-hot z of shape [K], pi = softmax(logits) (learned unless ``learn_weights: false``)."""
 
     exact = True
+    family = "gmm"
     # the conformance kit (zoo.testing) puts this prior into a model with these parts
     zoo_test_components = {"encoder": {"name": "gmm-posterior"}, "decoder": {"name": "gmm"}}
 
@@ -162,6 +163,9 @@ class GMMPosterior(nn.Module):
     """The exact posterior q(k|x) = pi_k p(x|k) / p(x), computed from the bound model's prior and decoder.
 
     Has no parameters of its own; the model is held by a weak reference (not a submodule)."""
+
+    posterior_type = OneHotCategorical
+    family = "gmm"
 
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()
@@ -252,6 +256,13 @@ def fit_em(model, x: Tensor, iters: int = 100, *, tol: float = 0.0, reg_covar: f
     else:
         history.append(e_step()[1])
     return history
+
+
+def fit_em_from_data(model, x: Tensor, *, seed: int = 0, iters: int = 100, tol: float = 1e-6) -> list[float]:
+    """The ``em`` fitting algorithm (``zoo train --algorithm em``): :func:`init_from_data`, then :func:`fit_em`."""
+    init_from_data(model, x, seed=seed)
+    with torch.no_grad():
+        return fit_em(model, x, iters=iters, tol=tol)
 
 
 @torch.no_grad()

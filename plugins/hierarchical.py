@@ -50,6 +50,7 @@ class LadderPrior(nn.Module):
     """p(z_L) = N(0, I), p(z_l | z_{l+1}) = N(mu_l, sigma_l^2) from an MLP of z_{l+1}."""
 
     exact = True
+    family = "hierarchical-vae"
 
     def __init__(self, *, latent_shape, data_shape=None, layers: list[int] | None = None,
                  hidden: int = 64, activation: str = "elu", min_log_scale: float = -6.0):
@@ -194,6 +195,9 @@ class LadderEncoder(nn.Module):
     """Bottom-up MLP: x -> d_1 -> ... -> d_L, a Gaussian message (m_l, s_l) from each d_l.
 
     Returns a ``LadderPosterior`` that runs the top-down pass through the model's ``ladder`` prior."""
+
+    posterior_type = LadderPosterior
+    family = "hierarchical-vae"
 
     def __init__(self, *, data_shape, latent_shape, layers: list[int] | None = None,
                  hidden: list[int] = (256, 128), activation: str = "elu", min_log_scale: float = -6.0,

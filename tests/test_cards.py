@@ -85,7 +85,7 @@ def test_card_without_front_matter(tmp_path):
 
 
 def test_unknown_plugin_in_card_names_field_and_suggests():
-    from zoo.build import build_model
+    from zoo.assemble import build_model
 
     card = parse_card(GOOD.replace("{name: standard-normal}", "{name: standard-normall}"), name="tiny")
     with pytest.raises(CardError, match=r"zoo\.prior\.name.*did you mean 'standard-normal'"):
@@ -93,7 +93,7 @@ def test_unknown_plugin_in_card_names_field_and_suggests():
 
 
 def test_bad_component_argument_names_field_and_plugin():
-    from zoo.build import build_model
+    from zoo.assemble import build_model
 
     card = parse_card(GOOD.replace("hidden: [16]}\n  decoder", "hidden: [16], depth: 3}\n  decoder"), name="tiny")
     with pytest.raises(CardError, match=r"zoo\.encoder.*'mlp'.*latent-zoo.*depth"):

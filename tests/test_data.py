@@ -141,8 +141,10 @@ def test_cache_reused_not_rebuilt(monkeypatch):
     def boom():
         raise AssertionError("the cache should have been reused")
 
-    b = zd.BUILTIN_DATASETS["digits"]
-    monkeypatch.setitem(zd.BUILTIN_DATASETS, "digits", dataclasses.replace(b, reader=boom))
+    import zoo_plugins.datasets as embedded
+
+    b = zd.embedded_source("digits")
+    monkeypatch.setattr(embedded, "DIGITS", dataclasses.replace(b, reader=boom))
     zd.clear_memo()
     second = zd.load_tensors("zoo:digits", "test")  # the reader now raises: this must come from the cache
     assert second is not first and torch.equal(first, second)

@@ -48,7 +48,7 @@ def tiny(T=20, K="null", schedule="linear", variance="fixed-small"):
 
 
 def build(card):
-    from zoo.build import build_model
+    from zoo.assemble import build_model
 
     return build_model(card)
 
@@ -80,7 +80,9 @@ def test_stratified_subsampled_bound_is_unbiased(monkeypatch):
     T, K = 50, 7
     model = build(tiny(T=T, K=K))
     f = lambda t: (t.double() + 1) ** 1.5  # noqa: E731
-    monkeypatch.setattr(model.prior, "_step_terms", lambda x0, t, continuous: f(t).to(x0.dtype))
+    from zoo_plugins.diffusion import schedule as diffusion_schedule
+
+    monkeypatch.setattr(diffusion_schedule, "step_terms", lambda s, eps, x0, t, *args: f(t).to(x0.dtype))
     x = model.prepare(X8[:2])
     q = model.encoder(x)
     exact = float(f(torch.arange(1, T)).sum())
@@ -150,7 +152,7 @@ def test_cli_sample_with_ddim_steps(tmp_path, monkeypatch, capsys):
 
     folder = tmp_path / "run"
     model = build(tiny(T=20))
-    from zoo.checkpoint import save_model
+    from zoo.store.run_folder import save_model
 
     save_model(model, folder, tiny(T=20))
     out = tmp_path / "grid.png"
@@ -227,7 +229,7 @@ def test_bad_inputs_give_clear_errors():
 
 def test_converter_lists_unexpected_and_missing_keys():
     pytest.importorskip("diffusers")
-    from zoo.checkpoint import load_weights
+    from zoo.store.weights import load_weights
     from zoo_plugins.diffusion import diffusers_ddpm_to_zoo
 
     diffusers_sd, _ = _diffusers_state()
@@ -330,7 +332,7 @@ def test_zoo_load_ddpm_cifar10_equals_diffusers(local_hub, fresh_registry, tmp_p
 
 
 def test_read_state_refuses_pickled_objects(tmp_path):
-    from zoo.converters import read_state
+    from zoo.store.weights import read_state
 
     class Evil:
         def __reduce__(self):

@@ -9,7 +9,7 @@ import torch
 import zoo
 from zoo.cards import parse_card
 from zoo.diagnostics import diagnose
-from zoo.trainer import train
+from zoo.training.loop import train
 
 SMALL = """---
 zoo:

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 
-from zoo.trainer import train
+from zoo.training.loop import train
 
 from test_training import small_card
 
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, sys.argv[3])
     from test_training import small_card
-    from zoo.trainer import train
+    from zoo.training.loop import train
     train(small_card(train_extra="log_every: 1, checkpoint_every: 15"), out=sys.argv[1], progress=False,
           steps=int(sys.argv[2]), batch_size=64)
 ''')
@@ -67,7 +67,7 @@ NAN_SCRIPT = textwrap.dedent('''
     sys.path.insert(0, sys.argv[2])
     from test_training import small_card
     from zoo.model import ELBO
-    from zoo.trainer import TrainingError, train
+    from zoo.training.loop import TrainingError, train
     real, calls = ELBO.loss, {"n": 0}
     def poisoned(self, beta=1.0):  # process 1 alone sees a NaN at its 13th step
         calls["n"] += 1

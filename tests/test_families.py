@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.build import build_model
+from zoo.assemble import build_model
 from zoo.cards import parse_card
 from zoo.data import load_tensors
 from zoo.diagnostics import diagnose, format_report

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.trainer import train
+from zoo.training.loop import train
 
 pytestmark = pytest.mark.gpu
 

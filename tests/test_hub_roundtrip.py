@@ -1,6 +1,6 @@
 """Publish and load back through the real ``huggingface_hub`` client and the local Hub server.
 
-A tiny VAE is trained once (20 steps on zoo:digits); each test pushes it with ``zoo.publish.push`` (or
+A tiny VAE is trained once (20 steps on zoo:digits); each test pushes it with ``zoo.hub.publish.push`` (or
 ``zoo push``) and loads it with ``zoo.load`` by repo id, by ``hf://repo@sha`` and through a card that pins
 the weights, into a clean cache, online and offline, and checks every bad input names what is wrong.
 """
@@ -21,7 +21,7 @@ from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.errors import CardError, WeightsError
 from zoo.hub import ChecksumError, FileNotFound, HubError, RepoNotFound, RevisionNotFound
-from zoo.publish import push
+from zoo.hub.publish import push
 
 REPO = "test-user/tiny-vae"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")

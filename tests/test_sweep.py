@@ -8,7 +8,7 @@ import pytest
 
 from zoo.cli import main
 from zoo.errors import ZooError
-from zoo.sweep import parse_betas, sweep
+from zoo.training.sweep import parse_betas, sweep
 
 
 def test_parse_betas():

@@ -128,7 +128,7 @@ def test_card_image_key_picks_the_column_to_train_on(tmp_path):
 
     from zoo.cards import parse_card
     from zoo.errors import ShapeError
-    from zoo.trainer import train
+    from zoo.training.loop import train
 
     rng = np.random.default_rng(0)
     rows = {"thumb": [rng.integers(0, 255, (4, 4), dtype=np.uint8) for _ in range(40)],

@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 import zoo
 from zoo.cards import parse_card
 from zoo.cli import main
-from zoo.ema import EMA
+from zoo.training.ema import EMA
 from zoo.errors import CardError
-from zoo.train_data import epoch_order
-from zoo.trainer import TrainConfig, TrainingError, lr_factor, train
-from zoo.train_state import CheckpointManager
+from zoo.training.stream import epoch_order
+from zoo.training.loop import TrainConfig, TrainingError, lr_factor, train
+from zoo.training.state import CheckpointManager
 
 SMALL = """---
 zoo:

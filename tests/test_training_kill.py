@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from zoo.trainer import train
-from zoo.train_state import CheckpointManager
+from zoo.training.loop import train
+from zoo.training.state import CheckpointManager
 
 from test_training import SMALL, assert_identical, small_card
 
@@ -22,9 +22,9 @@ EXTRA = "checkpoint_every: 10, keep_checkpoints: 5, ema: 0.9"
 
 CHILD = textwrap.dedent('''
     import sys, time
-    import zoo.train_state as ts
+    import zoo.training.state as ts
     from zoo.cards import parse_card
-    from zoo.trainer import train
+    from zoo.training.loop import train
 
     out, mode, text = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
     write, save = ts._write_bytes, ts.CheckpointManager.save

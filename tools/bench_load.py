@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from zoo.catalog import get_card
+    from zoo.cards.catalog import get_card
 
     weights = get_card("ddpm-cifar10").zoo["weights"]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as home:

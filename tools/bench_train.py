@@ -5,7 +5,7 @@
 Both train ``vae-mnist`` (MLP VAE, 784-512-256-16) on ``zoo:mnist-5k`` with Adam, the same global
 batch and the same number of steps, in this one process, alternating bare / zoo for ``--rounds``
 rounds (the machine is shared: alternating spreads background load over both).  The zoo run is
-``zoo.trainer.train`` (also ``zoo.train``) with its defaults (accelerate, metrics every 50 steps, NaN check each step on
+``zoo.training.loop.train`` (also ``zoo.train``) with its defaults (accelerate, metrics every 50 steps, NaN check each step on
 CPU); its steps/s is the training loop only (set-up, final evaluation and saving excluded), timed
 exactly like the bare loop.  Prints steps/s of each round (by wall clock and by process CPU time, which other jobs on a
 shared machine do not inflate), the medians and their ratio zoo / bare.
@@ -22,7 +22,7 @@ import torch
 
 
 def bare_loop(card, data, steps: int, batch_size: int, lr: float) -> float:
-    from zoo.build import build_model
+    from zoo.assemble import build_model
 
     torch.manual_seed(0)
     model = build_model(card).train()
@@ -45,7 +45,7 @@ def bare_loop(card, data, steps: int, batch_size: int, lr: float) -> float:
 
 
 def zoo_loop(card, steps: int, batch_size: int, lr: float) -> float:
-    from zoo.trainer import train
+    from zoo.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         result = train(card, out=f"{tmp}/run", progress=False, steps=steps, batch_size=batch_size, lr=lr,
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from zoo.catalog import get_card
+    from zoo.cards.catalog import get_card
     from zoo.data import load_tensors
 
     card = get_card("vae-mnist")

@@ -14,15 +14,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookimpl
+from zoo.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "list_models": "catalog", "get_card": "catalog",
+    "list_models": "cards.catalog", "get_card": "cards.catalog",
     "load": "loading", "build": "loading",
     "diagnose": "diagnostics", "format_report": "diagnostics",
-    "train": "trainer",
+    "train": "training",
     "LatentModel": "model", "ELBO": "model",
     "Card": "cards", "read_card": "cards",
     "get_registry": "registry",
@@ -32,14 +32,14 @@ _LAZY = {
 __all__ = ["hookimpl", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cards import Card, read_card
-    from .catalog import get_card, list_models
-    from .diagnostics import diagnose, format_report
-    from .errors import ZooError
-    from .loading import build, load
-    from .model import ELBO, LatentModel
-    from .registry import get_registry
-    from .trainer import train
+    from zoo.cards import Card, read_card
+    from zoo.cards.catalog import get_card, list_models
+    from zoo.diagnostics import diagnose, format_report
+    from zoo.errors import ZooError
+    from zoo.loading import build, load
+    from zoo.model import ELBO, LatentModel
+    from zoo.registry import get_registry
+    from zoo.training.loop import train
 
 
 def __getattr__(name: str):

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .model import LatentModel
+from zoo import contracts as c
+from zoo.evaluation import Evaluation, evaluate
+from zoo.model import LatentModel
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_d]) > 0.01
 
@@ -31,17 +33,18 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL."""
     source = data if isinstance(data, str) else "tensor"
     if isinstance(data, str):
-        from .data import card_source_options, load_tensors
+        from zoo.data import card_source_options, load_tensors
 
         data = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}))
     model.eval()
     data = data[:max_points]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        report = _bound_terms(model, data, batch_size)
-        posterior = report.pop("_posterior")
+        evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
+        report = _bound_terms(model, evaluation)
+        posterior = _concat(evaluation.posteriors)
         report.update(aggregate_posterior_split(model, posterior, mi_samples))
-        if getattr(model.prior, "exact", True) is False and iwae_k > 0:
+        if not c.is_exact(model.prior) and iwae_k > 0:
             # log p(z) is itself a stochastic bound (e.g. a diffusion prior): importance weights built
             # from it are not unbiased, so the IWAE value would not be a bound; report the ELBO's
             report.update({"nll": -report["elbo"], "iwae_k": 0,
@@ -49,11 +52,11 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
                                             "the prior's log p(z) is a stochastic bound (prior.exact = False)"})
         else:
             report.update(_iwae(model, data, iwae_k, batch_size))
-        if posterior is not None and model._enumerable(posterior):
+        if evaluation.exact:
             report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
+    likelihood = model.decoder.likelihood
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
-                   "likelihood": model.decoder.likelihood.name,
-                   "discrete_likelihood": model.decoder.likelihood.discrete})
+                   "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete})
     for key in ("elbo", "distortion", "rate", "nll"):
         if report.get(key) is not None:
             value = -report[key] if key == "elbo" else report[key]
@@ -61,41 +64,29 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     return report
 
 
-def _bound_terms(model: LatentModel, data: Tensor, batch_size: int) -> dict[str, Any]:
-    totals: dict[str, Tensor] = {}
-    posteriors, kl_dims = [], []
-    kl_per_dim = getattr(model.prior, "kl_per_dim", None)
-    for start in range(0, len(data), batch_size):
-        x = model.prepare(data[start:start + batch_size])
-        q = model.encoder(x)
-        z, rate, extras = model.rate(q)
-        distortion = -model.decoder(z).log_prob(x)
-        terms = {"elbo": -(distortion + rate), "distortion": distortion, "rate": rate, **extras}
-        for key, value in terms.items():
-            totals[key] = totals.get(key, 0) + value.sum(0)
-        posteriors.append(q)
-        if kl_per_dim is not None:
-            kl_dims.append(kl_per_dim(q).flatten(1).sum(0))
-    n = len(data)
+def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
+    n = evaluation.n
     report: dict[str, Any] = {"n": n}
-    for key, value in totals.items():
-        value = value / n
-        report[key] = float(value) if value.dim() == 0 else value.tolist()
+    for key, value in evaluation.terms.items():
+        mean = value.double().sum(0) / n
+        report[key] = float(mean) if mean.dim() == 0 else mean.tolist()
     for key in [k for k in report if k.endswith("_count") and k[:-6] in report]:
         # per-index extras computed on some rows only (e.g. DDPM's L_t at sub-sampled timesteps):
         # the mean over the rows where each index was computed, None where it never was
         counts = report.pop(key)
-        report[key[:-6]] = [v / c if c > 0 else None for v, c in zip(report[key[:-6]], counts)]
-    estimator = getattr(model.prior, "estimator", None)
-    if isinstance(estimator, str):
+        report[key[:-6]] = [v / c_ if c_ > 0 else None for v, c_ in zip(report[key[:-6]], counts)]
+    estimator = c.rate_estimator(model.prior)
+    if estimator:
         report["rate_estimator"] = estimator
-    report["kl_per_dim"] = (torch.stack(kl_dims).sum(0) / n).tolist() if kl_dims else None
-    report["_posterior"] = _concat(posteriors)
-    means = torch.cat([q.mean.flatten(1) for q in posteriors]) if hasattr(posteriors[0], "mean") else None
-    if getattr(posteriors[0], "fixed", False):  # a fixed noising process (DDPM): nothing is learned
+    kl = evaluation.kl_per_dim
+    report["kl_per_dim"] = (kl.double().sum(0).flatten() / n).tolist() if kl is not None else None
+    first = evaluation.posteriors[0] if evaluation.posteriors else None
+    if first is not None and c.is_fixed(first):  # a fixed noising process (DDPM): nothing is learned
         report["active_units"] = None
         report["active_units_note"] = "not applicable: the encoder is a fixed noising process"
-    elif means is not None and means.dtype.is_floating_point:
+        return report
+    means = torch.cat([q.mean.flatten(1) for q in evaluation.posteriors]) if first is not None else None
+    if means is not None and means.dtype.is_floating_point:
         variance = means.var(0, unbiased=False)
         report["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
         report["latent_dims"] = int(variance.numel())
@@ -105,13 +96,14 @@ def _bound_terms(model: LatentModel, data: Tensor, batch_size: int) -> dict[str,
 
 
 def _concat(posteriors: list):
-    cat = getattr(type(posteriors[0]), "cat", None)
-    return cat(posteriors) if cat is not None else None
+    if not posteriors or not c.has(posteriors[0], c.AggregatePosterior):
+        return None
+    return type(posteriors[0]).cat(posteriors)
 
 
 def aggregate_posterior_split(model: LatentModel, q, samples: int = 10) -> dict[str, Any]:
     """I_q(x;z) and KL(q(z)||p(z)) with the exact aggregate posterior of the N points in ``q``."""
-    if q is None or not hasattr(q, "cross_log_prob"):
+    if q is None or not c.has(q, c.AggregatePosterior):
         return {"mutual_information": None, "marginal_kl": None,
                 "mi_estimator": "not available: the posterior has no cross_log_prob/cat"}
     n = q.mean.shape[0]
@@ -119,19 +111,20 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10) -> dict[
     flat = z.reshape(samples * n, *z.shape[2:])
     log_q_agg = torch.logsumexp(q.cross_log_prob(flat), dim=1) - math.log(n)   # log q(z), [S*N]
     h_agg = float(-log_q_agg.mean())                                           # H[q(z)]
-    h_cond = float(q.entropy().mean()) if hasattr(q, "entropy") else float(-q.log_prob(z).mean())
-    cross_entropy = getattr(model.prior, "cross_entropy", None)
-    if cross_entropy is not None and hasattr(q, "entropy"):
-        ce = float(cross_entropy(q).mean())                     # -E_q(z)[log p(z)], closed form
-    elif getattr(model.prior, "exact", True):
+    closed_entropy = c.has(q, c.ClosedFormEntropy)
+    h_cond = float(q.entropy().mean()) if closed_entropy else float(-q.log_prob(z).mean())
+    exact_prior = c.is_exact(model.prior)
+    if c.has(model.prior, c.ClosedFormCrossEntropy) and closed_entropy:
+        ce = float(model.prior.cross_entropy(q).mean())        # -E_q(z)[log p(z)], closed form
+    elif exact_prior:
         ce = float(-model.prior.log_prob(z).mean())
     else:  # a bound-valued log p(z) (e.g. a diffusion prior) is costly: one z per point
         ce = float(-model.prior.log_prob(z[0]).mean())
     estimator = (f"exact aggregate posterior over N={n} points, {samples} z-samples per point for H[q(z)]; "
                  f"other terms closed form where available; I_q <= log N = {math.log(n):.2f}")
-    if not hasattr(q, "entropy"):
+    if not closed_entropy:
         estimator += "; H[q(z|x)] by the same samples (the identity then holds up to MC noise)"
-    if getattr(model.prior, "exact", True) is False:
+    if not exact_prior:
         estimator += "; marginal KL uses the prior's bound on log p(z) (prior.exact = False): an upper bound"
     return {"mutual_information": h_agg - h_cond, "marginal_kl": ce - h_agg, "mi_estimator": estimator}
 

@@ -15,6 +15,11 @@ from torch import Tensor
 LOG_2PI = math.log(2 * math.pi)
 
 
+def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
+    """nats per sample -> bits per data dimension: nats / (D ln 2), D the number of data dimensions."""
+    return nats / (dims * math.log(2.0))
+
+
 def sum_event(t: Tensor, event_dims: int) -> Tensor:
     """Sum the last ``event_dims`` dimensions."""
     return t.sum(dim=tuple(range(-event_dims, 0))) if event_dims else t

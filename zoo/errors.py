@@ -13,12 +13,16 @@ class UnknownModelError(ZooError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class CardError(ZooError):
+class CardError(ZooError, ValueError):
     """A card that cannot be read or does not validate (names the file and the field)."""
 
 
 class PluginError(ZooError):
     """A plugin that failed to load, or a component name that is unknown or registered twice."""
+
+
+class ContractError(PluginError):
+    """A component that does not honour its contract (zoo.contracts): a missing member, a wrong shape."""
 
 
 class WeightsError(ZooError):

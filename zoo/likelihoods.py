@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distributions import LOG_2PI, sum_event
-from .errors import CardError
+from zoo.distributions import LOG_2PI, sum_event
+from zoo.errors import CardError
 
 
 @dataclass
@@ -165,18 +165,29 @@ class DiscretizedLogistic(SignedUnitLikelihood):
         return torch.round((x.clamp(-1, 1) + 1) / (2 * self.half_bin)) * (2 * self.half_bin) - 1
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {
-    cls.name: cls for cls in (Bernoulli, Gaussian, DiscretizedLogistic)
-}
-
-
 def make_likelihood(spec: str | dict) -> Likelihood:
-    """``"bernoulli"`` or ``{"name": "gaussian", "variance": "learned"}`` -> a Likelihood."""
+    """``"bernoulli"`` or ``{"name": "gaussian", "variance": "learned"}`` -> the registered likelihood.
+
+    Likelihoods come from the plugin registry (hook ``register_likelihoods``), so any decoder that
+    takes a ``likelihood`` argument can use a third-party one by name."""
+    from zoo.contracts import ParametricLikelihood, missing_members
+    from zoo.errors import PluginError
+    from zoo.registry import get_registry
+
     args = dict(spec) if isinstance(spec, dict) else {"name": spec}
     name = args.pop("name", None)
-    if name not in LIKELIHOODS:
-        raise CardError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
+    if not isinstance(name, str):
+        raise CardError(f"likelihood: expected a name (a string) or a mapping with 'name', got {spec!r}")
     try:
-        return LIKELIHOODS[name](**args)
-    except TypeError as e:
-        raise CardError(f"likelihood {name!r}: {e}") from None
+        entry = get_registry().get("likelihood", name)
+    except PluginError as e:
+        raise CardError(f"likelihood: {e}") from None
+    try:
+        likelihood = entry.factory(**args)
+    except (TypeError, ValueError) as e:
+        raise CardError(f"likelihood {name!r} from {entry.owner}: {e}") from None
+    lacking = missing_members(likelihood, ParametricLikelihood)
+    if lacking:
+        raise CardError(f"likelihood {name!r} from {entry.owner} lacks the required member(s) "
+                        f"{', '.join(repr(m) for m in lacking)} of zoo.contracts.ParametricLikelihood")
+    return likelihood

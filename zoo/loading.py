@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .build import build_model
-from .cards import Card
-from .catalog import get_card
-from .errors import WeightsError
-from .model import LatentModel
+from zoo.assemble import build_model
+from zoo.cards import Card
+from zoo.cards.catalog import get_card
+from zoo.errors import WeightsError
+from zoo.model import LatentModel
 
 
 def build(name: str) -> LatentModel:
@@ -29,15 +29,15 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
 
     ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
     a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
-    from .checkpoint import load_folder
+    from zoo.store.run_folder import load_folder
 
     text = str(name_or_path)
     if Path(text).is_dir():
         return load_folder(text, weights=weights, device=device)
-    from .registry import get_registry
+    from zoo.registry import get_registry
 
     if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
-        from .hub import load_repo
+        from zoo.hub import load_repo
 
         return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
     card = get_card(text)
@@ -61,15 +61,28 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"use zoo.load({card.name!r}, pretrained=False), or train it with "
                            f"`zoo train {card.name}` and load the run folder")
-    from .checkpoint import load_weights
-    from .converters import read_converted
+    from zoo.store.weights import load_weights, read_state
 
     path, commit, sha256 = _fetch_card_weights(card, revision)
-    state = read_converted(path, spec.get("converter"))
+    state = convert(read_state(path), spec.get("converter"), card)
     load_weights(model, state, f"{spec['repo']}@{commit}/{spec['file']}")
     model.info.update({"repo": spec["repo"], "revision": commit, "requested_revision": revision or spec.get("revision")
                        or "main", "file": spec["file"], "sha256": sha256, "converter": spec.get("converter"),
                        "weights": str(path)})
+
+
+def convert(state: dict, converter: str | None, card: Card) -> dict:
+    """Map an upstream checkpoint to the model's keys with the registered converter the card names."""
+    if not converter:
+        return state
+    from zoo.errors import PluginError
+    from zoo.registry import get_registry
+
+    try:
+        entry = get_registry().get("converter", converter)
+    except PluginError as e:
+        raise WeightsError(f"{card.path or card.name}: field 'zoo.weights.converter': {e}") from None
+    return entry.factory(state)
 
 
 def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, str, str | None]:
@@ -80,7 +93,7 @@ def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, 
     (``converter`` set) named ``*.safetensors`` that the revision does not have falls back to the same name with
     ``.bin`` (older diffusers uploads), read later with ``torch.load(weights_only=True)`` and checked against the
     Hub's hash (the card's sha256 is the safetensors file's)."""
-    from .hub import FileNotFound, download_file
+    from zoo.hub import FileNotFound, download_file
 
     spec = card.zoo["weights"]
     pinned = spec.get("revision")
@@ -123,8 +136,8 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
 
     ``name`` is a card name with a ``zoo.weights`` block, or a Hub repo (``org/name``, ``hf://org/name@rev``).
     Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
-    from .hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
-    from .registry import get_registry
+    from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
+    from zoo.registry import get_registry
 
     text = str(name)
     if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):

@@ -3,17 +3,10 @@
     log p(x) >= ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z))
                         =      -distortion        -      rate
 
-Component contracts (see README, "Writing a plugin"):
-  encoder(x)          -> posterior q(z|x): ``rsample()``, ``log_prob(z)``, ``mean``;
-                         optionally ``entropy()`` (closed form) and ``cross_log_prob(z)``.
-  decoder(z)          -> observation p(x|z): ``log_prob(x)`` [B] nats, ``mean``, ``sample()``;
-                         ``decoder.likelihood`` maps images in [0, 1] to its data space.
-  prior.log_prob(z)   -> [B] nats (exact, or a lower bound when ``prior.exact`` is False);
-  prior.sample(n)     -> [n, *latent_shape];
-  optional: prior.cross_entropy(q) = -E_q[log p(z)] (closed form), prior.kl_per_dim(q),
-            prior.infer(q) -> (z, rate, extras) for structured (e.g. top-down) posteriors.
-  optional: q.enumerate() -> (values [K, *latent_shape], log q(z_k|x) [B, K]) for a discrete z
-            with a small support: the ELBO and log p(x) are then exact sums over the support.
+The components honour :mod:`zoo.contracts`; the model dispatches on the capabilities they
+declare there (closed-form KL, structured inference, enumerable posteriors, surrogate losses)
+and checks the shapes they return (every per-sample term must be ``[B]``), naming the component
+and the distribution that registered it when one does not.
 
 Training objective (card ``zoo.objective``): ``model.objective(x)`` -> (loss, terms), the
 beta-ELBO, or with ``iwae_k: K > 1`` the K-sample importance-weighted bound (Burda et al. 2015),
@@ -28,7 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import CardError, ShapeError
+from zoo import contracts as c
+from zoo.distributions import bits_per_dim
+from zoo.errors import CardError, ContractError, ShapeError
 
 
 @dataclass
@@ -56,7 +51,8 @@ class LatentModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module, *,
                  data_shape: tuple[int, ...], latent_shape: tuple[int, ...],
-                 name: str = "model", beta: float = 1.0, config: dict[str, Any] | None = None):
+                 name: str = "model", beta: float = 1.0, config: dict[str, Any] | None = None,
+                 sources: dict[str, str] | None = None):
         super().__init__()
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.data_shape = tuple(data_shape)
@@ -64,11 +60,18 @@ class LatentModel(nn.Module):
         self.name = name
         self.beta = beta
         self.config = config or {}
+        # kind -> "NAME from DIST (module)", for errors that name the component at fault
+        self.sources = dict(sources or {})
         self.info: dict[str, Any] = {}  # provenance: weights file, revision, EMA or raw, ...
-        for part in (encoder, decoder, prior):
-            bind = getattr(part, "bind", None)
-            if bind is not None:  # components that need the others (e.g. an exact posterior)
-                bind(self)        # must keep the reference outside nn.Module's registry (weakref)
+        self.plugins: dict[str, dict[str, Any]] = {}  # kind -> name, distribution, version (set by assemble)
+        for kind, part in (("encoder", encoder), ("decoder", decoder), ("prior", prior)):
+            if not c.has(part, c.Binds):
+                continue
+            try:  # components that need the others (e.g. an exact posterior) keep a weak reference
+                part.bind(self)
+            except (ValueError, TypeError) as e:
+                raise ContractError(f"the {kind} {self.sources.get(kind, type(part).__name__)} does not fit "
+                                    f"this model: {e}") from e
 
     # -- data ----------------------------------------------------------------------------------
     @property
@@ -120,28 +123,49 @@ class LatentModel(nn.Module):
         return self.to_images(self.decoder(self.encode(x).mean).mean)
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True, generator: torch.Generator | None = None) -> Tensor:
-        """n images in [0, 1] from z ~ p(z), x ~ p(x|z) (or its mean when ``mean``)."""
+    def sample(self, n: int, *, mean: bool = True, generator: torch.Generator | None = None,
+               sampler: str | None = None, **options: Any) -> Tensor:
+        """n images in [0, 1] from z ~ p(z), x ~ p(x|z) (or its mean when ``mean``).
+
+        ``sampler``: a registered sampler the prior lists in ``samplers`` (e.g. ``"ddim"`` with
+        ``steps=50, eta=0.0``); its ``options`` are the keyword arguments."""
+        if sampler is None and not options and self.config.get("sampler"):
+            options = dict(self.config["sampler"])   # the card's default sampler and its options
+            sampler = options.pop("name")
+        if sampler is not None:
+            from zoo.sampling import run_sampler
+
+            return run_sampler(self, sampler, n, generator=generator, **options)
+        if options:
+            raise TypeError(f"sampling options {sorted(options)} need a sampler (sampler=NAME)")
         z = self.prior.sample(n, generator=generator)
         obs = self.decoder(z)
         return self.to_images(obs.mean if mean else obs.sample(generator))
 
     # -- the bound -----------------------------------------------------------------------------
+    def posterior(self, x: Tensor):
+        """q(z|x) for ``x`` already in the likelihood's data space."""
+        return self.encoder(x)
+
     def elbo(self, x: Tensor, beta: float = 1.0, *, prepared: bool = False) -> ELBO:
         """Per-sample ELBO, distortion -E_q log p(x|z) and rate KL(q(z|x)||p(z)), nats.
 
         ``beta`` does not change the returned terms (the ELBO is the ELBO); pass it to
         ``ELBO.loss(beta)`` for the beta-VAE objective distortion + beta * rate."""
-        x = x if prepared else self.prepare(x)
-        q = self.encoder(x)
-        if self._enumerable(q):
-            return self._exact_elbo(x, q)
-        z, rate, extras = self.rate(q)
-        distortion = -self.decoder(z).log_prob(x)
-        return ELBO(-(distortion + rate), distortion, rate, extras)
+        return self.elbo_and_posterior(x if prepared else self.prepare(x))[0]
 
-    def _enumerable(self, q) -> bool:
-        return hasattr(q, "enumerate") and not hasattr(self.prior, "infer")
+    def elbo_and_posterior(self, x: Tensor) -> tuple[ELBO, Any]:
+        """The ELBO terms of prepared ``x`` and the posterior q(z|x) they were computed with."""
+        q = self.posterior(x)
+        if self.enumerates(q):
+            return self._exact_elbo(x, q), q
+        z, rate, extras = self.rate(q)
+        distortion = -self._log_lik(z, x)
+        return ELBO(-(distortion + rate), distortion, rate, extras), q
+
+    def enumerates(self, q) -> bool:
+        """True when E_q is an exact sum over q's discrete support (and the prior scores z itself)."""
+        return c.has(q, c.EnumerablePosterior) and not c.has(self.prior, c.StructuredInference)
 
     def _enumerated_log_joint(self, x: Tensor, q) -> tuple[Tensor, Tensor, Tensor]:
         """For a discrete posterior: log q(z_k|x), log p(x|z_k) and log p(z_k) for every z_k of the support, [B, K]."""
@@ -149,8 +173,9 @@ class LatentModel(nn.Module):
         b, k = log_q.shape
         z = values.unsqueeze(0).expand(b, *values.shape).reshape(b * k, *values.shape[1:])
         xs = x.unsqueeze(1).expand(b, k, *x.shape[1:]).reshape(b * k, *x.shape[1:])
-        log_lik = self.decoder(z).log_prob(xs).reshape(b, k)
-        return log_q, log_lik, self.prior.log_prob(values).unsqueeze(0).expand(b, k)
+        log_lik = self._log_lik(z, xs).reshape(b, k)
+        log_p = self._check(self.prior.log_prob(values), (k,), "prior", "log_prob of the support")
+        return log_q, log_lik, log_p.unsqueeze(0).expand(b, k)
 
     def _exact_elbo(self, x: Tensor, q) -> ELBO:
         """E_q exactly, as a sum over the support: distortion = -sum_k q_k log p(x|z_k),
@@ -160,6 +185,36 @@ class LatentModel(nn.Module):
         distortion = -(w * log_lik).sum(1)
         rate = (w * (log_q - log_p)).sum(1)
         return ELBO(-(distortion + rate), distortion, rate, {})
+
+    def rate(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Sample z ~ q and compute KL(q||p): closed form where the prior offers it, else one-sample MC."""
+        if c.has(self.prior, c.StructuredInference):
+            z, rate, extras = self.prior.infer(q)
+            return z, self._check(rate, (z.shape[0],), "prior", "infer(q) rate"), extras
+        z = q.rsample()
+        b = z.shape[0]
+        if c.has(self.prior, c.ClosedFormCrossEntropy) and c.has(q, c.ClosedFormEntropy):
+            # KL(q||p) = -H[q] - E_q[log p(z)]
+            cross = self._check(self.prior.cross_entropy(q), (b,), "prior", "cross_entropy(q)")
+            return z, cross - self._check(q.entropy(), (b,), "encoder", "posterior entropy()"), {}
+        log_q = self._check(q.log_prob(z), (b,), "encoder", "posterior log_prob(z)")
+        return z, log_q - self._check(self.prior.log_prob(z), (b,), "prior", "log_prob(z)"), {}
+
+    def _log_lik(self, z: Tensor, x: Tensor) -> Tensor:
+        return self._check(self.decoder(z).log_prob(x), (x.shape[0],), "decoder", "observation log_prob(x)")
+
+    # -- importance weighting ------------------------------------------------------------------
+    def log_weights(self, x: Tensor, k: int, q=None) -> tuple[Tensor, Tensor]:
+        """log p(x|z_i) and log p(z_i) - log q(z_i|x) for z_1..z_k ~ q(z|x), each ``[k, B]`` (nats).
+
+        The one importance-weight computation behind ``log_likelihood`` and the IWAE objective."""
+        q = self.posterior(x) if q is None else q
+        b = x.shape[0]
+        z = q.rsample(k)                                                        # [k, B, ...]
+        log_lik = torch.stack([self._log_lik(z[i], x) for i in range(k)])
+        log_p = self._check(self.prior.log_prob(z), (k, b), "prior", "log_prob(z) of [k, B, ...] samples")
+        log_q = self._check(q.log_prob(z), (k, b), "encoder", "posterior log_prob(z) of [k, B, ...] samples")
+        return log_lik, log_p - log_q
 
     def objective(self, x: Tensor, beta: float | None = None, *, prepared: bool = False) -> tuple[Tensor, ELBO]:
         """The training loss the card asks for, and the ELBO terms (for logging).
@@ -177,50 +232,45 @@ class LatentModel(nn.Module):
         x = x if prepared else self.prepare(x)
         loss_name = objective.get("loss", "elbo")
         if loss_name != "elbo":  # a surrogate the prior defines, e.g. DDPM's L_simple
-            hook = getattr(self.prior, "training_loss", None)
-            if hook is None:
+            if not c.has(self.prior, c.SurrogateLoss):
                 raise CardError(f"objective.loss {loss_name!r} needs a prior with training_loss(q, loss); "
-                                 f"{type(self.prior).__name__} has none (use 'elbo')")
-            return hook(self.encoder(x), loss_name)
+                                f"{self.sources.get('prior', type(self.prior).__name__)} has none (use 'elbo')")
+            return self.prior.training_loss(self.posterior(x), loss_name)
         if k <= 1:
             terms = self.elbo(x, prepared=True)
             return terms.loss(beta), terms
-        q = self.encoder(x)
-        if self._enumerable(q):  # the enumerated ELBO of an exact posterior is already log p(x)
+        q = self.posterior(x)
+        if self.enumerates(q):  # the enumerated ELBO of an exact posterior is already log p(x)
             terms = self._exact_elbo(x, q)
             return terms.loss(beta), terms
-        z = q.rsample(k)                                                       # [k, B, ...]
-        log_lik = torch.stack([self.decoder(z[i]).log_prob(x) for i in range(k)])
-        log_ratio = self.prior.log_prob(z) - q.log_prob(z)                      # log p(z) - log q(z|x)
+        log_lik, log_ratio = self.log_weights(x, k, q)
         bound = torch.logsumexp(log_lik + beta * log_ratio, 0) - math.log(k)
         terms = ELBO((log_lik + log_ratio).mean(0), -log_lik.mean(0), -log_ratio.mean(0), {"iwae": bound})
         return -bound.mean(), terms
 
-    def rate(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Sample z ~ q and compute KL(q||p): closed form where the prior offers it, else one-sample MC."""
-        infer = getattr(self.prior, "infer", None)
-        if infer is not None:
-            return infer(q)
-        z = q.rsample()
-        cross_entropy = getattr(self.prior, "cross_entropy", None)
-        if cross_entropy is not None and hasattr(q, "entropy"):
-            # KL(q||p) = -H[q] - E_q[log p(z)]
-            return z, cross_entropy(q) - q.entropy(), {}
-        return z, q.log_prob(z) - self.prior.log_prob(z), {}
-
     def log_likelihood(self, x: Tensor, k: int = 100, *, prepared: bool = False) -> Tensor:
         """Importance-weighted bound (Burda et al. 2015), nats per sample:
-        log p(x) >= log 1/k sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x).  Tight as k -> inf."""
+        log p(x) >= log 1/k sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x).  Tight as k -> inf.
+        Exact (a sum over the support) for an enumerable discrete posterior."""
         x = x if prepared else self.prepare(x)
-        q = self.encoder(x)
-        if self._enumerable(q):  # discrete z: log p(x) = logsumexp_k log p(x|z_k) p(z_k), exactly
+        q = self.posterior(x)
+        if self.enumerates(q):  # discrete z: log p(x) = logsumexp_k log p(x|z_k) p(z_k), exactly
             _, log_lik, log_p = self._enumerated_log_joint(x, q)
             return torch.logsumexp(log_lik + log_p, 1)
-        z = q.rsample(k)                                          # [k, B, ...]
-        log_w = torch.stack([self.decoder(z[i]).log_prob(x) for i in range(k)])
-        log_w = log_w + self.prior.log_prob(z) - q.log_prob(z)    # [k, B]
-        return torch.logsumexp(log_w, 0) - math.log(k)
+        log_lik, log_ratio = self.log_weights(x, k, q)
+        return torch.logsumexp(log_lik + log_ratio, 0) - math.log(k)
 
     def bits_per_dim(self, nats: Tensor | float) -> Tensor | float:
         """nats per image -> bits per data dimension."""
-        return nats / (self.num_data_dims * math.log(2))
+        return bits_per_dim(nats, self.num_data_dims)
+
+    # -- contract checks -----------------------------------------------------------------------
+    def _check(self, t: Any, shape: tuple[int, ...], kind: str, what: str) -> Tensor:
+        """``t`` must be a tensor of ``shape``; else a ContractError naming the component and its plugin."""
+        if isinstance(t, Tensor) and tuple(t.shape) == shape:
+            return t
+        got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        who = self.sources.get(kind, type(getattr(self, kind)).__name__)
+        raise ContractError(f"model {self.name!r}: the {kind} {who} returned {what} of shape {got}; the contract "
+                            f"(zoo.contracts) asks for one value per sample, shape {list(shape)}")
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .atomic import save_atomic
+from zoo.store.atomic import save_atomic
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:

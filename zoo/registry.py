@@ -1,9 +1,16 @@
-"""The plugin registry: reads the ``zoo`` entry points once and collects every component.
+"""The plugin registry: reads the ``zoo`` entry points once and collects everything they register.
 
-Each plugin is isolated: one that fails to import, fails pluggy's validation, or raises in a
-hook is recorded (by distribution and module) and skipped, and whatever it registered in that
-hook is rolled back.  Two plugins registering one name make that name ambiguous: looking it up
-raises an error naming both.  ``strict=True`` (or ``ZOO_STRICT_PLUGINS=1``) raises instead.
+Kinds (one hook each, :mod:`zoo.hookspecs`; contracts in :mod:`zoo.contracts`): encoder,
+decoder, prior, likelihood, converter, fitter, sampler, data (sources), command, and cards.
+
+Each plugin is isolated: one that fails to import, fails pluggy's validation, or raises anything
+(``SystemExit`` included; only ``KeyboardInterrupt`` passes) at import or in a hook is recorded by
+distribution and module and skipped, and whatever it registered in that hook is rolled back.
+
+Names: a name registered by latent-zoo itself (a *built-in*) stays with the built-in; another
+plugin registering it is refused and recorded.  Two third-party plugins registering one name make
+it ambiguous: looking it up raises an error naming both.  ``DIST:NAME`` (distribution and name)
+always selects one.  ``strict=True`` (or ``ZOO_STRICT_PLUGINS=1``) raises instead of recording.
 """
 from __future__ import annotations
 
@@ -17,21 +24,30 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError
+from zoo import hookspecs
+from zoo.errors import PluginError
 
-KINDS = ("encoder", "decoder", "prior")
-HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders",
-         "prior": "register_priors", "card": "register_cards"}
+BUILTIN_DISTRIBUTION = "latent-zoo"
+KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command")
+COMPONENT_KINDS = ("encoder", "decoder", "prior")
+HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
+         "likelihood": "register_likelihoods", "converter": "register_converters",
+         "fitter": "register_fitters", "sampler": "register_samplers", "data": "register_data_sources",
+         "command": "register_commands", "card": "register_cards"}
 
 
 @dataclass(frozen=True)
 class Owner:
-    """Who registered something: entry-point name, distribution and module."""
+    """Who registered something: entry-point name, distribution (and its version) and module."""
 
     plugin: str
     distribution: str
     module: str
+    version: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     def __str__(self) -> str:
         return f"{self.distribution} ({self.module})"
@@ -39,23 +55,28 @@ class Owner:
 
 @dataclass(frozen=True)
 class LazyFactory:
-    """A factory registered as ``"module:attribute"``, imported on first use, so listing the zoo
+    """An object registered as ``"module:attribute"``, imported on first use, so listing the zoo
     (``zoo list``, ``zoo plugins``) imports no plugin's heavy dependencies."""
 
     target: str
 
-    def resolve(self) -> Callable[..., Any]:
+    def resolve(self) -> Any:
         module, _, attr = self.target.partition(":")
         try:
             obj: Any = import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as e:
-            raise PluginError(f"cannot import the factory {self.target!r}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - an import that fails in any way names the target
+            raise PluginError(f"cannot import {self.target!r}: {type(e).__name__}: {e}") from e
         return obj
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # e.g. a sampler's ``options``
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -64,10 +85,20 @@ class LazyFactory:
 
 @dataclass(frozen=True)
 class Component:
+    """One registered thing: ``factory`` is what the plugin passed (a factory, function or object)."""
+
     kind: str
     name: str
-    factory: Callable[..., Any]
+    factory: Any
     owner: Owner
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.owner.distribution}:{self.name}"
+
+    def resolve(self) -> Any:
+        """The registered object itself (imports a ``"module:attribute"`` registration)."""
+        return self.factory.resolve() if isinstance(self.factory, LazyFactory) else self.factory
 
 
 @dataclass(frozen=True)
@@ -86,31 +117,38 @@ class PluginFailure:
     def __str__(self) -> str:
         return f"plugin {self.owner.plugin!r} from {self.owner} failed in {self.stage}: {self.error}"
 
+    def one_line(self) -> str:
+        return (f"plugin {self.owner.plugin} from {self.owner.distribution} failed: {self.error.splitlines()[0]}"
+                f"; see `zoo plugins`")
+
 
 @dataclass
 class Registry:
-    """Every encoder, decoder, prior and card the installed plugins provide."""
+    """Everything the installed plugins provide, by kind and name."""
 
     strict: bool = False
-    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    entries: dict[str, dict[str, list[Component]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     cards: dict[str, CardEntry] = field(default_factory=dict)
-    conflicts: dict[tuple[str, str], list[Owner]] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: list[Owner] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
+        self._card_conflicts: dict[str, list[Owner]] = {}
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, group: str = hookspecs.PROJECT) -> "Registry":
-        """Import every plugin of the entry-point group once, recording failures by name."""
-        for ep in sorted(metadata.entry_points(group=group), key=lambda e: (e.name != "builtin", e.name)):
-            dist = ep.dist.name if ep.dist is not None else "(unknown distribution)"
-            owner = Owner(ep.name, dist, ep.value)
+        """Import every plugin of the entry-point group once (built-ins first), recording failures by name."""
+        eps = sorted(metadata.entry_points(group=group),
+                     key=lambda e: (_dist_name(e) != BUILTIN_DISTRIBUTION, e.name))
+        for ep in eps:
+            owner = Owner(ep.name, _dist_name(ep), ep.value, getattr(ep.dist, "version", None))
             try:
                 module = ep.load()
-            except Exception as e:  # noqa: BLE001 - a broken plugin must not take the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001 - a broken plugin (even sys.exit) must not take the others down
                 self._fail(owner, "import", e)
                 continue
             self.add_plugin(module, owner=owner)
@@ -133,15 +171,17 @@ class Registry:
         return owner
 
     def _run_hook(self, owner: Owner, kind: str, hook: str, impl: Callable) -> None:
-        staged: list[tuple[str, Any]] = []
+        staged: list[tuple[Any, Any]] = []
 
         def register(name: str | os.PathLike, factory: Any = None) -> None:
             staged.append((name, factory))
 
         try:
             impl(register=register)
-            entries = [self._entry(kind, n, f, owner) for n, f in staged]
-        except Exception as e:  # noqa: BLE001
+            entries = [e for n, f in staged for e in self._entry(kind, n, f, owner)]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
             self._fail(owner, hook, e)
             return
         for entry in entries:
@@ -150,63 +190,127 @@ class Registry:
     def _entry(self, kind: str, name: Any, factory: Any, owner: Owner) -> list:
         if kind == "card":
             path = Path(name)
-            files = sorted(path.glob("*.md")) if path.is_dir() else [path]
             if not path.exists():
                 raise PluginError(f"card path {path} does not exist")
+            files = sorted(path.glob("*.md")) if path.is_dir() else [path]
             return [CardEntry(p.stem, p, owner) for p in files if p.name.lower() != "readme.md"]
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"{kind} name must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not name or ":" in name:
+            raise PluginError(f"{kind} name must be a non-empty string without ':', got {name!r}")
         if isinstance(factory, str):
             if ":" not in factory:
-                raise PluginError(f"{kind} {name!r}: a factory given as a string must be 'module:attribute', "
+                raise PluginError(f"{kind} {name!r}: an object given as a string must be 'module:attribute', "
                                   f"got {factory!r}")
             factory = LazyFactory(factory)
-        if not callable(factory):
-            raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
+        if factory is None or (kind != "data" and not callable(factory)):
+            raise PluginError(f"{kind} {name!r}: {factory!r} is not callable")
         return [Component(kind, name, factory, owner)]
 
-    def _commit(self, kind: str, entries: list, owner: Owner) -> None:
-        table = self.cards if kind == "card" else self.components[kind]
-        for entry in entries:
-            prior = table.get(entry.name)
-            if prior is not None or (kind, entry.name) in self.conflicts:
-                owners = self.conflicts.setdefault((kind, entry.name), [prior.owner] if prior else [])
-                owners.append(owner)
-                table.pop(entry.name, None)
-                self._fail(owner, HOOKS[kind], PluginError(self._conflict_message(kind, entry.name)))
-                continue
-            table[entry.name] = entry
+    def _commit(self, kind: str, entry: Any, owner: Owner) -> None:
+        if kind == "card":
+            self._commit_card(entry, owner)
+            return
+        existing = self.entries[kind].setdefault(entry.name, [])
+        if not owner.builtin and any(e.owner.builtin for e in existing):
+            self._fail(owner, HOOKS[kind], PluginError(
+                f"{kind} name {entry.name!r} belongs to the built-in {existing[0].owner}; the registration "
+                f"by {owner} is refused (use another name)"))
+            return
+        if owner.builtin:  # a built-in displaces third-party registrations of its name
+            existing[:] = [e for e in existing if e.owner.builtin]
+        existing.append(entry)
+
+    def _commit_card(self, entry: CardEntry, owner: Owner) -> None:
+        prior = self.cards.get(entry.name)
+        if prior is not None and prior.owner.builtin and not owner.builtin:
+            self._fail(owner, "register_cards", PluginError(
+                f"card name {entry.name!r} belongs to the built-in {prior.owner}; the card {entry.path} from "
+                f"{owner} is refused (rename the file)"))
+            return
+        if prior is not None or entry.name in self._card_conflicts:
+            owners = self._card_conflicts.setdefault(entry.name, [prior.owner] if prior else [])
+            owners.append(owner)
+            self.cards.pop(entry.name, None)
+            self._fail(owner, "register_cards", PluginError(self._card_conflict(entry.name)))
+            return
+        self.cards[entry.name] = entry
 
     def _fail(self, owner: Owner, stage: str, error: BaseException) -> None:
         failure = PluginFailure(owner, stage, f"{type(error).__name__}: {error}")
         self.failures.append(failure)
         if self.strict:
-            raise PluginError(str(failure)) from error
+            raise PluginError(str(failure)) from (error if isinstance(error, Exception) else None)
 
-    def _conflict_message(self, kind: str, name: str) -> str:
-        owners = " and ".join(str(o) for o in self.conflicts[(kind, name)])
-        return f"{kind} name {name!r} is registered by more than one plugin: {owners}"
+    def _card_conflict(self, name: str) -> str:
+        owners = " and ".join(str(o) for o in self._card_conflicts[name])
+        return f"card name {name!r} is registered by more than one plugin: {owners}"
 
     # -- lookup --------------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Component:
-        """The component ``name`` of ``kind``; clear errors for unknown or ambiguous names."""
+        """The ``kind`` registered as ``name`` (or ``DIST:NAME``); clear errors for unknown or ambiguous names."""
         if kind not in KINDS:
-            raise PluginError(f"unknown component kind {kind!r}; expected one of {KINDS}")
-        if (kind, name) in self.conflicts:
-            raise PluginError(self._conflict_message(kind, name))
-        table = self.components[kind]
-        if name not in table:
-            raise PluginError(f"unknown {kind} {name!r}{suggest(name, table)}"
-                              f"{self._failure_hint()}")
-        return table[name]
+            raise PluginError(f"unknown registry kind {kind!r}; expected one of {KINDS}")
+        if not isinstance(name, str):
+            raise PluginError(f"{kind} name must be a string, got {name!r}")
+        table = self.entries[kind]
+        dist, sep, short = name.rpartition(":")
+        if sep:
+            for entry in table.get(short, []):
+                if entry.owner.distribution == dist:
+                    return entry
+            owners = ", ".join(e.qualified_name for e in table.get(short, [])) or "none"
+            raise PluginError(f"unknown {kind} {name!r}: distribution {dist!r} registers no {kind} {short!r} "
+                              f"(registered as: {owners}){self._failure_hint()}")
+        found = table.get(name, [])
+        if not found:
+            raise PluginError(f"unknown {kind} {name!r}{suggest(name, self.names(kind))}{self._failure_hint()}")
+        if len(found) > 1:
+            raise PluginError(f"{kind} name {name!r} is registered by more than one plugin: "
+                              + " and ".join(str(e.owner) for e in found)
+                              + "; select one as " + " or ".join(repr(e.qualified_name) for e in found))
+        return found[0]
+
+    def find(self, kind: str, name: str) -> Component | None:
+        """Like :meth:`get`, or None for an unknown name."""
+        try:
+            return self.get(kind, name)
+        except PluginError:
+            return None
 
     def names(self, kind: str) -> list[str]:
-        return sorted(self.components[kind]) if kind in KINDS else sorted(self.cards)
+        """Registered names of ``kind`` (``"card"`` for cards)."""
+        if kind == "card":
+            return sorted(self.cards)
+        return sorted(n for n, e in self.entries.get(kind, {}).items() if e)
+
+    def all(self, kind: str) -> list[Component]:
+        """Every registration of ``kind`` (ambiguous names included), sorted by name."""
+        return sorted((e for es in self.entries.get(kind, {}).values() for e in es),
+                      key=lambda e: (e.name, e.owner.distribution))
+
+    @property
+    def components(self) -> dict[str, dict[str, Component]]:
+        """kind -> name -> the one unambiguous registration (ambiguous names left out)."""
+        return {k: {n: es[0] for n, es in t.items() if len(es) == 1} for k, t in self.entries.items()}
+
+    @property
+    def conflicts(self) -> dict[tuple[str, str], list[Owner]]:
+        """(kind, name) -> owners, for every name more than one third-party plugin registered."""
+        out = {(k, n): [e.owner for e in es] for k, t in self.entries.items() for n, es in t.items() if len(es) > 1}
+        out.update({("card", n): owners for n, owners in self._card_conflicts.items()})
+        return out
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed or refused plugin registration, for stderr."""
+        return [f.one_line() for f in self.failures]
 
     def _failure_hint(self) -> str:
         if not self.failures:
             return ""
         return "; note: " + "; ".join(str(f) for f in self.failures)
+
+
+def _dist_name(ep: Any) -> str:
+    return ep.dist.name if getattr(ep, "dist", None) is not None else "(unknown distribution)"
 
 
 def suggest(name: str, choices) -> str:

@@ -56,7 +56,7 @@ class _Check:
 
 def _resolve(factory_or_name) -> tuple[str, Callable[..., Any]]:
     if isinstance(factory_or_name, str):
-        from .registry import get_registry
+        from zoo.registry import get_registry
 
         return factory_or_name, get_registry().get("prior", factory_or_name).factory
     return getattr(factory_or_name, "__name__", repr(factory_or_name)), factory_or_name
@@ -66,8 +66,8 @@ def build_test_model(factory_or_name, *, latent_shape=(2,), data_shape=DEFAULT_D
                      prior_args: dict[str, Any] | None = None, encoder: dict[str, Any] | None = None,
                      decoder: dict[str, Any] | None = None):
     """A small LatentModel around the prior (so priors that ``bind`` to the model work)."""
-    from .model import LatentModel
-    from .registry import get_registry
+    from zoo.model import LatentModel
+    from zoo.registry import get_registry
 
     _, factory = _resolve(factory_or_name)
     prior = factory(latent_shape=tuple(latent_shape), data_shape=tuple(data_shape), **(prior_args or {}))
@@ -252,7 +252,7 @@ def _check_dtype_device(c: _Check, model, shape) -> None:
 def _check_safetensors(c: _Check, model, factory_or_name, latent_shape, data_shape, prior_args, encoder, decoder) -> None:
     import torch
 
-    from .checkpoint import load_weights, read_weights, save_weights
+    from zoo.store.weights import load_weights, read_weights, save_weights
 
     z = model.prior.sample(5, generator=torch.Generator().manual_seed(1))
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,6 @@ returns for logging are the one-sample unbiased estimate of the bound from the s
 from __future__ import annotations
 
 import math
-import sys
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -43,25 +42,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.contracts import SamplerOption
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import Observation, SignedUnitLikelihood
 
+from .sampling import ddim_sample, ddpm_sample
 from .schedule import (
     NoiseSchedule,
     check_timesteps,
     ddim_timesteps,
     discretized_gaussian_log_likelihood,
-    normal_kl,
     p_mean_variance,
     prior_kl,
-    q_posterior,
     q_sample,
+    step_terms,
+    variational_bound,
 )
 from .unet import UNet, UNetConfig
 
 __all__ = ["DDPMPrior", "NoisingEncoder", "NoisingPosterior", "DDPMDecoder", "DiscretizedGaussian",
-           "UNET_PRESETS", "sample"]
+           "UNET_PRESETS", "sample", "DDIM"]
 
 VARIANCES = {"fixed-small": "fixed_small", "fixed-large": "fixed_large",
              "fixed_small": "fixed_small", "fixed_large": "fixed_large"}
@@ -126,6 +127,9 @@ class DDPMPrior(nn.Module):
     (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound)."""
 
     exact = False  # log_prob is the variational bound
+    family = "diffusion"
+    samplers = ("ddim",)  # zoo sample --steps S --eta E; model.sample(n, sampler="ddim", steps=S)
+    test_shapes = {"latent_shape": (1, 8, 8), "data_shape": (1, 8, 8)}
 
     def __init__(self, *, latent_shape, data_shape=None, unet: Any = None, timesteps: int = 1000,
                  schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
@@ -182,44 +186,17 @@ class DDPMPrior(nn.Module):
                 f"distortion = L_0 (discretized Gaussian decoder at t=1); one x_t ~ q(x_t|x_0) per term")
 
     # -- the bound -------------------------------------------------------------------------------
-    def _step_terms(self, x0: Tensor, t: Tensor, continuous: bool) -> Tensor:
-        """L_i per row of x0 at indices t (KL for i >= 1; -log p(x_0|x_1) for i = 0)."""
-        noise = torch.randn_like(x0)
-        xt = q_sample(self.schedule, x0, t, noise)
-        p = p_mean_variance(self.schedule, self.unet(xt, t), xt, t, self.variance, clip_x0=False)
-        q_mean, _, q_logvar = q_posterior(self.schedule, x0, xt, t)
-        kl = normal_kl(q_mean, q_logvar, p.mean, p.log_variance).flatten(1).sum(1)
-        if not bool((t == 0).any()):
-            return kl
-        if continuous:  # a density on z: Gaussian N(mu_theta, sigma_1^2)
-            log_p0 = -0.5 * (LOG_2PI + p.log_variance + (x0 - p.mean) ** 2 * torch.exp(-p.log_variance))
-        else:
-            log_p0 = discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance)
-        return torch.where(t == 0, -log_p0.flatten(1).sum(1), kl)
-
-    def bound_terms(self, x0: Tensor, timesteps: Tensor, *, continuous: bool = False) -> Tensor:
-        """[B, K] terms L_i for the given indices, several indices stacked per UNet call."""
-        b = x0.shape[0]
-        chunk = max(1, MAX_ROWS // max(b, 1))
-        cols = []
-        for start in range(0, len(timesteps), chunk):
-            ts = timesteps[start:start + chunk].to(x0.device)
-            k = len(ts)
-            t = ts.repeat_interleave(b)
-            x = x0.repeat(k, *([1] * (x0.dim() - 1)))
-            cols.append(self._step_terms(x, t, continuous).view(k, b).T)
-        return torch.cat(cols, 1) if cols else x0.new_zeros(b, 0)
-
     def _rate(self, x0: Tensor, first: int, continuous: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_T + the (sub-sampled) sum of L_first .. L_{T-1}, and the per-step curve for diagnose."""
         T = self.num_timesteps
         ts, weights = _strata(first, T - 1, self.eval_timesteps)
-        terms = self.bound_terms(x0, ts, continuous=continuous)
-        prior = prior_kl(self.schedule, x0)
-        total = prior + (terms * weights.to(terms)).sum(1)
-        b = x0.shape[0]
+        bound = variational_bound(self.schedule, self.unet, x0, timesteps=ts, weights=weights,
+                                  variance=self.variance, chunk=max(1, MAX_ROWS // max(x0.shape[0], 1)),
+                                  continuous=continuous)
+        terms, b = bound.terms, x0.shape[0]
         curve = terms.new_zeros(b, T).index_copy(1, ts.to(x0.device), terms.detach())
         count = terms.new_zeros(b, T).index_fill(1, ts.to(x0.device), 1.0)
-        return total, {"L_T": prior.detach(), "L_t": curve, "L_t_count": count}
+        return bound.total, {"L_T": bound.prior.detach(), "L_t": curve, "L_t_count": count}
 
     def infer(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(z, rate, extras). Under the noising encoder: z = x_1 ~ q(x_1|x_0) and rate = L_T + sum_{t>=2} L_{t-1};
@@ -256,17 +233,13 @@ class DDPMPrior(nn.Module):
         T = self.num_timesteps
         t = torch.randint(0, T, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
-        xt = q_sample(self.schedule, x0, t, noise)
-        eps = self.unet(xt, t)
+        eps = self.unet(q_sample(self.schedule, x0, t, noise), t)
         mse = (eps - noise).pow(2).flatten(1).mean(1)
-        with torch.no_grad():
-            p = p_mean_variance(self.schedule, eps.detach(), xt, t, self.variance)
-            q_mean, _, q_logvar = q_posterior(self.schedule, x0, xt, t)
-            kl = normal_kl(q_mean, q_logvar, p.mean, p.log_variance).flatten(1).sum(1)
-            nll = -discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance).flatten(1).sum(1)
+        with torch.no_grad():  # the same forward pass scored as one step of the bound
+            term = step_terms(self.schedule, lambda xt, ts: eps.detach(), x0, t, noise, self.variance)
             first = t == 0
-            distortion = T * torch.where(first, nll, torch.zeros_like(nll))
-            rate = prior_kl(self.schedule, x0) + T * torch.where(first, torch.zeros_like(kl), kl)
+            distortion = T * torch.where(first, term, torch.zeros_like(term))
+            rate = prior_kl(self.schedule, x0) + T * torch.where(first, torch.zeros_like(term), term)
         return mse.mean(), ELBO(-(distortion + rate), distortion, rate, {"L_simple": mse.detach()})
 
     # -- sampling --------------------------------------------------------------------------------
@@ -274,23 +247,9 @@ class DDPMPrior(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, *, progress: bool | None = None) -> Tensor:
         """Ancestral sampling (Ho et al. Algorithm 2) from x_T down to x_1 (pixel model: the decoder makes
         x_0) or to x_0 (a latent prior; the last step takes the mean)."""
-        kw = {"device": self._anchor.device, "dtype": self._anchor.dtype, "generator": generator}
-        x = torch.randn((n, *self.latent_shape), **kw)
-        last = 1 if self.pixel else 0
-        for i in _progress(range(self.num_timesteps - 1, last - 1, -1), progress, "DDPM"):
-            t = torch.full((n,), i, dtype=torch.long, device=x.device)
-            p = p_mean_variance(self.schedule, self.unet(x, t), x, t, self.variance, self.clip_sample)
-            x = p.mean + p.variance.sqrt() * torch.randn(x.shape, **kw) if i > 0 else p.mean
-        return x
-
-
-def _progress(steps, enabled: bool | None, desc: str):
-    if enabled is False:
-        return steps
-    from tqdm.auto import tqdm
-
-    # None: a bar on an interactive terminal only
-    return tqdm(steps, desc=desc, disable=None if enabled is None else False, leave=False)
+        return ddpm_sample(self.unet, self.schedule, (n, *self.latent_shape), variance=self.variance,
+                           clip_x0=self.clip_sample, generator=generator, device=self._anchor.device,
+                           dtype=self._anchor.dtype, progress=progress, stop=1 if self.pixel else 0)
 
 
 # ------------------------------------------------------------------------------------------ encoder
@@ -436,13 +395,29 @@ def sample(model, n: int, *, steps: int | None = None, eta: float = 0.0, batch_s
             z = prior.sample(m, generator=generator, progress=progress)
             out.append(model.to_images(model.decoder(z).mean))
             continue
-        from .sampling import ddim_sample
-
         shape = (m, *prior.latent_shape)
         x = ddim_sample(prior.eps, prior.schedule, shape, num_steps=steps, eta=eta,
                         clip_x0=prior.clip_sample, generator=generator, device=prior._anchor.device,
                         dtype=prior._anchor.dtype,
-                        progress=sys.stderr.isatty() if progress is None else bool(progress))
+                        progress=progress)
         out.append(model.to_images(x) if prior.pixel else model.to_images(model.decoder(x).mean))
     model.train(was)
     return torch.cat(out)
+
+
+class DDIMSampler:
+    """The ``ddim`` sampler (Song et al. 2021) for models with a ``ddpm`` prior: ``zoo sample RUN --steps 50
+    --eta 0`` or ``model.sample(n, sampler="ddim", steps=50, eta=0.0)``."""
+
+    options = {
+        "steps": SamplerOption(int, 50, "DDIM steps S <= T (one UNet call each)"),
+        "eta": SamplerOption(float, 0.0, "DDIM noise: 0 deterministic .. 1 the DDPM posterior variance"),
+        "batch_size": SamplerOption(int, 256, "images per UNet batch"),
+    }
+
+    def __call__(self, model, n: int, *, generator=None, steps: int = 50, eta: float = 0.0,
+                 batch_size: int = 256) -> Tensor:
+        return sample(model, n, steps=steps, eta=eta, batch_size=batch_size, generator=generator)
+
+
+DDIM = DDIMSampler()

@@ -19,12 +19,13 @@ __all__ = ["ddpm_sample", "ddim_sample", "ddim_step"]
 EpsModel = Callable[[Tensor, Tensor], Tensor]
 
 
-def _progress(steps: Sequence[int], enabled: bool, desc: str) -> Iterable[int]:
-    if not enabled:
+def _progress(steps: Sequence[int], enabled: bool | None, desc: str) -> Iterable[int]:
+    """A progress bar: always (True), never (False), or on an interactive terminal only (None)."""
+    if enabled is False:
         return steps
     from tqdm.auto import tqdm
 
-    return tqdm(steps, desc=desc)
+    return tqdm(steps, desc=desc, disable=None if enabled is None else False, leave=False)
 
 
 def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device,
@@ -47,19 +48,20 @@ def ddpm_sample(eps_model: EpsModel, schedule: NoiseSchedule, shape: Sequence[in
                 variance: Variance = "fixed_small", clip_x0: bool = True,
                 generator: torch.Generator | None = None, device: torch.device | str | None = None,
                 dtype: torch.dtype = torch.float32, x_T: Tensor | None = None,
-                progress: bool = False) -> Tensor:
-    """Ancestral sampling, Algorithm 2 of Ho et al. (T model calls):
+                progress: bool | None = False, stop: int = 0) -> Tensor:
+    """Ancestral sampling, Algorithm 2 of Ho et al. (T - stop model calls):
 
         x_T ~ N(0, I);  for t = T..1:  x_{t-1} = mu_theta(x_t, t) + sigma_t z,  z ~ N(0, I)
         (z = 0 at t = 1)
 
     with mu_theta / sigma_t from :func:`.schedule.p_mean_variance` (``variance`` "fixed_small"
     = beta~_t, "fixed_large" = beta_t; ``clip_x0`` clamps the predicted x_0 to [-1, 1] before
-    forming the mean, like diffusers' ``clip_sample``).  Returns x_0.
+    forming the mean, like diffusers' ``clip_sample``).  Returns x_0; with ``stop=1`` it stops at
+    x_1 (a pixel-space DDPM's decoder p(x_0|x_1) makes x_0), the ``ddpm`` prior's ``sample``.
     """
     x = _start(shape, x_T, generator, device, dtype)
     batch = x.shape[0]
-    for i in _progress(range(schedule.num_timesteps - 1, -1, -1), progress, "DDPM"):
+    for i in _progress(range(schedule.num_timesteps - 1, stop - 1, -1), progress, "DDPM"):
         t = torch.full((batch,), i, dtype=torch.long, device=x.device)
         p = p_mean_variance(schedule, eps_model(x, t), x, t, variance, clip_x0)
         if i > 0:
@@ -97,7 +99,7 @@ def ddim_sample(eps_model: EpsModel, schedule: NoiseSchedule, shape: Sequence[in
                 steps_offset: int = 0, set_alpha_to_one: bool = True,
                 generator: torch.Generator | None = None, device: torch.device | str | None = None,
                 dtype: torch.dtype = torch.float32, x_T: Tensor | None = None,
-                progress: bool = False) -> Tensor:
+                progress: bool | None = False) -> Tensor:
     """DDIM sampling with S = ``num_steps`` <= T model calls (Song et al. 2021).
 
     Timesteps: diffusers' "leading" spacing, tau = (S-1, ..., 1, 0) * (T // S) + steps_offset

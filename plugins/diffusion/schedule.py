@@ -28,10 +28,13 @@ from typing import Callable, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from zoo.distributions import LOG_2PI
+from zoo.distributions import bits_per_dim as _bits_per_dim
+
 __all__ = [
     "linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
     "q_mean_variance", "q_sample", "q_posterior", "predict_x0", "p_mean_variance", "PMeanVar",
-    "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms",
+    "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms", "step_terms",
     "variational_bound", "bits_per_dim", "Variance",
 ]
 
@@ -251,27 +254,38 @@ def prior_kl(schedule: NoiseSchedule, x0: Tensor) -> Tensor:
     return kl.flatten(1).sum(1)
 
 
-def _step_terms(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, t: Tensor, noise: Tensor,
-                variance: Variance, clip_x0: bool) -> Tensor:
-    """L_t for one timestep index per row of x0 (nats per row): the KL of eq. 5 for t >= 1,
-    -log p(x_0|x_1) (discretized decoder) for t = 0."""
+def step_terms(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, t: Tensor, noise: Tensor,
+               variance: Variance = "fixed_small", clip_x0: bool = False, continuous: bool = False) -> Tensor:
+    """L_i for one timestep index i per row of x0 (nats per row), from x_{i+1} = q_sample(x0, i, noise):
+
+        i >= 1:  L_i = KL(q(x_i | x_{i+1}, x_0) || p(x_i | x_{i+1}))                    (eq. 5)
+        i = 0:   L_0 = -log p(x_0 | x_1): the discretized Gaussian of eq. 13 on 8-bit data, or
+                 (``continuous``, a diffusion prior over a continuous z) the Gaussian density
+                 N(x_0; mu_theta, sigma_1^2)
+    """
     xt = q_sample(schedule, x0, t, noise)
     p = p_mean_variance(schedule, eps_model(xt, t), xt, t, variance, clip_x0)
     q_mean, _, q_logvar = q_posterior(schedule, x0, xt, t)
     kl = normal_kl(q_mean, q_logvar, p.mean, p.log_variance).flatten(1).sum(1)
-    nll = -discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance).flatten(1).sum(1)
-    return torch.where(t.to(kl.device) == 0, nll, kl)
+    first = t.to(kl.device) == 0
+    if not bool(first.any()):
+        return kl
+    if continuous:
+        log_p0 = -0.5 * (LOG_2PI + p.log_variance + (x0 - p.mean) ** 2 * torch.exp(-p.log_variance))
+    else:
+        log_p0 = discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance)
+    return torch.where(first, -log_p0.flatten(1).sum(1), kl)
 
 
 @dataclass
 class BoundTerms:
     """The variational bound per sample, in nats.
 
-    total:     [B] the bound on -log p(x_0) (exact, or the unbiased estimate)
+    total:     [B] L_T + the (weighted) sum of ``terms``: the bound, or its unbiased estimate
     prior:     [B] L_T
     terms:     [B, K] L_i for the timestep indices in ``timesteps`` (index 0 = decoder L_0)
     timesteps: [K] long, the indices i evaluated (all 0..T-1 when ``exact``)
-    exact:     True when every timestep was evaluated
+    exact:     True when every timestep was evaluated once with weight 1
     """
 
     total: Tensor
@@ -282,24 +296,30 @@ class BoundTerms:
 
 
 def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, *,
+                      timesteps: Tensor | None = None, weights: Tensor | None = None,
                       num_timesteps: int | None = None, variance: Variance = "fixed_small",
                       clip_x0: bool = False, generator: torch.Generator | None = None,
-                      chunk: int = 1) -> BoundTerms:
-    """Bound L = L_T + sum_{i=0}^{T-1} L_i on -log p(x_0) per sample (nats).
+                      chunk: int = 1, continuous: bool = False) -> BoundTerms:
+    """Bound L = L_T + sum_{i=0}^{T-1} L_i on -log p(x_0) per sample (nats); the one implementation
+    (the ``ddpm`` prior evaluates its bound through it).
 
-    ``num_timesteps=None``: exact sum over all T steps.  Otherwise K = ``num_timesteps`` indices
-    i_1..i_K are drawn uniformly with replacement from {0..T-1} (shared by the batch) and
-
-        L_hat = L_T + T * (1/K) sum_k L_{i_k}     with  E[L_hat] = L,
-
-    an unbiased estimate.  Each L_i uses one fresh noise draw x_t ~ q(x_t|x_0) (so even the
-    "exact" sum is a one-sample Monte Carlo estimate over x_t, as in Ho et al.).  ``chunk``
-    timesteps are stacked into one ``eps_model`` call.  Wrap in ``torch.inference_mode()``
-    for evaluation; no gradient mode is imposed here.  ``clip_x0=True`` reproduces
-    improved-diffusion's ``calc_bpd_loop`` default.
+    Which indices i are evaluated (shared by the batch):
+      * ``timesteps`` given: those, each term weighted by ``weights`` (default 1):
+        L_hat = L_T + sum_k w_k L_{i_k}  (e.g. the prior's stratified sub-sample, E = the full sum);
+      * else ``num_timesteps=None``: every i in 0..T-1 (exact sum);
+      * else K = ``num_timesteps`` indices uniform with replacement:
+        L_hat = L_T + T * (1/K) sum_k L_{i_k},  E[L_hat] = L.
+    Each L_i uses one fresh noise draw x_{i+1} ~ q(.|x_0) (so even the "exact" sum is a one-sample
+    Monte Carlo estimate over x_t, as in Ho et al.).  ``chunk`` timesteps are stacked into one
+    ``eps_model`` call.  ``continuous``: L_0 is a Gaussian density (a diffusion prior over a
+    continuous z) instead of the 8-bit decoder.  No gradient mode is imposed here.  ``clip_x0=True``
+    reproduces improved-diffusion's ``calc_bpd_loop`` default.
     """
     T = schedule.num_timesteps
-    if num_timesteps is None:
+    uniform = timesteps is None and num_timesteps is not None
+    if timesteps is not None:
+        timesteps = torch.as_tensor(timesteps, dtype=torch.long).cpu()
+    elif num_timesteps is None:
         timesteps = torch.arange(T, dtype=torch.long)
     else:
         if num_timesteps < 1:
@@ -317,16 +337,22 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
         t = ts.to(x0.device).repeat_interleave(b)  # [k*B]: B rows at ts[0], then ts[1], ...
         x_rep = x0.repeat(k, *([1] * (x0.dim() - 1)))
         noise = torch.randn(x_rep.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        columns.append(_step_terms(schedule, eps_model, x_rep, t, noise, variance, clip_x0).view(k, b).T)
-    terms = torch.cat(columns, dim=1)
+        columns.append(step_terms(schedule, eps_model, x_rep, t, noise, variance, clip_x0, continuous).view(k, b).T)
+    terms = torch.cat(columns, dim=1) if columns else x0.new_zeros(b, 0)
     prior = prior_kl(schedule, x0)
-    body = terms.sum(1) if num_timesteps is None else T * terms.mean(1)
-    return BoundTerms(total=prior + body, prior=prior, terms=terms, timesteps=timesteps,
-                      exact=num_timesteps is None)
+    if uniform:
+        body = T * terms.mean(1)
+    elif weights is not None:
+        body = (terms * torch.as_tensor(weights).to(terms)).sum(1)
+    else:
+        body = terms.sum(1)
+    exact = not uniform and weights is None and len(timesteps) == T and bool(
+        torch.equal(timesteps, torch.arange(T)))
+    return BoundTerms(total=prior + body, prior=prior, terms=terms, timesteps=timesteps, exact=exact)
 
 
 def bits_per_dim(nats: Tensor | float, shape_or_dims: int | tuple[int, ...] | torch.Size) -> Tensor | float:
-    """nats per sample -> bits per dimension: nats / (D ln 2), D = number of data dimensions
-    (give D or the per-sample shape, e.g. (3, 32, 32))."""
+    """nats per sample -> bits per dimension (give D or the per-sample shape, e.g. (3, 32, 32));
+    :func:`zoo.distributions.bits_per_dim` with a shape."""
     dims = shape_or_dims if isinstance(shape_or_dims, int) else math.prod(shape_or_dims)
-    return nats / (dims * math.log(2.0))
+    return _bits_per_dim(nats, dims)

@@ -35,18 +35,19 @@ that ``import zoo.data`` stays fast.
 """
 from __future__ import annotations
 
-from ..errors import DataError
-from .batches import iterate_batches
-from .builtin import BUILTIN_DATASETS, data_cache_dir
-from .images import to_tensor
-from .info import describe
-from .sources import card_source_options, load_dataset
-from .tensors import clear_memo, load_tensors
+from zoo.errors import DataError
+from zoo.data.batches import iterate_batches
+from zoo.data.embedded import EmbeddedDataset, data_cache_dir, embedded_source
+from zoo.data.images import to_tensor
+from zoo.data.info import describe
+from zoo.data.sources import card_source_options, load_dataset
+from zoo.data.tensors import clear_memo, load_tensors
 
 __all__ = [
     "card_source_options",
     "DataError",
-    "BUILTIN_DATASETS",
+    "EmbeddedDataset",
+    "embedded_source",
     "data_cache_dir",
     "load_dataset",
     "to_tensor",

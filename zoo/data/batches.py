@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ..errors import DataError
-from .hf import _ORIGIN, _datasets, _name_of
-from .images import _Converter, _image_column, _open_cell, to_tensor
+from zoo.errors import DataError
+from zoo.data.hf import _ORIGIN, _datasets, _name_of
+from zoo.data.images import _Converter, _image_column, _open_cell, to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from ..errors import DataError
+from zoo.errors import DataError
 
 
 def _datasets():

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError
-from .hf import _ORIGIN, _datasets, _name_of
+from zoo.errors import DataError
+from zoo.data.hf import _ORIGIN, _datasets, _name_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets

@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .builtin import _MNIST_CREDIT, _builtin_dir
-from .hf import _datasets, _remember
-from .images import _image_column, to_tensor
-from .sources import _hub_error, _load_local_dict, _resolve
-from .splits import SPLIT_SEED, _fallback_indices
+from zoo.data.embedded import _builtin_dir
+from zoo.data.hf import _datasets, _remember
+from zoo.data.images import _image_column, to_tensor
+from zoo.data.sources import _hub_error, _load_local_dict, _resolve
+from zoo.data.splits import SPLIT_SEED, _fallback_indices
 
 logger = logging.getLogger(__package__)  # "zoo.data": one logger for the whole data layer
 
@@ -16,7 +16,8 @@ logger = logging.getLogger(__package__)  # "zoo.data": one logger for the whole 
 _KNOWN_HUB: dict[str, dict[str, Any]] = {
     "ylecun/mnist": {
         "splits": {"train": 60000, "test": 10000}, "shape": (1, 28, 28), "num_classes": 10,
-        "license": "CC BY-SA 3.0", "credit": _MNIST_CREDIT.split(" zoo:")[0],
+        "license": "CC BY-SA 3.0", "credit": ("MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges "
+                   "(http://yann.lecun.com/exdb/mnist/), a derivative of NIST Special Databases 1 and 3."),
         "homepage": "http://yann.lecun.com/exdb/mnist/",
     },
     "uoft-cs/cifar10": {

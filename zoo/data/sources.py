@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError
-from .builtin import BUILTIN_DATASETS, _materialise
-from .hf import _datasets, _remember
-from .splits import _fallback_test, _pick_split
+from zoo.errors import DataError
+from zoo.data.embedded import _materialise, embedded_source
+from zoo.data.hf import _datasets, _remember
+from zoo.data.splits import _fallback_test, _pick_split
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -20,18 +20,14 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _resolve(spec: Any) -> tuple[str, Any]:
-    """('builtin', _Builtin) | ('local', Path) | ('hub', str)."""
+    """('builtin', EmbeddedDataset) | ('local', Path) | ('hub', str)."""
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"--data {spec!r}: expected a string (zoo:NAME, a Hub id owner/name, "
                         "or a local path)")
     if spec.startswith("zoo:"):
-        b = BUILTIN_DATASETS.get(spec[4:])
-        if b is None:
-            known = ", ".join(f"zoo:{k}" for k in BUILTIN_DATASETS)
-            raise DataError(f"--data {spec!r}: unknown built-in dataset; known: {known}")
-        return "builtin", b
+        return "builtin", embedded_source(spec[4:])
     path = Path(spec).expanduser()
     if path.exists():
         return "local", path

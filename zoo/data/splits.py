@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from zoo.errors import DataError
 
 logger = logging.getLogger(__package__)  # "zoo.data": one logger for the whole data layer
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError
-from .builtin import _materialise, data_cache_dir
-from .images import _fmt, to_tensor
-from .sources import _resolve, load_dataset
+from zoo.errors import DataError
+from zoo.data.embedded import _materialise, data_cache_dir
+from zoo.data.images import _fmt, to_tensor
+from zoo.data.sources import _resolve, load_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

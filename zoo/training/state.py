@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .atomic import _fsync_dir
-from .errors import ZooError
+from zoo.store.atomic import _fsync_dir
+from zoo.errors import ZooError
 
 STATE = "state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")

@@ -12,58 +12,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import save_atomic, write_atomic
-from .build import build_model
-from .cards import Card, parse_card, validate_zoo
-from .errors import CardError, WeightsError
-from .model import LatentModel
+from zoo.store.atomic import write_atomic
+from zoo.store.weights import load_weights, read_weights, save_weights
+from zoo.assemble import build_model
+from zoo.cards import Card, parse_card, validate_zoo
+from zoo.errors import CardError, WeightsError
+from zoo.model import LatentModel
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 
 
-def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """State dict -> safetensors, atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
-
-
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """safetensors -> tensors; a missing or unreadable file names the file."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        return load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on corrupt files
-        raise WeightsError(f"weights file {path} is corrupted or not a safetensors file: {e}") from None
-
-
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strictly load ``state`` into ``model``; list the first missing/unexpected/mis-shaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{label} ({len(items)}): {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                 for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                      ("shape mismatches", shapes)) if items]
-        raise WeightsError(f"weights {source} do not fit the architecture of {getattr(model, 'name', 'the model')!r}: "
-                           + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
-
-
 def save_model(model: LatentModel, folder: str | Path, card: Card, *,
                weights_name: str = WEIGHTS, extra_weights: dict[str, nn.Module] | None = None) -> Path:
     """Write weights, config and card into ``folder`` (each file atomically)."""
-    from . import __version__
+    from zoo import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsError
+from zoo.errors import WeightsError
 
 __all__ = ["push", "render_readme", "weights_block"]
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    from .checkpoint import WEIGHTS
+    from zoo.store.run_folder import WEIGHTS
 
     if not folder.is_dir():
         raise WeightsError(f"{folder} is not a run folder (expected a folder with {WEIGHTS}, config.json and "
@@ -36,8 +36,8 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def render_readme(run_dir: str | os.PathLike[str], *, repo_id: str | None = None) -> str:
     """The README.md that ``push`` uploads for ``run_dir``, validated against what the Hub accepts."""
-    from .cards import check_hub_metadata
-    from .checkpoint import CARD, read_folder_card
+    from zoo.cards import check_hub_metadata
+    from zoo.store.run_folder import CARD, read_folder_card
 
     folder = Path(run_dir)
     card = read_folder_card(folder)
@@ -60,11 +60,12 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
     Returns ``push_folder``'s answer (``repo_id``, ``revision``, ``commit``, ``commit_url``, ``pr_url``,
     ``pr_revision``) plus ``files`` (path in repo -> sha256) and ``weights`` (the ``zoo.weights`` card block
     that pins the pushed ``model.safetensors``)."""
-    from . import __version__
-    from .build import build_model
-    from .cards import hub_metadata
-    from .checkpoint import CARD, CONFIG, WEIGHTS, load_weights, read_folder_card, read_weights
-    from .hub import hash_file, parse_hf_uri, push_folder
+    from zoo import __version__
+    from zoo.assemble import build_model
+    from zoo.cards import hub_metadata
+    from zoo.store.run_folder import CARD, CONFIG, WEIGHTS, read_folder_card
+    from zoo.store.weights import load_weights, read_weights
+    from zoo.hub import hash_file, parse_hf_uri, push_folder
 
     repo_id, _ = parse_hf_uri(f"hf://{repo_id}")
     folder = Path(run_dir)

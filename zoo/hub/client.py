@@ -277,8 +277,8 @@ def load_repo(uri: str, *, revision: str | None = None, weights: str | None = No
     Fetches config.json, README.md and one weights file (default ``model.safetensors``) from a single commit and
     rebuilds the model from the config; ``model.info["revision"]`` is that commit. An explicit ``revision`` wins
     over the URI's ``@rev``. ``pretrained=False`` builds the architecture without downloading weights."""
-    from zoo.build import build_model
-    from zoo.checkpoint import load_folder, read_folder_card
+    from zoo.assemble import build_model
+    from zoo.store.run_folder import load_folder, read_folder_card
 
     repo_id, uri_revision = parse_hf_uri(uri) if uri.startswith("hf://") else parse_hf_uri(f"hf://{uri}")
     rev = revision or uri_revision

@@ -6,8 +6,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .data import iterate_batches
-from .errors import TrainingError
+from zoo.data import iterate_batches
+from zoo.errors import TrainingError
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import yaml
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from .publish import push
+    from zoo.hub.publish import push
 
     result = push(args.run_dir, args.repo, private=args.private, revision=args.revision,
                   create_pr=args.create_pr, token=args.token, commit_message=args.message)
@@ -24,7 +24,7 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from .loading import download
+    from zoo.loading import download
 
     result = download(args.name, revision=args.revision, weights=args.weights)
     print(f"{result['repo']}@{result['revision']}")
@@ -33,7 +33,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         print(f"  {name}")
 
 
-def add_commands(sub) -> None:
+def add_push(sub) -> None:
     p = sub.add_parser("push", help="publish a trained run (safetensors, config, model card) to a Hub repo")
     p.add_argument("run_dir", help="run folder written by `zoo train`")
     p.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hub model repo (created if missing)")
@@ -44,6 +44,8 @@ def add_commands(sub) -> None:
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=cmd_push)
 
+
+def add_download(sub) -> None:
     p = sub.add_parser("download", help="pre-fetch a model's weights into the Hugging Face cache (for offline use)")
     p.add_argument("name", help="model name with published weights, ORG/NAME or hf://ORG/NAME@REV")
     p.add_argument("--revision", help="branch, tag or commit (default: the card's pinned revision, or main)")

@@ -11,7 +11,7 @@ import io
 import time
 from pathlib import Path
 
-from .atomic import write_atomic
+from zoo.store.atomic import write_atomic
 
 HEADER = ["step", "metric", "value", "time"]
 

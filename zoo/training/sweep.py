@@ -30,7 +30,7 @@ COLUMNS = [("beta", "beta"), ("elbo", "ELBO"), ("distortion", "distortion"), ("r
 
 def parse_betas(text: str) -> list[float]:
     """'0.5,1,2' -> [0.5, 1.0, 2.0]; every beta must be a number >= 0."""
-    from .errors import ZooError
+    from zoo.errors import ZooError
 
     try:
         betas = [float(b) for b in text.replace(" ", "").split(",") if b]
@@ -55,9 +55,9 @@ def sweep(name: str, betas: list[float], *, data: str | None = None, out: str | 
     machine), else torch's default; 0 keeps torch's setting."""
     import torch
 
-    from .build import build_model
-    from .catalog import get_card
-    from .data import load_tensors
+    from zoo.assemble import build_model
+    from zoo.cards.catalog import get_card
+    from zoo.data import load_tensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,8 @@ def sweep(name: str, betas: list[float], *, data: str | None = None, out: str | 
 
 
 def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, overrides):
-    from .diagnostics import diagnose
-    from .trainer import train
+    from zoo.diagnostics import diagnose
+    from zoo.training.loop import train
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -193,44 +193,3 @@ def _mi(ax, rows) -> None:
         ax2.set_ylim(-0.5, dims + 0.5)
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [l.get_label() for l in lines], loc="upper right", fontsize=9)
-
-
-def cmd_sweep(args) -> None:
-    betas = parse_betas(args.beta)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps), ("seed", args.seed),
-                                   ("lr", args.lr), ("batch_size", args.batch_size), ("device", args.device),
-                                   ("threads", args.threads))
-                 if v is not None}
-    command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None
-    started = time.perf_counter()
-    rows = sweep(args.name, betas, data=args.data, out=args.out, split=args.split, progress=not args.quiet,
-                 command=command, overwrite=args.overwrite, **overrides)
-    out = Path(args.out)
-    print((out / "sweep.md").read_text())
-    print(f"wrote {out}/ (sweep.csv, sweep.md, sweep.json, rate_distortion.png, mi_active_units.png, sweep.png) "
-          f"in {time.perf_counter() - started:.1f} s for {len(rows)} models")
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("sweep", help="train one model per beta; table + plots of rate, distortion, MI, active units")
-    p.add_argument("name", help="model name (card), e.g. vae-digits")
-    p.add_argument("--beta", default="0.5,1,2,4,8", help="comma-separated betas (default 0.5,1,2,4,8)")
-    p.add_argument("--data", help="data spec (default: the card's)")
-    p.add_argument("--out", default=None, help="output folder (default runs/sweep-NAME)")
-    p.add_argument("--split", default="train", help="split the measurements use (default train: MI over more points)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for models under 2M parameters; 0: torch's default)")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier runs in OUT/beta-*")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> None:
-    if args.out is None:
-        args.out = f"runs/sweep-{args.name}"
-    cmd_sweep(args)

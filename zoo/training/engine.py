@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .errors import TrainingError
+from zoo.errors import TrainingError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -1,0 +1,127 @@
+"""card -> components -> LatentModel, checked at the boundary.
+
+Each component comes from the plugin registry by name and is checked against its protocol in
+:mod:`zoo.contracts` as soon as it is built; then the combination is checked (an enumerating
+posterior needs a prior with a discrete support, a surrogate loss needs a prior that defines
+it, ...).  Every refusal is a CardError naming the card, the field, the component, the
+distribution that registered it and what is missing, before any data is read.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from zoo import contracts as c
+from zoo.cards import COMPONENTS, Card
+from zoo.errors import CardError, ContractError, PluginError, ShapeError
+from zoo.model import LatentModel
+from zoo.registry import Component, get_registry
+
+_PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
+
+
+def build_model(card: Card) -> LatentModel:
+    """Assemble the model a card describes, with freshly initialised weights."""
+    registry = get_registry()
+    parts: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    plugins: dict[str, dict[str, Any]] = {}
+    for kind in COMPONENTS:
+        name, args = card.component(kind)
+        try:
+            entry = registry.get(kind, name)
+        except PluginError as e:
+            raise CardError(f"{where(card)}: field 'zoo.{kind}.name': {e}") from None
+        sources[kind] = f"{name!r} from {entry.owner}"
+        parts[kind] = _call(entry, card, kind, name, args, sources[kind])
+        _check_component(card, kind, parts[kind], sources[kind])
+        plugins[kind] = {"name": name, "distribution": entry.owner.distribution,
+                         "version": entry.owner.version, "module": entry.owner.module}
+    _check_combination(card, parts, sources)
+    try:
+        model = LatentModel(parts["encoder"], parts["decoder"], parts["prior"],
+                            data_shape=card.data_shape, latent_shape=card.latent_shape,
+                            name=card.name, beta=card.beta, config=card.zoo, sources=sources)
+    except (ContractError, ShapeError) as e:
+        raise CardError(f"{where(card)}: fields 'zoo.encoder', 'zoo.decoder', 'zoo.prior': {e}") from None
+    model.plugins = plugins
+    return model
+
+
+def _call(entry: Component, card: Card, kind: str, name: str, args: dict[str, Any], who: str):
+    factory = entry.factory
+    try:
+        signature = inspect.signature(factory)
+    except PluginError as e:  # a "module:attribute" registration that does not import
+        raise CardError(f"{where(card)}: field 'zoo.{kind}.name': {kind} {who}: {e}") from None
+    except (TypeError, ValueError):  # no signature (a C builtin): let the call itself report
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
+        except TypeError as e:
+            raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} does not accept these "
+                            f"arguments: {e}") from None
+    try:
+        return factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
+    except CardError as e:
+        raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of a plugin's factory is reported, named
+        raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} could not be built with "
+                        f"{args or 'no arguments'}: {type(e).__name__}: {e}") from e
+
+
+def _check_component(card: Card, kind: str, obj: Any, who: str) -> None:
+    field = f"zoo.{kind}"
+    if not isinstance(obj, nn.Module):
+        raise CardError(f"{where(card)}: field '{field}': {kind} {who} returned a {type(obj).__name__}, "
+                        f"not a torch.nn.Module (zoo.contracts.{_PROTOCOL[kind].__name__})")
+    lacking = c.missing_members(obj, _PROTOCOL[kind])
+    if lacking:
+        raise CardError(f"{where(card)}: field '{field}': {kind} {who} lacks the required member(s) "
+                        f"{_names(lacking)} of zoo.contracts.{_PROTOCOL[kind].__name__}")
+    if kind == "decoder":
+        lacking = c.missing_members(obj.likelihood, c.Likelihood)
+        if lacking:
+            raise CardError(f"{where(card)}: field '{field}': decoder {who}: its likelihood "
+                            f"{type(obj.likelihood).__name__} lacks the required member(s) {_names(lacking)} "
+                            f"of zoo.contracts.Likelihood (name, discrete, prepare, to_unit)")
+
+
+def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -> None:
+    prior = parts["prior"]
+    posterior = c.posterior_type(parts["encoder"])
+    if (posterior is not None and issubclass(posterior, c.EnumerablePosterior)
+            and not c.has(prior, c.StructuredInference) and not c.has(prior, c.DiscreteSupport)):
+        raise CardError(f"{where(card)}: fields 'zoo.encoder' and 'zoo.prior': the encoder {who['encoder']} gives "
+                        f"a discrete posterior the ELBO sums over exactly ({posterior.__name__}), so the prior "
+                        f"must be discrete too, but the prior {who['prior']} has no support() "
+                        f"(zoo.contracts.DiscreteSupport)")
+    objective = card.zoo.get("objective") or {}
+    loss = objective.get("loss", "elbo")
+    if loss != "elbo" and not c.has(prior, c.SurrogateLoss):
+        raise CardError(f"{where(card)}: field 'zoo.objective.loss': {loss!r} needs a prior with "
+                        f"training_loss(q, loss) (zoo.contracts.SurrogateLoss); the prior {who['prior']} has none "
+                        f"(use 'elbo')")
+    if int(objective.get("iwae_k", 1)) > 1 and not c.is_exact(prior):
+        raise CardError(f"{where(card)}: field 'zoo.objective.iwae_k': the importance-weighted bound needs an exact "
+                        f"log p(z), but the prior {who['prior']} declares exact = False (its log_prob is a bound)")
+    sampler = (card.zoo.get("sampler") or {}).get("name")
+    if sampler is not None:
+        if sampler not in c.declared_samplers(prior):
+            raise CardError(f"{where(card)}: field 'zoo.sampler.name': the prior {who['prior']} declares the samplers "
+                            f"{list(c.declared_samplers(prior)) or 'none'}, not {sampler!r}")
+        try:
+            get_registry().get("sampler", sampler)
+        except PluginError as e:
+            raise CardError(f"{where(card)}: field 'zoo.sampler.name': {e}") from None
+
+
+def _names(members: list[str]) -> str:
+    return ", ".join(repr(m) for m in members)
+
+
+def where(card: Card) -> str:
+    return str(card.path) if card.path else f"card {card.name!r}"

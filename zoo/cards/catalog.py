@@ -1,0 +1,30 @@
+"""Named models: the cards the plugins register, looked up by name or fnmatch pattern (as timm).
+
+A card whose name starts with ``_`` is a base other cards extend (``zoo.extends``), not a model."""
+from __future__ import annotations
+
+import fnmatch
+
+from zoo.cards import Card, read_card
+from zoo.errors import UnknownModelError
+from zoo.registry import get_registry, suggest
+
+
+def model_names() -> list[str]:
+    """Every installed model name (base cards left out)."""
+    return sorted(n for n in get_registry().cards if not n.startswith("_"))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``."""
+    return [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def get_card(name: str) -> Card:
+    """The validated card of model ``name``; unknown names get close suggestions."""
+    entry = get_registry().cards.get(name) if not str(name).startswith("_") else None
+    if entry is None:
+        failed = get_registry().failure_lines()
+        hint = f"; note: {'; '.join(failed)}" if failed else ""
+        raise UnknownModelError(f"unknown model {name!r}{suggest(name, model_names())} (see `zoo list`){hint}")
+    return read_card(entry.path, name=name)

@@ -1,0 +1,194 @@
+"""What the Hugging Face Hub reads from a card: its YAML metadata (licence, tags, base model) and
+the ``model-index`` built from measured results; ``check_hub_metadata`` refuses what the Hub would."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zoo.cards.schema import COMPONENTS, Card
+from zoo.errors import CardError
+
+LIBRARY_NAME = "latent-zoo"
+DEFAULT_PIPELINE_TAG = "unconditional-image-generation"
+METRICS = {  # results key -> (metric type, human name)
+    "elbo": ("elbo", "ELBO (nats)"),
+    "nll": ("nll", "NLL (nats)"),
+    "nll_bpd": ("bits_per_dim", "NLL (bits/dim)"),
+    "elbo_bpd": ("elbo_bits_per_dim", "negative ELBO (bits/dim)"),
+    "distortion": ("distortion", "distortion -E log p(x|z) (nats)"),
+    "rate": ("rate", "rate KL(q(z|x)||p(z)) (nats)"),
+    "mutual_information": ("mutual_information", "I_q(x;z) (nats)"),
+    "marginal_kl": ("marginal_kl", "KL(q(z)||p(z)) (nats)"),
+    "active_units": ("active_units", "active units"),
+}
+ELBO_ESTIMATOR = "one z ~ q(z|x) per test point (exact sum over z for discrete posteriors), averaged over N"
+# provenance copied into every metric's ``args`` (model-index has no per-result slot for them)
+RUN_ARGS = ("n", "seed", "zoo_version")
+# License ids the Hub accepts in a model card (https://huggingface.co/docs/hub/repositories-licenses).
+HUB_LICENSES = frozenset("""
+apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
+cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl
+lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++
+osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license fair-noncommercial-research-license
+llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 gemma unknown other
+""".split())
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def model_family(card: Card) -> str:
+    """A coarse family tag: diffusion, iwae, beta-vae or vae."""
+    names = " ".join(str(card.zoo[k].get("name", "")) for k in COMPONENTS)
+    if "diffusion" in names or "unet" in names or "ddpm" in names:
+        return "diffusion"
+    objective = card.zoo.get("objective") or {}
+    if int(objective.get("iwae_k", 1)) > 1:
+        return "iwae"
+    if card.beta != 1.0:
+        return "beta-vae"
+    return "vae"
+
+
+def base_model(card: Card) -> str | None:
+    """The upstream repo the weights were converted from (``zoo.weights`` with a converter), unless the card
+    says otherwise (``base_model`` in its metadata) or the weights were trained from scratch by ``zoo train``."""
+    if "base_model" in card.metadata:
+        return card.metadata["base_model"]
+    weights = card.zoo.get("weights") or {}
+    trained_here = "steps" in (card.zoo.get("results") or {})
+    if weights.get("converter") and not trained_here:
+        return weights.get("repo")
+    return None
+
+
+def hub_metadata(card: Card) -> dict[str, Any]:
+    """The card's YAML metadata with the Hub defaults filled in (the card's own values win)."""
+    meta = copy.deepcopy(card.metadata)
+    meta.setdefault("library_name", LIBRARY_NAME)
+    meta.setdefault("pipeline_tag", DEFAULT_PIPELINE_TAG)
+    tags = meta.get("tags") or []
+    if isinstance(tags, (str, list)):  # anything else is left for check_hub_metadata to refuse
+        tags = [tags] if isinstance(tags, str) else list(tags)
+        for tag in (LIBRARY_NAME, model_family(card)):
+            if tag not in tags:
+                tags.append(tag)
+        meta["tags"] = tags
+    base = base_model(card)
+    if base and "base_model" not in meta:
+        meta["base_model"] = base
+    return meta
+
+
+def dataset_revision(card: Card) -> str | None:
+    results = card.zoo.get("results") or {}
+    rev = results.get("dataset_revision") or card.zoo["data"].get("revision")
+    return str(rev) if rev else None
+
+
+def model_index(card: Card) -> list[dict[str, Any]]:
+    """The Hub's ``model-index`` built from ``zoo.results`` (empty when nothing was measured).
+
+    One result per evaluation (task, data set with split and revision); one metric per measured number, each
+    with ``args`` saying how it was measured (estimator, k) and by which run (N, seed, beta, steps, zoo version)."""
+    results = card.zoo.get("results") or {}
+    run_args = {k: results[k] for k in RUN_ARGS if results.get(k) is not None}
+    estimators = {
+        "elbo": {"estimator": ELBO_ESTIMATOR},
+        "nll": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
+        "nll_bpd": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
+        "mutual_information": {"estimator": results.get("mi_estimator")},
+        "marginal_kl": {"estimator": results.get("mi_estimator")},
+        "active_units": {"latent_dims": results.get("latent_dims"), "threshold": "Cov_x E_q[z_d] > 0.01"},
+    }
+    metrics = []
+    for key, (t, label) in METRICS.items():
+        value = results.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if key in ("nll", "nll_bpd") and results.get("iwae_k"):
+            label = f"{label[:-1]}, IWAE k={results['iwae_k']})"
+        args = {k: v for k, v in estimators.get(key, {}).items() if v is not None}
+        args.update(run_args)
+        metric: dict[str, Any] = {"type": t, "name": label, "value": value}
+        if args:
+            metric["args"] = args
+        metrics.append(metric)
+    if not metrics:
+        return []
+    data = card.zoo["data"]
+    name = str(results.get("dataset", data["source"]))
+    dataset = {"name": name, "type": name, "split": str(results.get("split", "test"))}
+    revision = dataset_revision(card)
+    if revision:
+        dataset["revision"] = revision
+    return [{"name": card.name, "results": [{
+        "task": {"type": "unconditional-image-generation", "name": "Density estimation"},
+        "dataset": dataset, "metrics": metrics}]}]
+
+
+def check_hub_metadata(text: str, *, source: str | Path) -> None:
+    """Refuse a README whose YAML metadata the Hub would reject; the error names ``source`` and the field."""
+    from huggingface_hub import ModelCard
+
+    def fail(fieldname: str, msg: str) -> CardError:
+        return CardError(f"{source}: field '{fieldname}': {msg}")
+
+    try:
+        meta = yaml.safe_load(text.split("\n---", 1)[0][3:]) or {}
+    except yaml.YAMLError as e:
+        raise CardError(f"{source}: invalid YAML front matter: {e}") from None
+    lic = meta.get("license")
+    if lic is not None:
+        if not isinstance(lic, str):
+            raise fail("license", f"must be one license id (a string), got {lic!r}")
+        if lic not in HUB_LICENSES:
+            raise fail("license", f"{lic!r} is not a license id the Hub knows (e.g. apache-2.0, mit, cc-by-4.0); "
+                                  f"for another license use 'other' with license_name and license_link")
+        if lic == "other" and not meta.get("license_name"):
+            raise fail("license_name", "required when license is 'other'")
+    for key in ("tags", "datasets", "base_model", "language", "metrics"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+            raise fail(key, f"must be a string or a list of strings, got {value!r}")
+        if key in ("datasets", "base_model"):
+            bad = [v for v in items if not _REPO_ID.fullmatch(v)]
+            if bad:
+                raise fail(key, f"{bad[0]!r} is not a Hub repo id (org/name)")
+    for key in ("library_name", "pipeline_tag"):
+        if key in meta and not isinstance(meta[key], str):
+            raise fail(key, f"must be a string, got {meta[key]!r}")
+    if "model-index" in meta:
+        index = meta["model-index"]
+        if not isinstance(index, list) or not index:
+            raise fail("model-index", "must be a non-empty list")
+        for i, entry in enumerate(index):
+            for j, result in enumerate(entry.get("results") or [] if isinstance(entry, dict) else [None]):
+                if not isinstance(result, dict):
+                    raise fail(f"model-index[{i}].results[{j}]", "must be a mapping")
+                for part, needed in (("task", ("type",)), ("dataset", ("type", "name"))):
+                    block = result.get(part)
+                    if not isinstance(block, dict) or any(not isinstance(block.get(n), str) for n in needed):
+                        raise fail(f"model-index[{i}].results[{j}].{part}",
+                                   f"must be a mapping with {' and '.join(needed)} (strings)")
+                for m, metric in enumerate(result.get("metrics") or []):
+                    where = f"model-index[{i}].results[{j}].metrics[{m}]"
+                    if not isinstance(metric, dict) or not isinstance(metric.get("type"), str):
+                        raise fail(where, "must be a mapping with a 'type'")
+                    value = metric.get("value")
+                    if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+                        raise fail(f"{where}.value", f"must be a number, got {value!r}")
+    try:
+        card = ModelCard(text, ignore_metadata_errors=False)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises ValueError/KeyError/TypeError here
+        raise CardError(f"{source}: field 'model-index' or metadata the Hub cannot read: {e}") from None
+    if "model-index" in meta and not card.data.eval_results:
+        raise fail("model-index", "has no metrics the Hub can read")

@@ -1,0 +1,79 @@
+"""The results section of a card body: measured numbers, how each was measured, and the commands
+that reproduce them (between markers, so re-rendering replaces it)."""
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.cards.hub_schema import ELBO_ESTIMATOR, METRICS, dataset_revision
+from zoo.cards.schema import Card
+
+RESULTS_START = "<!-- latent-zoo:results:start -->"
+RESULTS_END = "<!-- latent-zoo:results:end -->"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def results_section(card: Card, *, repo_id: str | None = None) -> str:
+    """Markdown: the measured numbers, how each was measured and the commands that reproduce them."""
+    r = card.zoo.get("results") or {}
+    if not any(isinstance(r.get(k), (int, float)) for k in METRICS):
+        return ""
+    data, split = r.get("dataset", card.zoo["data"]["source"]), r.get("split", "test")
+    rows = [("ELBO", r.get("elbo"), r.get("elbo_bpd"), ELBO_ESTIMATOR + "; bits/dim of the negative ELBO")]
+    if r.get("nll") is not None:
+        rows.append((f"NLL (IWAE, k={r.get('iwae_k')})", r.get("nll"), r.get("nll_bpd"), r.get("nll_estimator", "")))
+    rows += [("distortion -E_q log p(x|z)", r.get("distortion"), None, "same z as the ELBO"),
+             ("rate KL(q(z|x) ‖ p(z))", r.get("rate"), None, "same z as the ELBO"),
+             ("mutual information I_q(x;z)", r.get("mutual_information"), None, r.get("mi_estimator", "")),
+             ("marginal KL(q(z) ‖ p(z))", r.get("marginal_kl"), None, "rate = I_q(x;z) + marginal KL")]
+    lines = [RESULTS_START, "## Results", ""]
+    where = f"`{data}`, split `{split}`"
+    if r.get("n"):
+        where += f", N={r['n']} points"
+    rev = dataset_revision(card)
+    where += f", data revision `{rev}`" if rev else (", built-in data set (fixed seeded split)"
+                                                      if str(data).startswith("zoo:") else "")
+    run = ", ".join(f"{label} {_fmt(r[k])}" for k, label in
+                    (("steps", "steps"), ("seed", "seed"), ("beta", "beta"), ("train_seconds", "training seconds"),
+                     ("zoo_version", "latent-zoo")) if r.get(k) is not None)
+    lines += [f"Measured on {where}." + (f" Run: {run}." if run else ""), "",
+              "| quantity | nats | bits/dim | how it was measured |", "|---|---:|---:|---|"]
+    for label, nats, bpd, how in rows:
+        if nats is not None:
+            lines.append(f"| {_cell(label)} | {_fmt(nats)} | {_fmt(bpd) if bpd is not None else ''} | "
+                         f"{_cell(how)} |")
+    if r.get("active_units") is not None:
+        lines.append(f"| active units | {r['active_units']}"
+                     f"{' of ' + str(r['latent_dims']) if r.get('latent_dims') else ''} |  | "
+                     f"units with Cov_x E_q[z_d] > 0.01 (Burda et al. 2015) |")
+    if r.get("command"):
+        lines += ["", "Every number above was measured at the end of the training run this command makes; "
+                  "it reproduces them:", "", f"    {r['command']}", ""]
+    else:
+        lines += ["", "No command was recorded with these numbers; train and measure the model with:", "",
+                  f"    zoo train {card.name} --data {data} --out RUN_DIR", ""]
+    target = f"hf://{repo_id}" if repo_id else "RUN_DIR"
+    k = f" --k {r['iwae_k']}" if r.get("iwae_k") else ""
+    lines += ["Re-measure the published weights (same estimators and seed) with:", "",
+              f"    zoo diagnose {target} --data {data} --split {split}{k}", "", RESULTS_END]
+    return "\n".join(lines)
+
+
+def with_results_section(body: str, card: Card, *, repo_id: str | None = None) -> str:
+    """``body`` with its results section (between the latent-zoo markers) replaced by a fresh one."""
+    if RESULTS_START in body and RESULTS_END in body:
+        head, rest = body.split(RESULTS_START, 1)
+        tail = rest.split(RESULTS_END, 1)[1]
+        body = head.rstrip("\n") + ("\n" if head.strip() else "") + tail.lstrip("\n")
+    section = results_section(card, repo_id=repo_id)
+    if not section:
+        return body
+    return f"{body.rstrip()}\n\n{section}\n" if body.strip() else f"\n{section}\n"

@@ -1,0 +1,142 @@
+"""The training recipe: :class:`TrainConfig`, one field per card ``zoo.train`` key and ``zoo train`` flag.
+
+Each field carries its help text; :func:`add_flags` makes the command-line flags from the fields,
+so a new option is written once, here.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.cards import Card
+from zoo.errors import CardError
+
+PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+SCHEDULES = ("constant", "cosine", "linear")
+OPTIMIZERS = ("adam", "adamw")
+# settings that change the trajectory: changing them on --resume makes the resume inexact
+TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_steps", "optimizer",
+              "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, flag: bool = True, **kw: Any):
+    """A recipe field: its default, help text, allowed values and whether ``zoo train`` has a flag for it."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe (card ``zoo.train`` fields, all overridable by flags or keyword arguments)."""
+
+    epochs: int | None = option(None, "passes over the training data (default 10 when steps is not set)")
+    steps: int | None = option(None, "optimiser steps (takes precedence over --epochs)")
+    batch_size: int = option(128, "global batch of one optimiser step (all processes and grad_accum together)")
+    lr: float = option(1e-3, "learning rate")
+    seed: int = option(0, "seed of the initialisation, the data order and the noise")
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    grad_clip: float | None = option(None, "clip the global gradient norm to this value")
+    weight_decay: float = option(0.0, "weight decay of the optimiser")
+    eval_iwae_k: int = option(100, "importance samples of the final NLL estimate (IWAE k)")
+    eval_batch_size: int = option(500, "batch size of the held-out evaluation")
+    optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
+    precision: str = option("no", "mixed precision (fp16: GPU only; bf16 also on CPU)", choices=tuple(PRECISIONS))
+    grad_accum: int = option(1, "micro-batches per optimiser step")
+    lr_schedule: str = option("constant", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up from 0")
+    ema: float | None = option(None, "EMA decay of the weights, e.g. 0.9999 (0 or unset: off)")
+    checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)")
+    keep_checkpoints: int = option(3, "how many checkpoints to keep")
+    log_every: int = option(50, "steps between metric rows")
+    eval_every: int = option(1000, "steps between held-out ELBO evaluations (0: at the end only)")
+    eval_points: int = option(1000, "held-out images in the periodic evaluation")
+    sample_every: int = option(1000, "steps between sample grids (0: at the end only)")
+    num_samples: int = option(64, "images in each sample grid")
+    streaming: bool = option(False, "stream the data set with Hugging Face datasets instead of loading it into memory")
+    stream_buffer: int = option(1000, "shuffle buffer of a streamed data set")
+    algorithm: str = option("gradient", "gradient (the optimiser on the card's objective) or a registered "
+                                        "fitting algorithm, e.g. em for Gaussian mixtures")
+    em_iters: int = option(100, "fitting algorithms: at most this many iterations")
+    em_tol: float = option(1e-6, "fitting algorithms: stop when an iteration gains less (nats per image)")
+
+    @classmethod
+    def from_card(cls, card: Card, **overrides: Any) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        recipe = dict(card.zoo.get("train") or {})
+        for key in recipe:
+            if key not in known:
+                raise CardError(f"{card.path or card.name}: field 'zoo.train.{key}': unknown training option; "
+                                f"allowed: {', '.join(sorted(known))}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epochs" in given and "steps" not in given:
+            recipe.pop("steps", None)
+        recipe.update(given)
+        config = cls(**recipe)
+        if config.epochs is None and config.steps is None:
+            config.epochs = 10
+        config.validate(f"{card.path or card.name}: field 'zoo.train")
+        return config
+
+    def validate(self, where: str = "training option") -> None:
+        def bad(key, why):
+            raise CardError(f"{where}.{key}': {why} (got {getattr(self, key)!r})" if where.endswith("train")
+                            else f"{where} {key!r} (--{key.replace('_', '-')}): {why} (got {getattr(self, key)!r})")
+
+        for key in ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
+                    "eval_points", "num_samples", "eval_batch_size", "eval_iwae_k", "stream_buffer", "em_iters"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(key, "must be a positive integer")
+        for key in ("steps", "epochs"):
+            v = getattr(self, key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                bad(key, "must be a positive integer")
+        for key in ("eval_every", "sample_every", "warmup_steps", "seed"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                bad(key, "must be a non-negative integer")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            bad("lr", "must be a positive number")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                bad(f.name, f"must be one of {', '.join(choices)}")
+        if self.ema is not None and self.ema != 0 and not (0 < self.ema < 1):
+            bad("ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            bad("grad_clip", "must be a positive number")
+        if not isinstance(self.algorithm, str) or not self.algorithm:
+            bad("algorithm", "must be 'gradient' or the name of a registered fitting algorithm")
+
+
+def _flag_type(f: dataclasses.Field) -> Any:
+    text = str(f.type)
+    if "bool" in text:
+        return None
+    for name, kind in (("int", int), ("float", float)):
+        if text.startswith(name):
+            return kind
+    return str
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per TrainConfig field (its help text and choices); unset flags keep the card's value."""
+    for f in dataclasses.fields(TrainConfig):
+        if not f.metadata.get("flag", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _flag_type(f)
+        if kind is None:
+            parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+            continue
+        choices = f.metadata.get("choices")
+        parser.add_argument(flag, type=kind, choices=choices, default=None,
+                            help=f"{f.metadata['help']} (card default: {f.default})" if f.default is not None
+                            else f.metadata["help"])
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig overrides given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None}

@@ -1,0 +1,548 @@
+"""``zoo train``: fit any named model by maximising its (beta-)ELBO on a data set.
+
+The card's ``zoo.train`` block is the recipe (:class:`~zoo.training.config.TrainConfig`); keyword
+arguments (or CLI flags) override it.  One loop serves every model, on one CPU/GPU or many
+processes:
+
+* the engine is Hugging Face ``accelerate`` (device placement, bf16/fp16 autocast and loss
+  scaling, DDP over NCCL/gloo when launched with ``accelerate launch`` or ``torchrun``);
+* ``batch_size`` is the *global* batch of one optimiser step; it is split over processes and
+  ``grad_accum`` micro-batches, so a recipe means the same thing on 1 CPU or 64 GPUs;
+* the data order is a function of (seed, epoch) only, so a checkpoint (model, EMA, optimiser,
+  scheduler, RNG states, data position -- see :mod:`zoo.training.state`) resumes exactly;
+* a non-finite loss stops the run naming the step; the last good checkpoint stays;
+* metrics go to ``metrics.csv`` and TensorBoard, sample grids to ``samples/``.
+
+At the end the model (EMA weights when EMA is on) is evaluated on the held-out split with
+``diagnose`` and the run folder gets ``model.safetensors`` (+ ``model_raw.safetensors`` with
+EMA), ``config.json`` and the card with the measured results.
+
+:func:`train` is the orchestration; :class:`TrainLoop` holds one run's state, one short method
+per job (set up, step, log, evaluate, checkpoint, finish).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.assemble import build_model
+from zoo.cards import Card
+from zoo.cards.catalog import get_card
+from zoo.errors import ShapeError, TrainingError
+from zoo.training.config import PRECISIONS, TRAJECTORY, TrainConfig
+from zoo.training.engine import _dist_env, _make_accelerator, isolated_rng, pick_device
+from zoo.training.stream import Batches, _stream_rows, _take
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    folder: Path
+    report: dict[str, Any]
+
+
+class Objective(nn.Module):
+    """The loss as a module, so DDP and autocast wrap exactly the training computation."""
+
+    def __init__(self, model: nn.Module, beta: float):
+        super().__init__()
+        self.model, self.beta = model, beta
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the card's objective: the beta-ELBO, or the k-sample IWAE bound (objective.iwae_k)
+        loss, terms = self.model.objective(self.model.prepare(x), self.beta, prepared=True)
+        return loss, terms.elbo.detach().mean()
+
+
+def lr_factor(schedule: str, warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return f
+
+
+def architecture(card: Card) -> str:
+    """A fingerprint of what the weights mean: shapes and components (not the recipe)."""
+    z = card.zoo
+    arch = {k: z.get(k) for k in ("latent", "encoder", "decoder", "prior")}
+    arch["data_shape"] = list(card.data_shape)
+    return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _say(message: str) -> None:
+    print(f"zoo train: {message}", file=sys.stderr, flush=True)
+
+
+def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
+          progress: bool = True, command: str | None = None, resume: bool = False,
+          overwrite: bool = False, **overrides: Any) -> TrainResult:
+    """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
+
+    ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
+    without it an existing run in ``out`` is refused unless ``overwrite=True``."""
+    card = name if isinstance(name, Card) else get_card(name)
+    if beta is not None:
+        card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
+    loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
+    loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
+    return loop.run()
+
+
+class TrainLoop:
+    """One training run: its card, recipe, engine, model, optimiser, data stream and run folder."""
+
+    def __init__(self, card: Card, out: Path, config: TrainConfig, *, progress: bool = True,
+                 command: str | None = None):
+        from zoo.training.state import CheckpointManager
+
+        self.card, self.out, self.config, self.progress, self.command = card, out, config, progress, command
+        rank, world = _dist_env()
+        self.manager = CheckpointManager(out / "checkpoints", config.keep_checkpoints, rank=rank, world_size=world)
+        self.ckpt = None
+        self.start = 0
+
+    # -- set up ---------------------------------------------------------------------------------
+    def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
+        """Read the checkpoint (resume), the data, start the engine and build everything, in that order."""
+        card = self.card
+        if resume:
+            self._read_checkpoint(overrides)
+            self.spec = data or self.ckpt.meta["data"].get("spec") or card.zoo["data"]["source"]
+        else:
+            self.spec = data or card.zoo["data"]["source"]
+            if (self.manager.steps() or (self.out / "model.safetensors").exists()) and not overwrite:
+                raise TrainingError(f"{self.out} already holds a training run; pass --resume to continue it, "
+                                    f"--overwrite to replace it, or choose another --out")
+        self._load_data()
+        self._start_engine()
+        if self.main:
+            if not resume and overwrite:
+                for p in (self.out / "checkpoints", self.out / "tensorboard", self.out / "samples",
+                          self.out / "metrics.csv"):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            self._probe_writable()
+            self.manager.clean_partial()
+        self.manager.barrier = self.accelerator.wait_for_everyone
+        self._build()
+        self._seed_processes()
+        if self.ckpt is not None:
+            self._restore()
+        self._make_batches()
+
+    def _read_checkpoint(self, overrides: dict[str, Any]) -> None:
+        from zoo.training.state import CheckpointError
+
+        try:
+            ckpt = self.manager.load_latest()
+        except CheckpointError as e:
+            raise TrainingError(str(e)) from None
+        for skipped in ckpt.skipped:
+            _say(f"checkpoint {skipped}; falling back to the previous one")
+        meta, card = ckpt.meta, self.card
+        if meta.get("card") != card.name or meta.get("architecture") != architecture(card):
+            raise TrainingError(f"the checkpoint {ckpt.path} was written by a run of {meta.get('card')!r} "
+                                f"(architecture {meta.get('architecture')}), not of {card.name!r} "
+                                f"(architecture {architecture(card)}); nothing was changed -- "
+                                f"resume with the same model or train into a new --out")
+        saved = TrainConfig(**meta["config"])
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epochs" in given and "steps" not in given:
+            given["steps"] = None
+        changed = [k for k in TRAJECTORY if k in given and given[k] != getattr(saved, k)]
+        self.config = dataclasses.replace(saved, **given)
+        self.config.validate()
+        if changed:
+            _say(f"resuming with changed {', '.join(changed)}: the run will not match an uninterrupted one")
+        self.ckpt = ckpt
+
+    def _load_data(self) -> None:
+        from zoo.data import card_source_options, load_dataset, load_tensors
+
+        card, config, spec = self.card, self.config, self.spec
+        self.test_split = card.zoo["data"].get("test_split", "test")
+        train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
+        source = card_source_options(spec, card.zoo["data"])  # the card's image_key / pinned revision
+        if config.streaming:
+            self.train_data = load_dataset(spec, train_split, streaming=True, **source)
+            self.test_x = _take(load_dataset(spec, self.test_split, streaming=True, **source), 10000,
+                                card.data_shape)
+            check_shape(self.test_x, card, spec)
+            self.rows = _stream_rows(self.train_data)
+        else:
+            self.train_data = load_tensors(spec, train_split, **source)
+            self.test_x = load_tensors(spec, self.test_split, **source)
+            check_shape(self.train_data, card, spec)
+            self.rows = len(self.train_data)
+
+    def _start_engine(self) -> None:
+        config = self.config
+        self.precision = PRECISIONS[config.precision]
+        self.accelerator = _make_accelerator(pick_device(config.device), self.precision)
+        acc = self.accelerator
+        self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
+        self.device = acc.device
+        self.micro, rem = divmod(config.batch_size, self.world * config.grad_accum)
+        if rem or self.micro < 1:
+            raise TrainingError(f"batch_size {config.batch_size} (global) must be a multiple of processes x "
+                                f"grad_accum = {self.world} x {config.grad_accum}")
+        if self.rows is not None and self.rows < config.batch_size:
+            raise TrainingError(f"data {self.spec!r} has {self.rows} training rows, fewer than one batch "
+                                f"({config.batch_size})")
+        if config.steps:
+            self.total = config.steps
+        elif self.rows is None:
+            raise TrainingError(f"data {self.spec!r} is streamed and its size is unknown: give --steps")
+        else:
+            self.total = config.epochs * (self.rows // config.batch_size)
+
+    def _probe_writable(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            (self.out / "checkpoints").mkdir(exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"cannot write the run folder {self.out}: {e.strerror or e}") from None
+
+    def _build(self) -> None:
+        """Model, optimiser, schedule and EMA (in this order: the model's initialisation uses the seed)."""
+        from zoo.store.weights import load_weights
+        from zoo.training.ema import EMA
+
+        card, config, acc = self.card, self.config, self.accelerator
+        torch.manual_seed(config.seed)
+        model = build_model(card)
+        if self.ckpt is not None:
+            load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
+        opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.objective, self.optimizer = acc.prepare(Objective(model, card.beta), optimizer)
+        self.model = acc.unwrap_model(self.objective).model
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.raw_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.raw_optimizer, lr_factor(config.lr_schedule, config.warmup_steps, self.total))
+        self.step_schedule = config.lr_schedule != "constant" or config.warmup_steps > 0
+        self.ema = EMA(self.model, config.ema) if config.ema and self.main else None
+        self.eval_model = None
+        if self.ema is not None:
+            with isolated_rng(self.device, 0):
+                self.eval_model = build_model(card).to(self.device).eval()
+
+    def _seed_processes(self) -> None:
+        seed, rank = self.config.seed, self.rank
+        random.seed(seed + rank)
+        np.random.seed((seed + rank) % 2 ** 32)
+        if rank:  # distinct noise per process
+            torch.manual_seed(seed + 7919 * rank)
+
+    def _restore(self) -> None:
+        from zoo.training.state import restore_rng, unflatten_optimizer
+
+        ckpt, meta = self.ckpt, self.ckpt.meta
+        self.optimizer.load_state_dict(unflatten_optimizer(ckpt.tensors["optimizer"], meta["optimizer"]))
+        self.scheduler.load_state_dict(meta["scheduler"])
+        if self.accelerator.scaler is not None and meta.get("scaler"):
+            self.accelerator.scaler.load_state_dict(meta["scaler"])
+        if self.ema is not None:
+            if "ema" in ckpt.tensors:
+                self.ema.load_state_dict({k: v.to(self.device) for k, v in ckpt.tensors["ema"].items()})
+                self.ema.num_updates = meta.get("ema_updates", 0)
+            else:
+                _say("the checkpoint has no EMA weights: the EMA restarts from the current weights")
+        if ckpt.rng is not None and meta.get("world_size") == self.world:
+            restore_rng(*ckpt.rng)
+        else:
+            _say(f"the checkpoint was written by {meta.get('world_size')} process(es), this run has {self.world}: "
+                 "random states are re-seeded, so the resume is not bit-exact")
+        self.start = ckpt.step
+        _say(f"resuming from {ckpt.path} (step {self.start} of {self.total})")
+
+    def _make_batches(self) -> None:
+        config, world, device = self.config, self.world, self.device
+        shard = config.batch_size // world
+        if not config.streaming and device.type != "cpu" and self.train_data.nbytes <= 2 ** 30:
+            self.train_data = self.train_data.to(device)  # small sets live on the accelerator: no copies per step
+        self.batches = Batches(self.train_data, config.batch_size, config.seed, self.rank * shard,
+                               (self.rank + 1) * shard, streaming=config.streaming, shape=self.card.data_shape,
+                               buffer=config.stream_buffer, device=device)
+        if self.ckpt is not None:
+            pos = self.ckpt.meta["data"]
+            if pos.get("global_batch") == config.batch_size:
+                self.batches.seek(pos["epoch"], pos["batch"])
+            elif self.batches.per_epoch:
+                self.batches.seek(self.start // self.batches.per_epoch, self.start % self.batches.per_epoch)
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        from zoo.training.metrics import MetricsWriter
+
+        config, total = self.config, self.total
+        self.metrics = MetricsWriter(self.out, enabled=self.main,
+                                     resume_step=self.start if self.ckpt is not None else None)
+        self.bar = tqdm(total=total, initial=self.start, desc=f"train {self.card.name}",
+                        disable=not (self.progress and self.main), unit="step", file=sys.stderr,
+                        mininterval=0.2 if sys.stderr.isatty() else 10.0)
+        self.check_every = 1 if (self.device.type == "cpu" and self.world == 1) else config.log_every
+        self.last_saved = self.start if self.ckpt is not None else -1
+        self.model.train()
+        self.step = self.start
+        zero = torch.zeros((), device=self.device)
+        self._zero = zero
+        self.loss_sum, self.elbo_sum, self.count = zero.clone(), zero.clone(), 0
+        self.bad_step = (torch.full((), -1, dtype=torch.long, device=self.device)
+                         if self.check_every > 1 else None)
+        self.grad_norm = None
+        started = self.tick = time.perf_counter()
+        cpu_started = time.process_time()
+        self.tick_step = self.step
+        if config.algorithm != "gradient":  # a registered fitting algorithm instead of the optimiser loop
+            self.step = self.total = self._fit()
+            self.bar.update(self.step - self.bar.n)
+        while self.step < self.total:
+            self._optimiser_step(next(self.batches))
+            self._after_step()
+        self.train_time = time.perf_counter() - started
+        self.cpu_time = time.process_time() - cpu_started
+        self.bar.close()
+        self._save_checkpoint(self.step)
+        return self._finish()
+
+    def _optimiser_step(self, xs: torch.Tensor) -> None:
+        accum, acc = self.config.grad_accum, self.accelerator
+        for a in range(accum):
+            x = xs[a * self.micro:(a + 1) * self.micro] if accum > 1 else xs
+            sync = contextlib.nullcontext() if a == accum - 1 else acc.no_sync(self.objective)
+            with sync:
+                loss, elbo = self.objective(x)
+                if self.check_every == 1:
+                    if not torch.isfinite(loss):
+                        self._stop_nonfinite(self.step + 1, float(loss.detach()))
+                else:
+                    self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss), self.step + 1,
+                                                self.bad_step)
+                acc.backward(loss / accum if accum > 1 else loss)
+            self.loss_sum += loss.detach()
+            self.elbo_sum += elbo
+        self.count += accum
+        if self.config.grad_clip:
+            self.grad_norm = acc.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        if self.step_schedule:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self.bar.update(1)
+
+    def _after_step(self) -> None:
+        config, step, total = self.config, self.step, self.total
+        if step % config.log_every == 0 or step == total:
+            self._log_train()
+        if self.main and config.eval_every and step % config.eval_every == 0 and step != total:
+            self._held_out(step)
+        if self.main and config.sample_every and step % config.sample_every == 0 and step != total:
+            self._samples(step)
+        if step % config.checkpoint_every == 0 and step != total:
+            self._save_checkpoint(step)
+
+    def _log_train(self) -> None:
+        self._check_finite()
+        stats = self.accelerator.reduce(torch.stack([self.loss_sum, self.elbo_sum]), "mean") / self.count
+        now = time.perf_counter()
+        rate = (self.step - self.tick_step) / max(now - self.tick, 1e-9)
+        values = {"train/loss": float(stats[0]), "train/elbo": float(stats[1]),
+                  "train/lr": self.raw_optimizer.param_groups[0]["lr"], "train/steps_per_s": rate,
+                  "train/images_per_s": rate * self.config.batch_size, "train/epoch": self.batches.epoch}
+        if self.grad_norm is not None:
+            values["train/grad_norm"] = float(self.grad_norm)
+        self.metrics.log(self.step, values)
+        self.bar.set_postfix(loss=f"{values['train/loss']:.2f}", img_s=f"{values['train/images_per_s']:.0f}",
+                             refresh=False)
+        self.loss_sum, self.elbo_sum, self.count = self._zero.clone(), self._zero.clone(), 0
+        self.tick, self.tick_step = now, self.step
+
+    def _fit(self) -> int:
+        """Fit with a registered algorithm (e.g. EM); returns the iterations run."""
+        from zoo.errors import PluginError
+        from zoo.registry import get_registry
+
+        config = self.config
+        try:
+            fitter = get_registry().get("fitter", config.algorithm)
+        except PluginError as e:
+            raise TrainingError(f"--algorithm {config.algorithm!r}: {e}") from None
+        if self.world > 1 or config.streaming or not isinstance(self.train_data, torch.Tensor):
+            raise TrainingError(f"algorithm {config.algorithm!r} runs in one process on in-memory data")
+        try:
+            history = fitter.factory(self.model, self.train_data, seed=config.seed, iters=config.em_iters,
+                                     tol=config.em_tol)
+        except (TypeError, ValueError) as e:  # not a model the algorithm knows how to fit
+            raise TrainingError(f"algorithm {config.algorithm!r} ({fitter.owner}): {e}") from None
+        for i, value in enumerate(history, 1):
+            self.metrics.log(i, {"train/log_likelihood": value})
+        return len(history)
+
+    # -- evaluation, samples, checkpoints -------------------------------------------------------
+    def _eval_weights(self) -> nn.Module:
+        return self.ema.copy_to(self.eval_model) if self.ema is not None else self.model
+
+    def _held_out(self, step: int) -> None:
+        from zoo.evaluation import evaluate
+
+        m = self._eval_weights()
+        was_training = m.training
+        m.eval()
+        with isolated_rng(self.device, self.config.seed):
+            result = evaluate(m, self.test_x[:self.config.eval_points], batch_size=self.config.eval_batch_size)
+        m.train(was_training)
+        values = {f"eval/{k}": result.mean(k) for k in ("elbo", "distortion", "rate")}
+        values["eval/elbo_bpd"] = float(self.model.bits_per_dim(-values["eval/elbo"]))
+        self.metrics.log(step, values)
+
+    def _samples(self, step: int) -> None:
+        from zoo.store.images import make_grid, save_grid
+
+        m = self._eval_weights()
+        was_training = m.training
+        m.eval()
+        with isolated_rng(self.device, self.config.seed):
+            g = torch.Generator(device=self.device).manual_seed(self.config.seed)
+            images = m.sample(self.config.num_samples, generator=g)
+        m.train(was_training)
+        save_grid(images, self.out / "samples" / f"step-{step:08d}.png",
+                  scale=2 if self.card.data_shape[-1] < 64 else 1)
+        self.metrics.image(step, "samples", make_grid(images).numpy())
+
+    def _check_finite(self) -> None:
+        """Deferred check (GPU / several processes): one sync per log interval, never a NaN checkpoint."""
+        if self.bad_step is not None:
+            # the earliest bad step over all processes: max of (total + 1 - step)
+            flag = int(self.accelerator.reduce(torch.where(self.bad_step > 0, self.total + 1 - self.bad_step, 0),
+                                               "max"))
+            if flag > 0:
+                self._stop_nonfinite(self.total + 1 - flag, float("nan"))
+
+    def _save_checkpoint(self, step: int) -> None:
+        from zoo.training.state import flatten_optimizer
+
+        if step == self.last_saved:
+            return
+        self._check_finite()
+        opt_tensors, opt_meta = flatten_optimizer(self.raw_optimizer.state_dict())
+        tensors = {"model": self.model.state_dict(), "optimizer": opt_tensors}
+        if self.ema is not None:
+            tensors["ema"] = self.ema.state_dict()
+        acc = self.accelerator
+        meta = {"card": self.card.name, "architecture": architecture(self.card), "total": self.total,
+                "data": {**self.batches.position(), "global_batch": self.config.batch_size, "spec": self.spec},
+                "config": dataclasses.asdict(self.config), "optimizer": opt_meta,
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+                "ema_updates": self.ema.num_updates if self.ema is not None else 0, "precision": self.precision}
+        self.manager.save(step, tensors if self.main else {}, meta)
+        self.last_saved = step
+
+    def _stop_nonfinite(self, step: int, value: float) -> None:
+        good = self.manager.steps()
+        kept = f"the last good checkpoint is {good[0][1]} (step {good[0][0]})" if good else \
+            "no checkpoint had been written yet"
+        self.bar.close()
+        self.metrics.close()
+        if self.world > 1:  # the stop is a collective decision: leave together, so no process is left in a collective
+            self.accelerator.wait_for_everyone()
+        raise TrainingError(f"training {self.card.name!r} stopped at step {step}: the loss is {value} "
+                            f"(not finite); {kept}. Try a lower --lr, --grad-clip or precision no")
+
+    # -- the run folder -------------------------------------------------------------------------
+    def _finish(self) -> TrainResult:
+        from zoo.diagnostics import diagnose
+        from zoo.store.run_folder import save_model
+
+        report: dict[str, Any] = {}
+        final = self._eval_weights() if self.main else self.model
+        kind = "ema" if self.ema is not None else "raw"
+        step, config = self.step, self.config
+        if self.main:
+            self._held_out(step)
+            self._samples(step)
+            final.eval()
+            report = diagnose(final, self.test_x, iwae_k=config.eval_iwae_k, batch_size=config.eval_batch_size)
+            trained = step - self.start
+            report.update({"data": self.spec, "split": self.test_split, "weights": kind,
+                           "steps_per_second": round(trained / self.train_time, 3) if trained else None,
+                           "train_seconds": self.train_time, "train_cpu_seconds": self.cpu_time,
+                           "train_steps": trained})
+            self.metrics.log(step, {f"test/{k}": report[k] for k in ("elbo", "nll", "rate", "mutual_information")
+                                    if isinstance(report.get(k), (int, float))})
+            results = results_from_report(report, self.card, config, self.spec, steps=step, seconds=self.train_time,
+                                          command=self.command or default_command(self.card.name, self.spec, self.out))
+            results.update({"weights": kind, "precision": self.precision, "processes": self.world,
+                            "batch_size": config.batch_size})
+            if self.ema is not None:
+                results["ema"] = config.ema
+            extra = {"model_raw.safetensors": self.model} if self.ema is not None else None
+            save_model(final, self.out, self.card.with_results(results), extra_weights=extra)
+            final.info.update({"weights": str(self.out / "model.safetensors"), "source": str(self.out),
+                               "weights_kind": kind})
+        self.metrics.close()
+        self.accelerator.wait_for_everyone()
+        final.eval()
+        return TrainResult(final, self.out, report)
+
+
+def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
+    if tuple(x.shape[1:]) != card.data_shape:
+        raise ShapeError(f"data {spec!r} has images of shape {list(x.shape[1:])} (channels, height, width) "
+                         f"but model {card.name!r} expects {list(card.data_shape)}")
+
+
+RESULT_KEYS = ("elbo", "distortion", "rate", "mutual_information", "marginal_kl", "active_units",
+               "latent_dims", "nll", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n")
+
+
+def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig, spec: str, *,
+                        steps: int, seconds: float, command: str) -> dict[str, Any]:
+    """The measured numbers that go into the card (``zoo.results`` and the Hub's model-index)."""
+    from zoo import __version__
+
+    results = {k: _round(report.get(k)) for k in RESULT_KEYS if report.get(k) is not None}
+    results.update({"dataset": spec, "split": report.get("split", "test"), "beta": card.beta,
+                    "seed": config.seed, "steps": steps, "train_seconds": round(seconds, 1),
+                    "zoo_version": __version__, "command": command})
+    revision = card.zoo["data"].get("revision")
+    if revision and spec == card.zoo["data"]["source"]:
+        results["dataset_revision"] = revision
+    return results
+
+
+def default_command(name: str, spec: str, out: str | Path) -> str:
+    return shlex.join(["zoo", "train", name, "--data", spec, "--out", str(out)])
+
+
+def _round(v):
+    return round(v, 4) if isinstance(v, float) else v
