@@ -133,6 +133,10 @@ class GMMDecoder(nn.Module):
     ``z @ table`` selects component k's parameters; the default likelihood is a Gaussian with a
     learned per-pixel scale (diagonal covariance), ``min_log_scale`` its variance floor."""
 
+    family = "gmm"
+    test_shapes = {"latent_shape": (3,)}
+    zoo_test_components = {"encoder": {"name": "gmm-posterior"}, "prior": {"name": "categorical"}}
+
     def __init__(self, *, data_shape, latent_shape, likelihood: str | dict | None = None,
                  init_scale: float = 0.3, init_noise: float = 0.1):
         super().__init__()
@@ -166,6 +170,8 @@ class GMMPosterior(nn.Module):
 
     posterior_type = OneHotCategorical
     family = "gmm"
+    test_shapes = {"latent_shape": (3,)}
+    zoo_test_components = {"decoder": {"name": "gmm"}, "prior": {"name": "categorical"}}
 
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()

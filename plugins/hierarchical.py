@@ -198,6 +198,8 @@ class LadderEncoder(nn.Module):
 
     posterior_type = LadderPosterior
     family = "hierarchical-vae"
+    test_shapes = {"latent_shape": (4,)}
+    zoo_test_components = {"prior": {"name": "ladder"}}
 
     def __init__(self, *, data_shape, latent_shape, layers: list[int] | None = None,
                  hidden: list[int] = (256, 128), activation: str = "elu", min_log_scale: float = -6.0,

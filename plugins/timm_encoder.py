@@ -30,6 +30,8 @@ from .encoders import GaussianHead
 class TimmEncoder(nn.Module):
     """timm backbone -> features -> diagonal-Gaussian head over ``latent_shape``."""
 
+    test_args = {"model": "test_resnet"}  # a tiny timm test network for the conformance kit
+
     def __init__(self, *, data_shape, latent_shape, model: str = "resnet18", pretrained: bool = False,
                  pretrained_file: str | None = None, features: str = "pooled", out_index: int = -1,
                  pool: str = "avg", normalize: bool | None = None, kwargs: dict[str, Any] | None = None):

@@ -19,6 +19,13 @@ torch.set_num_threads(1)
 
 
 from hub_fixtures import local_hub  # noqa: E402,F401  (the local Hub server fixture, for every module)
+from make_cards import make_card as _make_card  # noqa: E402
+
+
+@pytest.fixture
+def make_card():
+    """``make_card(name, **zoo_block)`` -> a validated Card built from dicts (see tests/make_cards.py)."""
+    return _make_card
 
 
 def pytest_collection_modifyitems(config, items):

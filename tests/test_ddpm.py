@@ -17,6 +17,7 @@ import torch
 
 import zoo
 from hub_fixtures import register_card_folder
+from make_cards import make_card
 from zoo.cards import parse_card
 from zoo.errors import CardError, ShapeError, WeightsError
 from zoo_plugins.diffusion.convert import DDPM_CIFAR10_DIFFUSERS_CONFIG
@@ -26,25 +27,17 @@ REPO = "google/ddpm-cifar10-32"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 LEGACY = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
 CIFAR10_CONFIG = {k: v for k, v in DDPM_CIFAR10_DIFFUSERS_CONFIG.items() if not k.startswith("_")}
-TINY = """---
-license: apache-2.0
-zoo-test: build-only
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [1, 8, 8]}
-  encoder: {name: ddpm-noising}
-  decoder: {name: ddpm-decoder}
-  prior: {name: ddpm, unet: {channels: 16, channel_mult: [1, 1], num_res_blocks: 1, attention_resolutions: [4], norm_groups: 8}, timesteps: T, schedule: SCHEDULE, variance: VARIANCE, eval_timesteps: K}
-  objective: {loss: simple}
-  train: {steps: 3, batch_size: 32, lr: 0.001, ema: 0.999, eval_iwae_k: 1, num_samples: 4, eval_every: 0, sample_every: 0}
----
-"""
+TINY_UNET = {"channels": 16, "channel_mult": [1, 1], "num_res_blocks": 1, "attention_resolutions": [4], "norm_groups": 8}
 
 
-def tiny(T=20, K="null", schedule="linear", variance="fixed-small"):
-    text = (TINY.replace("timesteps: T", f"timesteps: {T}").replace("SCHEDULE", schedule)
-            .replace("VARIANCE", variance).replace("eval_timesteps: K", f"eval_timesteps: {K}"))
-    return parse_card(text, name="ddpm-tiny")
+def tiny(T=20, K=None, schedule="linear", variance="fixed-small", latent=(1, 8, 8)):
+    return make_card("ddpm-tiny", metadata={"license": "apache-2.0"}, latent={"shape": list(latent)},
+                     encoder={"name": "ddpm-noising"}, decoder={"name": "ddpm-decoder"},
+                     prior={"name": "ddpm", "unet": TINY_UNET, "timesteps": T, "schedule": schedule,
+                            "variance": variance, "eval_timesteps": K},
+                     objective={"loss": "simple"},
+                     train={"steps": 3, "batch_size": 32, "lr": 0.001, "ema": 0.999, "eval_iwae_k": 1,
+                            "num_samples": 4, "eval_every": 0, "sample_every": 0})
 
 
 def build(card):
@@ -220,11 +213,8 @@ def test_bad_inputs_give_clear_errors():
         build(parse_card(text, name="ddpm-cifar10"))
     with pytest.raises(CardError, match="variance must be 'fixed-small' or 'fixed-large'"):
         build(tiny(variance="learned"))
-    wrong_latent = (TINY.replace("latent: {shape: [1, 8, 8]}", "latent: {shape: [1, 4, 4]}")
-                    .replace("timesteps: T", "timesteps: 10").replace("SCHEDULE", "linear")
-                    .replace("VARIANCE", "fixed-small").replace("eval_timesteps: K", "eval_timesteps: 2"))
     with pytest.raises(CardError, match="ddpm-noising: latent shape must equal the data shape"):
-        build(parse_card(wrong_latent, name="x"))
+        build(tiny(T=10, K=2, latent=(1, 4, 4)))
 
 
 def test_converter_lists_unexpected_and_missing_keys():

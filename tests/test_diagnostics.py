@@ -7,25 +7,15 @@ import pytest
 import torch
 
 import zoo
-from zoo.cards import parse_card
 from zoo.diagnostics import diagnose
-from zoo.training.loop import train
+from zoo.training import train
 
-SMALL = """---
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [4]}
-  encoder: {name: mlp, hidden: [64]}
-  decoder: {name: mlp, hidden: [64], likelihood: bernoulli}
-  prior: {name: standard-normal}
-  objective: {beta: BETA}
-  train: {steps: STEPS, batch_size: 64, lr: 0.003, seed: 0, eval_iwae_k: 20}
----
-"""
-
+from make_cards import make_card
 
 def small_card(beta: float, steps: int):
-    return parse_card(SMALL.replace("BETA", str(beta)).replace("STEPS", str(steps)), name=f"small-beta{beta}")
+    return make_card(f"small-beta{beta}", encoder={"name": "mlp", "hidden": [64]},
+                     decoder={"name": "mlp", "hidden": [64], "likelihood": "bernoulli"}, objective={"beta": beta},
+                     train={"steps": steps, "batch_size": 64, "lr": 0.003, "seed": 0, "eval_iwae_k": 20})
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,20 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 
 from zoo.training.loop import train
 
 from test_training import small_card
 
+pytestmark = pytest.mark.integration
 STEPS = 30
 SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, sys.argv[3])
     from test_training import small_card
     from zoo.training.loop import train
-    train(small_card(train_extra="log_every: 1, checkpoint_every: 15"), out=sys.argv[1], progress=False,
+    train(small_card(train={"log_every": 1, "checkpoint_every": 15}), out=sys.argv[1], progress=False,
           steps=int(sys.argv[2]), batch_size=64)
 ''')
 
@@ -43,7 +45,7 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path):
                            str(script), str(two), str(STEPS), str(Path(__file__).parent)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    one = train(small_card(train_extra="log_every: 1, checkpoint_every: 15"), out=tmp_path / "one",
+    one = train(small_card(train={"log_every": 1, "checkpoint_every": 15}), out=tmp_path / "one",
                 progress=False, steps=STEPS, batch_size=64).folder
 
     a, b = losses(one), losses(two)
@@ -75,7 +77,7 @@ NAN_SCRIPT = textwrap.dedent('''
         return loss * float("nan") if calls["n"] == 13 and os.environ["RANK"] == "1" else loss
     ELBO.loss = poisoned
     try:
-        train(small_card(train_extra="log_every: 5, checkpoint_every: 10"), out=sys.argv[1], progress=False,
+        train(small_card(train={"log_every": 5, "checkpoint_every": 10}), out=sys.argv[1], progress=False,
               steps=30, batch_size=64)
     except TrainingError as e:
         print(f"rank {os.environ['RANK']}: {e}", flush=True)

@@ -8,27 +8,17 @@ import torch
 
 import zoo
 from zoo.assemble import build_model
-from zoo.cards import parse_card
 from zoo.data import load_tensors
 from zoo.diagnostics import diagnose, format_report
 
-TINY = """---
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [LATENT]}
-  encoder: ENCODER
-  decoder: DECODER
-  prior: PRIOR
-  objective: OBJECTIVE
----
-"""
+from make_cards import make_card
 
-
-def tiny(encoder="{name: mlp, hidden: [64]}", decoder="{name: mlp, hidden: [64], likelihood: bernoulli}",
-         prior="{name: standard-normal}", latent=4, objective="{beta: 1.0}", name="tiny"):
-    text = (TINY.replace("LATENT", str(latent)).replace("ENCODER", encoder).replace("DECODER", decoder)
-            .replace("PRIOR", prior).replace("OBJECTIVE", objective))
-    return build_model(parse_card(text, name=name))
+def tiny(encoder=None, decoder=None, prior=None, latent=4, objective=None, name="tiny"):
+    """A small digits model: mlp encoder / mlp Bernoulli decoder / standard normal unless given."""
+    return build_model(make_card(name, latent={"shape": [latent]},
+                                 encoder=encoder or {"name": "mlp", "hidden": [64]},
+                                 decoder=decoder or {"name": "mlp", "hidden": [64], "likelihood": "bernoulli"},
+                                 prior=prior or {"name": "standard-normal"}, objective=objective or {"beta": 1.0}))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def fit(model, x, steps=150, lr=3e-3, batch=128, seed=0):
 
 # -- beta-VAE and IWAE objectives ----------------------------------------------------------------
 def test_objective_is_the_beta_elbo_by_default():
-    model = tiny(objective="{beta: 3.0}")
+    model = tiny(objective={'beta': 3.0})
     x = torch.rand(8, 1, 8, 8)
     torch.manual_seed(0)
     loss, terms = model.objective(x)
@@ -62,7 +52,7 @@ def test_objective_is_the_beta_elbo_by_default():
 
 
 def test_iwae_objective_is_the_k_sample_bound():
-    model = tiny(objective="{beta: 1.0, iwae_k: 8}")
+    model = tiny(objective={'beta': 1.0, 'iwae_k': 8})
     x = torch.rand(6, 1, 8, 8)
     with torch.no_grad():
         torch.manual_seed(1)
@@ -74,7 +64,7 @@ def test_iwae_objective_is_the_k_sample_bound():
         torch.manual_seed(1)
         ref = model.log_likelihood(x, k=8)                         # LatentModel's IWAE estimator, same draws
         assert torch.allclose(terms["iwae"], ref, atol=1e-4)
-        k1 = tiny(objective="{beta: 1.0, iwae_k: 1}")
+        k1 = tiny(objective={'beta': 1.0, 'iwae_k': 1})
         k1.load_state_dict(model.state_dict())
         elbo = torch.stack([k1.objective(x)[0] for _ in range(200)]).mean()
         iwae = torch.stack([model.objective(x)[0] for _ in range(200)]).mean()
@@ -82,7 +72,7 @@ def test_iwae_objective_is_the_k_sample_bound():
 
 
 def test_iwae_training_improves_the_bound(digits):
-    model = tiny(objective="{beta: 1.0, iwae_k: 5}")
+    model = tiny(objective={'beta': 1.0, 'iwae_k': 5})
     x = digits[:256]
     before = model.log_likelihood(x, k=20).mean().item()
     fit(model, digits, steps=150)
@@ -91,18 +81,18 @@ def test_iwae_training_improves_the_bound(digits):
 
 
 def test_beta_vae_card_trains_on_more_distortion_less_rate(digits):
-    a = fit(tiny(objective="{beta: 0.5}"), digits, steps=200)
-    b = fit(tiny(objective="{beta: 8.0}"), digits, steps=200)
+    a = fit(tiny(objective={'beta': 0.5}), digits, steps=200)
+    b = fit(tiny(objective={'beta': 8.0}), digits, steps=200)
     with torch.no_grad():
         ra, rb = a.elbo(digits[:300]), b.elbo(digits[:300])
     assert rb.rate.mean() < ra.rate.mean() and rb.distortion.mean() > ra.distortion.mean()
 
 
 # -- VampPrior and flow prior: any encoder/decoder -----------------------------------------------
-@pytest.mark.parametrize("prior", ["{name: vampprior, components: 10}", "{name: realnvp, layers: 4, hidden: 32}"])
+@pytest.mark.parametrize("prior", [{'name': 'vampprior', 'components': 10}, {'name': 'realnvp', 'layers': 4, 'hidden': 32}])
 @pytest.mark.parametrize("parts", [
-    ("{name: mlp, hidden: [64]}", "{name: mlp, hidden: [64], likelihood: bernoulli}"),
-    ("{name: conv, channels: [8, 16]}", "{name: conv, channels: [16, 8], likelihood: discretized-logistic}"),
+    ({'name': 'mlp', 'hidden': [64]}, {'name': 'mlp', 'hidden': [64], 'likelihood': 'bernoulli'}),
+    ({'name': 'conv', 'channels': [8, 16]}, {'name': 'conv', 'channels': [16, 8], 'likelihood': 'discretized-logistic'}),
 ])
 def test_expressive_priors_work_under_any_encoder_and_decoder(prior, parts, digits):
     model = tiny(encoder=parts[0], decoder=parts[1], prior=prior)
@@ -117,7 +107,7 @@ def test_expressive_priors_work_under_any_encoder_and_decoder(prior, parts, digi
 
 
 def test_vampprior_is_the_encoders_mixture_at_the_pseudo_inputs():
-    model = tiny(prior="{name: vampprior, components: 7}", latent=3)
+    model = tiny(prior={'name': 'vampprior', 'components': 7}, latent=3)
     z = torch.randn(5, 3)
     q = model.encoder(model.prior.pseudo_inputs)
     ref = torch.logsumexp(torch.stack([q[k].log_prob(z) if False else
@@ -131,7 +121,7 @@ def test_vampprior_is_the_encoders_mixture_at_the_pseudo_inputs():
 
 
 def test_flow_prior_starts_as_standard_normal_and_inverts():
-    model = tiny(prior="{name: realnvp, layers: 6, hidden: 16}", latent=5)
+    model = tiny(prior={'name': 'realnvp', 'layers': 6, 'hidden': 16}, latent=5)
     z = torch.randn(10, 5)
     std = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
     assert torch.allclose(model.prior.log_prob(z), std, atol=1e-5)
@@ -147,13 +137,13 @@ def test_flow_prior_starts_as_standard_normal_and_inverts():
 
 
 # -- hierarchical VAE ---------------------------------------------------------------------------
-HVAE = dict(encoder="{name: ladder, layers: [6, 3], hidden: [64, 32]}", prior="{name: ladder, layers: [6, 3], hidden: 32}",
+HVAE = dict(encoder={'name': 'ladder', 'layers': [6, 3], 'hidden': [64, 32]}, prior={'name': 'ladder', 'layers': [6, 3], 'hidden': 32},
             latent=9)
 
 
 @pytest.mark.parametrize("merge", ["residual", "precision"])
 def test_hierarchical_rate_is_the_sum_of_layer_kls_and_matches_monte_carlo(merge):
-    model = tiny(**{**HVAE, "encoder": HVAE["encoder"].replace("}", f", merge: {merge}}}")})
+    model = tiny(**{**HVAE, "encoder": {**HVAE["encoder"], "merge": merge}})
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -197,7 +187,7 @@ def test_ladder_posterior_cross_log_prob_matches_pairwise_log_prob(digits):
 
 
 def test_ladder_prior_also_works_with_a_plain_gaussian_encoder():
-    model = tiny(prior="{name: ladder, layers: [3, 2]}", latent=5)
+    model = tiny(prior={'name': 'ladder', 'layers': [3, 2]}, latent=5)
     terms = model.elbo(torch.rand(3, 1, 8, 8))
     assert terms.extras["kl_per_layer"].shape == (3, 2)
     assert torch.allclose(terms.extras["kl_per_layer"].sum(1), terms.rate)
@@ -205,16 +195,16 @@ def test_ladder_prior_also_works_with_a_plain_gaussian_encoder():
 
 def test_ladder_encoder_refuses_a_mismatched_prior():
     with pytest.raises(ValueError, match="ladder prior"):
-        tiny(encoder="{name: ladder, layers: [2, 2]}", latent=4)
+        tiny(encoder={'name': 'ladder', 'layers': [2, 2]}, latent=4)
     with pytest.raises(ValueError, match="differ"):
-        tiny(encoder="{name: ladder, layers: [3, 1]}", prior="{name: ladder, layers: [2, 2]}", latent=4)
+        tiny(encoder={'name': 'ladder', 'layers': [3, 1]}, prior={'name': 'ladder', 'layers': [2, 2]}, latent=4)
 
 
 # -- timm backbones -------------------------------------------------------------------------------
-@pytest.mark.parametrize("args", ["{name: timm, model: test_resnet}",
-                                  "{name: timm, model: test_resnet, features: features_only}",
-                                  "{name: timm, model: test_resnet, features: features_only, out_index: 1, pool: flatten}",
-                                  "{name: timm, model: test_efficientnet}"])
+@pytest.mark.parametrize("args", [{'name': 'timm', 'model': 'test_resnet'},
+                                  {'name': 'timm', 'model': 'test_resnet', 'features': 'features_only'},
+                                  {'name': 'timm', 'model': 'test_resnet', 'features': 'features_only', 'out_index': 1, 'pool': 'flatten'},
+                                  {'name': 'timm', 'model': 'test_efficientnet'}])
 def test_timm_backbones_as_encoders(args, digits):
     model = tiny(encoder=args)
     loss, terms = model.objective(digits[:8])
@@ -234,7 +224,7 @@ def test_timm_pretrained_weights_load_through_timms_own_loader(tmp_path):
             p.normal_()
     path = tmp_path / "test_resnet.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    model = tiny(encoder=f"{{name: timm, model: test_resnet, pretrained: true, pretrained_file: '{path}'}}")
+    model = tiny(encoder={"name": "timm", "model": "test_resnet", "pretrained": True, "pretrained_file": str(path)})
     enc = model.encoder
     assert enc.normalize  # pretrained backbones see images normalised with their mean/std
     first = "conv1.0.weight"
@@ -249,7 +239,7 @@ def test_timm_unknown_model_is_a_card_error():
     from zoo.errors import CardError
 
     with pytest.raises(CardError, match="unknown timm model"):
-        tiny(encoder="{name: timm, model: resnet_does_not_exist}")
+        tiny(encoder={'name': 'timm', 'model': 'resnet_does_not_exist'})
 
 
 def test_new_cards_are_listed():

@@ -9,24 +9,16 @@ import torch
 
 import zoo
 from zoo.assemble import build_model
-from zoo.cards import parse_card
 from zoo.data import load_tensors
 from zoo.diagnostics import diagnose
 from zoo_plugins.gmm import OneHotCategorical, fit_em, init_from_data, to_sklearn
 
-CARD = """---
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [K]}
-  encoder: {name: gmm-posterior}
-  decoder: {name: gmm}
-  prior: {name: categorical}
----
-"""
-
+from make_cards import make_card
 
 def gmm(k: int = 5, dtype=torch.float64):
-    return build_model(parse_card(CARD.replace("[K]", f"[{k}]"), name=f"gmm{k}")).to(dtype)
+    card = make_card(f"gmm{k}", latent={"shape": [k]}, encoder={"name": "gmm-posterior"}, decoder={"name": "gmm"},
+                     prior={"name": "categorical"})
+    return build_model(card).to(dtype)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import yaml
 
 import zoo
 from hub_fixtures import register_card_folder, set_offline
+from make_cards import card_markdown, make_card
 from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.errors import CardError, WeightsError
@@ -26,26 +27,16 @@ from zoo.hub.publish import push
 REPO = "test-user/tiny-vae"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 
-SMALL = """---
-license: mit
-datasets: [scikit-learn/digits]
-tags: [digits]
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [4]}
-  encoder: {name: mlp, hidden: [32]}
-  decoder: {name: mlp, hidden: [32], likelihood: bernoulli}
-  prior: {name: standard-normal}
-  train: {steps: 20, batch_size: 64, lr: 0.003, seed: SEED, eval_iwae_k: 5}
----
-# tiny-vae
+SMALL = dict(metadata={"license": "mit", "datasets": ["scikit-learn/digits"], "tags": ["digits"]},
+             body="# tiny-vae\n\nA tiny VAE on 8x8 digits for the Hub round-trip tests.")
 
-A tiny VAE on 8x8 digits for the Hub round-trip tests.
-"""
+
+def _recipe(seed: int) -> dict:
+    return {"steps": 20, "batch_size": 64, "lr": 0.003, "seed": seed, "eval_iwae_k": 5}
 
 
 def _train(out: Path, seed: int) -> Path:
-    card = parse_card(SMALL.replace("SEED", str(seed)), name="tiny-vae")
+    card = make_card("tiny-vae", train=_recipe(seed), **SMALL)
     zoo.train(card, out=out, steps=20, progress=False)
     return out
 
@@ -92,9 +83,7 @@ def _register_card(tmp_path: Path, name: str, weights: dict) -> None:
     """Write a card that pins ``weights`` and register it as an in-process plugin (reset by the fixture)."""
     folder = tmp_path / "cards"
     folder.mkdir(exist_ok=True)
-    text = SMALL.replace("SEED", "0").replace("zoo:\n", "zoo:\n  weights: " + json.dumps(weights) + "\n", 1)
-    (folder / f"{name}.md").write_text(text)
-
+    (folder / f"{name}.md").write_text(card_markdown(name, train=_recipe(0), weights=weights, **SMALL))
     register_card_folder(folder, name)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.integration
+
 PACKAGE = Path(__file__).parent / "plugins" / "zoo-laplace-prior"
 
 

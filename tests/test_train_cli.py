@@ -126,9 +126,9 @@ def test_card_image_key_picks_the_column_to_train_on(tmp_path):
     import datasets
     import numpy as np
 
-    from zoo.cards import parse_card
+    from make_cards import make_card
     from zoo.errors import ShapeError
-    from zoo.training.loop import train
+    from zoo.training import train
 
     rng = np.random.default_rng(0)
     rows = {"thumb": [rng.integers(0, 255, (4, 4), dtype=np.uint8) for _ in range(40)],
@@ -137,18 +137,12 @@ def test_card_image_key_picks_the_column_to_train_on(tmp_path):
                                                                       "pixels": datasets.Image()}))
     folder = tmp_path / "two-columns"
     datasets.DatasetDict({"train": ds.select(range(32)), "test": ds.select(range(32, 40))}).save_to_disk(str(folder))
-    text = f"""---
-zoo:
-  data: {{source: '{folder}', shape: [1, 8, 8], image_key: pixels}}
-  latent: {{shape: [2]}}
-  encoder: {{name: mlp, hidden: [16]}}
-  decoder: {{name: mlp, hidden: [16], likelihood: bernoulli}}
-  prior: {{name: standard-normal}}
-  train: {{steps: 2, batch_size: 16, eval_iwae_k: 2}}
----
-"""
-    result = train(parse_card(text, name="two-columns"), out=tmp_path / "run", progress=False)
+    spec = dict(latent={"shape": [2]}, encoder={"name": "mlp", "hidden": [16]},
+                decoder={"name": "mlp", "hidden": [16], "likelihood": "bernoulli"},
+                train={"steps": 2, "batch_size": 16, "eval_iwae_k": 2})
+    card = make_card("two-columns", data={"source": str(folder), "shape": [1, 8, 8], "image_key": "pixels"}, **spec)
+    result = train(card, out=tmp_path / "run", progress=False)
     assert result.report["n"] == 8
-    without = parse_card(text.replace(", image_key: pixels", ""), name="two-columns")
+    without = make_card("two-columns", data={"source": str(folder), "shape": [1, 8, 8]}, **spec)
     with pytest.raises(ShapeError, match=r"\[1, 4, 4\]"):
         train(without, out=tmp_path / "run2", progress=False)

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.training.ema import EMA
 from zoo.errors import CardError
@@ -20,27 +19,19 @@ from zoo.training.stream import epoch_order
 from zoo.training.loop import TrainConfig, TrainingError, lr_factor, train
 from zoo.training.state import CheckpointManager
 
-SMALL = """---
-zoo:
-  data: {source: zoo:digits, shape: [1, 8, 8]}
-  latent: {shape: [4]}
-  encoder: {name: mlp, hidden: [32]}
-  decoder: {name: mlp, hidden: [32], likelihood: bernoulli}
-  prior: {name: standard-normal}
-  objective: {beta: 1.0}
-  train: {steps: 30, batch_size: 64, lr: 0.003, seed: 0, eval_iwae_k: 2, log_every: 5,
-          eval_every: 0, sample_every: 0, num_samples: 4, eval_points: 100, TRAIN}
----
-"""
+from make_cards import make_card
+
+SMALL = dict(objective={"beta": 1.0},
+             train={"steps": 30, "batch_size": 64, "lr": 0.003, "seed": 0, "eval_iwae_k": 2, "log_every": 5,
+                    "eval_every": 0, "sample_every": 0, "num_samples": 4, "eval_points": 100})
 
 QUICK = dict(progress=False)
 
 
-def small_card(name: str = "small", train_extra: str = "keep_checkpoints: 5", **zoo_edit):
-    card = parse_card(SMALL.replace("TRAIN", train_extra), name=name)
-    for key, value in zoo_edit.items():
-        card.zoo[key] = value
-    return card
+def small_card(name: str = "small", train: dict | None = None, **zoo_edit):
+    """The small digits VAE; ``train`` adds to its recipe (default keep_checkpoints 5)."""
+    recipe = {**SMALL["train"], **(train if train is not None else {"keep_checkpoints": 5})}
+    return make_card(name, objective=SMALL["objective"], train=recipe, **zoo_edit)
 
 
 def weights(folder: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
@@ -63,9 +54,9 @@ def test_recipe_overrides_and_validation():
     with pytest.raises(CardError, match="precision"):
         TrainConfig.from_card(card, precision="fp8")
     with pytest.raises(CardError, match=r"zoo\.train\.ema"):
-        TrainConfig.from_card(small_card(train_extra="ema: 2.0"))
+        TrainConfig.from_card(small_card(train={'ema': 2.0}))
     with pytest.raises(CardError, match="unknown training option"):
-        TrainConfig.from_card(small_card(train_extra="lr_warmup: 3"))
+        TrainConfig.from_card(small_card(train={'lr_warmup': 3}))
 
 
 def test_lr_schedule_warmup_and_data_order():
@@ -94,7 +85,7 @@ def test_ema_tracks_weights():
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ema") / "run"
-    card = small_card(train_extra="keep_checkpoints: 2, ema: 0.9, checkpoint_every: 10, sample_every: 15, eval_every: 15")
+    card = small_card(train={'keep_checkpoints': 2, 'ema': 0.9, 'checkpoint_every': 10, 'sample_every': 15, 'eval_every': 15})
     return train(card, out=out, **QUICK)
 
 
@@ -128,13 +119,13 @@ def test_load_picks_ema_by_default_and_raw_on_request(ema_run):
 
 # -- exact resume ------------------------------------------------------------------------------
 
-RESUME_EXTRA = ("keep_checkpoints: 5, checkpoint_every: 15, ema: 0.8, lr_schedule: cosine, warmup_steps: 5, "
-                "grad_clip: 5.0, grad_accum: 2")
+RESUME_EXTRA = {"keep_checkpoints": 5, "checkpoint_every": 15, "ema": 0.8, "lr_schedule": "cosine",
+                "warmup_steps": 5, "grad_clip": 5.0, "grad_accum": 2}
 
 
 def test_resume_from_step_n_matches_an_uninterrupted_2n_run_bit_for_bit(tmp_path):
     """30 steps straight == 15 steps, stop, resume for 15 (crosses an epoch: 1497 rows / 64 = 23 steps)."""
-    card = small_card(train_extra=RESUME_EXTRA)
+    card = small_card(train=RESUME_EXTRA)
     full = train(card, out=tmp_path / "full", **QUICK)
     part = tmp_path / "part"
     (part / "checkpoints").mkdir(parents=True)
@@ -164,7 +155,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
         return loss * float("nan") if calls["n"] == 13 else loss
 
     monkeypatch.setattr(ELBO, "loss", poisoned)
-    card = small_card(train_extra="checkpoint_every: 5")
+    card = small_card(train={'checkpoint_every': 5})
     with pytest.raises(TrainingError, match=r"stopped at step 13: the loss is nan.*step-00000010 \(step 10\)"):
         train(card, out=tmp_path / "run", **QUICK)
     ckpt = CheckpointManager(tmp_path / "run" / "checkpoints").load_latest()
@@ -186,7 +177,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("short") / "run"
-    train(small_card(train_extra="checkpoint_every: 10, keep_checkpoints: 3"), out=out, **QUICK)
+    train(small_card(train={'checkpoint_every': 10, 'keep_checkpoints': 3}), out=out, **QUICK)
     return out
 
 
@@ -216,7 +207,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one_and_says_so(short_r
     newest.write_bytes(bytes(data))
     ckpt = CheckpointManager(run / "checkpoints").load_latest()
     assert ckpt.step == 20 and "step-00000030: model.safetensors is corrupted" in ckpt.skipped[0]
-    train(small_card(train_extra="checkpoint_every: 10, keep_checkpoints: 3"), out=run, resume=True, **QUICK)
+    train(small_card(train={'checkpoint_every': 10, 'keep_checkpoints': 3}), out=run, resume=True, **QUICK)
     err = capsys.readouterr().err
     assert "step-00000030: model.safetensors is corrupted" in err and "falling back to the previous one" in err
     assert "resuming from" in err and "step-00000020 (step 20 of 30)" in err
@@ -256,7 +247,7 @@ def test_fp16_on_cpu_is_refused(tmp_path):
 # -- streaming ---------------------------------------------------------------------------------
 
 def test_streaming_run_resumes_exactly(tmp_path):
-    card = small_card(train_extra="checkpoint_every: 10, keep_checkpoints: 5, streaming: true, stream_buffer: 200")
+    card = small_card(train={'checkpoint_every': 10, 'keep_checkpoints': 5, 'streaming': True, 'stream_buffer': 200})
     full = train(card, out=tmp_path / "full", steps=20, **QUICK)
     part = tmp_path / "part"
     (part / "checkpoints").mkdir(parents=True)

@@ -10,15 +10,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from zoo.training.loop import train
 from zoo.training.state import CheckpointManager
 
+from make_cards import card_markdown
 from test_training import SMALL, assert_identical, small_card
 
-EXTRA = "checkpoint_every: 10, keep_checkpoints: 5, ema: 0.9"
+pytestmark = pytest.mark.integration
+
+EXTRA = {"checkpoint_every": 10, "keep_checkpoints": 5, "ema": 0.9}
 
 CHILD = textwrap.dedent('''
     import sys, time
@@ -56,7 +60,7 @@ CHILD = textwrap.dedent('''
 def run_and_kill(tmp_path: Path, mode: str, marker: str) -> Path:
     script, card = tmp_path / "child.py", tmp_path / "card.md"
     script.write_text(CHILD)
-    card.write_text(SMALL.replace("TRAIN", EXTRA))
+    card.write_text(card_markdown("small", objective=SMALL["objective"], train={**SMALL["train"], **EXTRA}))
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, str(script), str(out), mode, str(card)], stdout=subprocess.PIPE,
@@ -83,9 +87,9 @@ def test_kill_9_mid_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp
     assert ckpt.step == 10 and not ckpt.skipped
     assert not (out / "model.safetensors").exists()
     # resuming ends exactly where an uninterrupted run ends
-    train(small_card(train_extra=EXTRA), out=out, resume=True, progress=False)
+    train(small_card(train=EXTRA), out=out, resume=True, progress=False)
     assert not partial.exists()
-    straight = train(small_card(train_extra=EXTRA), out=tmp_path / "straight", progress=False)
+    straight = train(small_card(train=EXTRA), out=tmp_path / "straight", progress=False)
     for name in ("model.safetensors", "model_raw.safetensors"):
         assert_identical(load_file(str(out / name)), load_file(str(straight.folder / name)))
 
@@ -94,8 +98,8 @@ def test_kill_9_after_n_steps_then_resume_matches_2n_steps_bit_for_bit(tmp_path)
     out = run_and_kill(tmp_path, "after", "SAVED")
     assert CheckpointManager(out / "checkpoints").load_latest().step == 10
     torch.manual_seed(999)
-    train(small_card(train_extra=EXTRA), out=out, resume=True, progress=False)
-    straight = train(small_card(train_extra=EXTRA), out=tmp_path / "straight", progress=False)
+    train(small_card(train=EXTRA), out=out, resume=True, progress=False)
+    straight = train(small_card(train=EXTRA), out=tmp_path / "straight", progress=False)
     for name in ("model.safetensors", "model_raw.safetensors"):
         assert_identical(load_file(str(out / name)), load_file(str(straight.folder / name)))
     import csv

@@ -130,6 +130,7 @@ class DDPMPrior(nn.Module):
     family = "diffusion"
     samplers = ("ddim",)  # zoo sample --steps S --eta E; model.sample(n, sampler="ddim", steps=S)
     test_shapes = {"latent_shape": (1, 8, 8), "data_shape": (1, 8, 8)}
+    test_args = {"unet": "digits-8x8", "timesteps": 20, "eval_timesteps": 4}
 
     def __init__(self, *, latent_shape, data_shape=None, unet: Any = None, timesteps: int = 1000,
                  schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
@@ -322,6 +323,11 @@ class _Bound(nn.Module):
 class NoisingEncoder(_Bound):
     """The fixed forward process: x_0 (data in [-1, 1]) -> q(x_1|x_0).  No parameters."""
 
+    posterior_type = NoisingPosterior
+    family = "diffusion"
+    test_shapes = {"latent_shape": (1, 8, 8), "data_shape": (1, 8, 8)}
+    zoo_test_components = {"prior": {"name": "ddpm", "unet": "digits-8x8", "timesteps": 20, "eval_timesteps": 4}, "decoder": {"name": "ddpm-decoder"}}
+
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()
         if tuple(latent_shape) != tuple(data_shape):
@@ -356,6 +362,10 @@ class DiscretizedGaussian(SignedUnitLikelihood):
 
 class DDPMDecoder(_Bound):
     """p(x_0|x_1): the reverse step at t = 1 of the prior's UNet, as a discretized Gaussian."""
+
+    family = "diffusion"
+    test_shapes = {"latent_shape": (1, 8, 8), "data_shape": (1, 8, 8)}
+    zoo_test_components = {"prior": {"name": "ddpm", "unet": "digits-8x8", "timesteps": 20, "eval_timesteps": 4}, "encoder": {"name": "ddpm-noising"}}
 
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()

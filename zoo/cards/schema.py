@@ -79,14 +79,27 @@ class Card:
         return card
 
 
-def parse_card(text: str, *, source: str | Path = "<string>", name: str | None = None,
-               _seen: tuple[str, ...] = ()) -> Card:
+def parse_card(text: str, *, source: str | Path = "<string>", name: str | None = None) -> Card:
     """Parse and validate a card; errors name ``source`` and the field.
 
     ``zoo.extends: BASE`` starts from the card ``BASE`` (a file ``BASE.md`` beside this one, else a
     registered card): its metadata and ``zoo`` block are deep-merged under this card's (mappings
-    merge key by key, anything else is replaced), and its body is used when this card has none.
-    Base cards whose file name starts with ``_`` are not models of their own."""
+    merge key by key, anything else is replaced; a component whose ``name`` changes is replaced
+    whole), and its body is used when this card has none.  A base card whose name starts with
+    ``_`` is not a model: it need not be complete, only the cards that extend it are validated."""
+    metadata, raw, body = _inherited(text, source, (name or Path(str(source)).stem,))
+    zoo = validate_zoo(raw, source)
+    card_name = zoo.pop("name", None)
+    if name is not None and card_name is not None and card_name != name:
+        raise CardError(f"{source}: field 'zoo.name' is {card_name!r} but the card file is named {name!r}")
+    final = name or card_name
+    if not final:
+        raise CardError(f"{source}: missing field 'zoo.name'")
+    return Card(final, zoo, metadata, body, Path(source) if source != "<string>" else None)
+
+
+def _front_matter(text: str, source: str | Path) -> tuple[dict[str, Any], str]:
+    """(front matter, body) of a card's text."""
     if not text.startswith("---"):
         raise CardError(f"{source}: a card must start with YAML front matter ('---')")
     parts = text.split("\n---", 1)
@@ -102,22 +115,27 @@ def parse_card(text: str, *, source: str | Path = "<string>", name: str | None =
         raise CardError(f"{source}: front matter must be a mapping")
     if "zoo" not in front:
         raise CardError(f"{source}: missing field 'zoo' (the block that defines the model)")
+    return front, body
+
+
+def _inherited(text: str, source: str | Path, seen: tuple[str, ...]) -> tuple[dict, Any, str]:
+    """(metadata, raw zoo block, body) of a card with its ``extends`` chain merged in, not yet validated."""
+    front, body = _front_matter(text, source)
     metadata = {k: v for k, v in front.items() if k not in ("zoo", "model-index")}
     raw = front["zoo"]
     if isinstance(raw, dict) and "extends" in raw:
-        base = _base_card(raw["extends"], source, _seen or (name or Path(str(source)).stem,))
-        raw = merge(base.zoo, {k: v for k, v in raw.items() if k != "extends"})
-        metadata = merge(base.metadata, metadata)
-        if not body.strip():
-            body = base.body
-    zoo = validate_zoo(raw, source)
-    card_name = zoo.pop("name", None)
-    if name is not None and card_name is not None and card_name != name:
-        raise CardError(f"{source}: field 'zoo.name' is {card_name!r} but the card file is named {name!r}")
-    final = name or card_name
-    if not final:
-        raise CardError(f"{source}: missing field 'zoo.name'")
-    return Card(final, zoo, metadata, body, Path(source) if source != "<string>" else None)
+        path = _base_path(raw["extends"], source, seen)
+        try:
+            base_text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise CardError(f"{path}: cannot read card: {e.strerror}") from None
+        base_meta, base_zoo, base_body = _inherited(base_text, path, (*seen, raw["extends"]))
+        if not isinstance(base_zoo, dict):
+            raise CardError(f"{path}: field 'zoo' must be a mapping")
+        raw = merge_zoo(base_zoo, {k: v for k, v in raw.items() if k != "extends"})
+        metadata = merge(base_meta, metadata)
+        body = body if body.strip() else base_body
+    return metadata, raw, body
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -130,27 +148,32 @@ def merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _base_card(base: Any, source: str | Path, seen: tuple[str, ...]) -> Card:
+def merge_zoo(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A ``zoo`` block over its base: :func:`merge`, except that a component (encoder, decoder, prior)
+    or sampler whose ``name`` changes is replaced whole (the base's arguments belong to the base's component)."""
+    out = merge(base, override)
+    for key in (*COMPONENTS, "sampler"):
+        own, inherited = override.get(key), base.get(key)
+        if isinstance(own, dict) and isinstance(inherited, dict) and own.get("name", inherited.get("name")) != inherited.get("name"):
+            out[key] = copy.deepcopy(own)
+    return out
+
+
+def _base_path(base: Any, source: str | Path, seen: tuple[str, ...]) -> Path:
     if not isinstance(base, str) or not base:
         raise CardError(f"{source}: field 'zoo.extends': must be the name of a card, got {base!r}")
     if base in seen:
         raise CardError(f"{source}: field 'zoo.extends': cards extend each other in a cycle: "
                         f"{' -> '.join([*seen, base])}")
-    beside = Path(source).parent / f"{base}.md" if source != "<string>" else None
+    beside = Path(source).parent / f"{base}.md" if str(source) != "<string>" else None
     if beside is not None and beside.is_file():
-        path = beside
-    else:
-        from zoo.registry import get_registry
+        return beside
+    from zoo.registry import get_registry
 
-        entry = get_registry().cards.get(base)
-        if entry is None:
-            raise CardError(f"{source}: field 'zoo.extends': no card {base!r} beside this card or installed")
-        path = entry.path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CardError(f"{path}: cannot read card: {e.strerror}") from None
-    return parse_card(text, source=path, name=base, _seen=(*seen, base))
+    entry = get_registry().cards.get(base)
+    if entry is None:
+        raise CardError(f"{source}: field 'zoo.extends': no card {base!r} beside this card or installed")
+    return entry.path
 
 
 def read_card(path: str | Path, *, name: str | None = None) -> Card:

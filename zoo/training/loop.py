@@ -135,6 +135,7 @@ class TrainLoop:
                                     f"--overwrite to replace it, or choose another --out")
         self._load_data()
         self._start_engine()
+        self._build()  # a card the components refuse fails here, before the run folder is touched
         if self.main:
             if not resume and overwrite:
                 for p in (self.out / "checkpoints", self.out / "tensorboard", self.out / "samples",
@@ -143,7 +144,6 @@ class TrainLoop:
             self._probe_writable()
             self.manager.clean_partial()
         self.manager.barrier = self.accelerator.wait_for_everyone
-        self._build()
         self._seed_processes()
         if self.ckpt is not None:
             self._restore()
