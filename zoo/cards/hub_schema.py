@@ -43,10 +43,22 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 
 
 def model_family(card: Card) -> str:
-    """A coarse family tag: diffusion, iwae, beta-vae or vae."""
-    names = " ".join(str(card.zoo[k].get("name", "")) for k in COMPONENTS)
-    if "diffusion" in names or "unet" in names or "ddpm" in names:
-        return "diffusion"
+    """The family tag: the one the prior (else the encoder, else the decoder) declares
+    (``family``, zoo.contracts), else from the objective: iwae, beta-vae or vae."""
+    from zoo.contracts import family_of
+    from zoo.errors import PluginError
+    from zoo.registry import get_registry
+
+    for kind in ("prior", "encoder", "decoder"):
+        entry = get_registry().find(kind, str(card.zoo[kind].get("name", "")))
+        if entry is None:
+            continue
+        try:
+            family = family_of(entry.resolve())
+        except PluginError:  # a plugin that does not import: no declared family to read
+            family = None
+        if family:
+            return family
     objective = card.zoo.get("objective") or {}
     if int(objective.get("iwae_k", 1)) > 1:
         return "iwae"
