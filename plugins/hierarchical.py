@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from zoo.contracts import PerDimLogProb, has
 from zoo.distributions import LOG_2PI, DiagGaussian, gaussian_kl
 
 from .layers import activation as act_layer
@@ -107,7 +108,7 @@ class LadderPrior(nn.Module):
             return z, kls.sum(-1), {"kl_per_layer": kls}
         z = q.rsample()
         log_p = self.log_prob_per_layer(z)
-        if hasattr(q, "log_prob_per_dim"):
+        if has(q, PerDimLogProb):
             log_q = torch.stack([t.sum(-1) for t in q.log_prob_per_dim(z).split(self.layers, -1)], -1)
             kls = log_q - log_p
             return z, kls.sum(-1), {"kl_per_layer": kls}

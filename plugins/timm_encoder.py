@@ -73,8 +73,7 @@ class TimmEncoder(nn.Module):
 
     def bind(self, model) -> None:
         """Remember how to turn the likelihood's data space back into images in [0, 1]."""
-        lik = weakref.ref(model.decoder.likelihood) if hasattr(model.decoder, "likelihood") else None
-        object.__setattr__(self, "_to_unit", lik)
+        object.__setattr__(self, "_to_unit", weakref.ref(model.decoder.likelihood))
 
     def _features(self, x: Tensor) -> Tensor:
         if self.normalize:

@@ -17,6 +17,8 @@ import weakref
 import torch
 from torch import Tensor, nn
 
+from zoo.contracts import AggregatePosterior, has
+
 
 class VampPrior(nn.Module):
     """p(z) = 1/K sum_k q(z|u_k), u_k learned pseudo-inputs of the data's shape."""
@@ -50,7 +52,7 @@ class VampPrior(nn.Module):
     def log_prob(self, z: Tensor) -> Tensor:
         """log 1/K sum_k q(z|u_k), nats; any leading dimensions."""
         q = self.components()
-        if not hasattr(q, "cross_log_prob"):
+        if not has(q, AggregatePosterior):
             raise TypeError(f"the vampprior needs an encoder whose posterior has cross_log_prob, got {type(q).__name__}")
         lead = z.shape[: z.dim() - len(self.latent_shape)]
         flat = z.reshape(-1, *self.latent_shape)

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import SamplerOption
+from zoo.contracts import ClosedFormEntropy, SamplerOption, has
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import Observation, SignedUnitLikelihood
@@ -202,13 +202,12 @@ class DDPMPrior(nn.Module):
     def infer(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(z, rate, extras). Under the noising encoder: z = x_1 ~ q(x_1|x_0) and rate = L_T + sum_{t>=2} L_{t-1};
         under any other encoder: z ~ q(z|x) and rate = E_q log q(z|x) + L(z) (an upper bound on the KL)."""
-        x0 = getattr(q, "x0", None)
-        if x0 is not None:
-            rate, extras = self._rate(x0, 1, continuous=False)
+        if isinstance(q, NoisingPosterior):
+            rate, extras = self._rate(q.x0, 1, continuous=False)
             return q.rsample(), rate, extras
         z = q.rsample()
         bound, extras = self._rate(z, 0, continuous=True)
-        log_q = -q.entropy() if hasattr(q, "entropy") else q.log_prob(z)
+        log_q = -q.entropy() if has(q, ClosedFormEntropy) else q.log_prob(z)
         return z, log_q + bound, extras
 
     def log_prob(self, z: Tensor) -> Tensor:
@@ -227,10 +226,10 @@ class DDPMPrior(nn.Module):
 
         if loss != "simple":
             raise ValueError(f"ddpm prior: unknown objective.loss {loss!r}; choose 'elbo' (the bound) or 'simple'")
-        x0 = getattr(q, "x0", None)
-        if x0 is None:
+        if not isinstance(q, NoisingPosterior):
             raise ValueError("objective.loss 'simple' trains a pixel-space DDPM (encoder ddpm-noising); a latent "
                              "diffusion model trains on its ELBO (objective.loss: elbo)")
+        x0 = q.x0
         T = self.num_timesteps
         t = torch.randint(0, T, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
