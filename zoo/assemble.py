@@ -33,7 +33,7 @@ def build_model(card: Card) -> LatentModel:
         try:
             entry = registry.get(kind, name)
         except PluginError as e:
-            raise CardError(f"{where(card)}: field 'zoo.{kind}.name': {e}") from None
+            raise CardError(f"{where(card)}: field 'zoo.{kind}.name': {e}{_install_hint(card, kind)}") from None
         sources[kind] = f"{name!r} from {entry.owner}"
         parts[kind] = _call(entry, card, kind, name, args, sources[kind])
         _check_component(card, kind, parts[kind], sources[kind])
@@ -117,6 +117,16 @@ def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -
             get_registry().get("sampler", sampler)
         except PluginError as e:
             raise CardError(f"{where(card)}: field 'zoo.sampler.name': {e}") from None
+
+
+def _install_hint(card: Card, kind: str) -> str:
+    """For a saved model: which distribution provided the missing component when it was trained."""
+    made = card.provenance.get(kind) if isinstance(card.provenance, dict) else None
+    if not isinstance(made, dict) or not made.get("distribution") or made["distribution"] == "latent-zoo":
+        return ""
+    version = f"=={made['version']}" if made.get("version") else ""
+    return (f". This model was trained with the {kind} {made.get('name')!r} from the distribution "
+            f"{made['distribution']}{version}: pip install {made['distribution']}{version}")
 
 
 def _names(members: list[str]) -> str:

@@ -33,6 +33,10 @@ class ShapeError(ZooError, ValueError):
     """Data whose shape does not fit the model."""
 
 
+class InputError(ZooError, ValueError):
+    """Inputs a model cannot score: the wrong type, NaN or infinite pixels, floats outside [0, 1]."""
+
+
 class DataError(ZooError):
     """A data source that cannot be found, loaded or converted (names the spec, path or field)."""
 

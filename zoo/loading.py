@@ -7,6 +7,7 @@ Loading is card -> components -> safetensors, nothing more:
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,16 +32,14 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
     from zoo.store.run_folder import load_folder
 
-    text = str(name_or_path)
-    if Path(text).is_dir():
-        return load_folder(text, weights=weights, device=device)
-    from zoo.registry import get_registry
-
-    if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
+    kind, target = resolve(name_or_path)
+    if kind == "folder":
+        return load_folder(target, weights=weights, device=device)
+    if kind == "hub":
         from zoo.hub import load_repo
 
-        return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
-    card = get_card(text)
+        return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained)
+    card = get_card(target)
     if pretrained and card.zoo.get("weights"):
         with _skip_init():  # every weight is overwritten by the (strict) load that follows
             model = build_model(card)
@@ -52,6 +51,45 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_FILE_SUFFIXES = (".safetensors", ".bin", ".md", ".json", ".pt", ".ckpt")
+
+
+def resolve(name_or_path: str | Path) -> tuple[str, str]:
+    """Where a model comes from, explicitly (as timm): ("folder", path) | ("hub", "hf://org/name[@rev]") | ("card", name).
+
+    ``hf://org/name[@rev]`` or ``hf-hub:org/name`` is the Hub; an existing folder is a run folder; a
+    registered card name is that card; ``org/name`` is a Hub repo unless it looks like a local path
+    (a Path object, ``./``, ``/``, ``~``, several ``/``, a file suffix, or a first component that is a
+    local folder, like ``runs/``), which must then exist: a typo is an error, not a Hub lookup."""
+    from zoo.registry import get_registry
+
+    if isinstance(name_or_path, Path):
+        if name_or_path.is_dir():
+            return "folder", str(name_or_path)
+        raise WeightsError(f"{name_or_path}: no such run folder (a folder written by `zoo train` or "
+                           f"`save_pretrained`)")
+    text = str(name_or_path)
+    if text.startswith("hf-hub:"):
+        return "hub", "hf://" + text[len("hf-hub:"):]
+    if text.startswith("hf://"):
+        return "hub", text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return "folder", str(path)
+    if text in get_registry().cards and not text.startswith("_"):
+        return "card", text
+    first = text.split("/", 1)[0]
+    looks_local = (text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or text.endswith(_FILE_SUFFIXES)
+                   or ("/" in text and Path(first).expanduser().is_dir()))
+    if looks_local:
+        raise WeightsError(f"{text}: no such run folder ({path.absolute()} does not exist); for a Hub repo write "
+                           f"hf://{text.lstrip('./')} (names with a local-looking path are never looked up on the Hub)")
+    if "/" in text and _HUB_ID.fullmatch(text.split("@", 1)[0]):
+        return "hub", "hf://" + text
+    return "card", text
 
 
 def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = None) -> None:
@@ -137,11 +175,12 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
     ``name`` is a card name with a ``zoo.weights`` block, or a Hub repo (``org/name``, ``hf://org/name@rev``).
     Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
     from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
-    from zoo.registry import get_registry
 
-    text = str(name)
-    if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
-        repo_id, uri_revision = parse_hf_uri(text if text.startswith("hf://") else f"hf://{text}")
+    kind, text = resolve(name)
+    if kind == "folder":
+        raise WeightsError(f"{text} is a local run folder: there is nothing to download")
+    if kind == "hub":
+        repo_id, uri_revision = parse_hf_uri(text)
         file = weights or DEFAULT_WEIGHTS
         folder, commit = fetch_repo(repo_id, revision=revision or uri_revision, weights=file)
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())

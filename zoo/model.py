@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from zoo import contracts as c
 from zoo.distributions import bits_per_dim
-from zoo.errors import CardError, ContractError, ShapeError
+from zoo.errors import CardError, ContractError, InputError, ShapeError
 
 
 @dataclass
@@ -95,13 +95,35 @@ class LatentModel(nn.Module):
         return math.prod(self.data_shape)
 
     def prepare(self, x: Tensor) -> Tensor:
-        """Images (uint8 0..255 or float in [0, 1]), ``[B, C, H, W]`` -> the likelihood's data space."""
-        if tuple(x.shape[1:]) != self.data_shape:
+        """Images (uint8 0..255 or float in [0, 1]; a tensor or a numpy array), ``[B, C, H, W]`` -> the
+        likelihood's data space.  Anything else is refused by name: other types, NaN or infinite pixels,
+        floats outside [0, 1] (e.g. images still in 0..255 or in [-1, 1])."""
+        if not isinstance(x, Tensor):
+            import numpy as np
+
+            if not isinstance(x, np.ndarray):
+                raise InputError(f"model {self.name!r} takes images as a torch.Tensor or numpy.ndarray, "
+                                f"got {type(x).__name__}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if x.dim() != len(self.data_shape) + 1 or tuple(x.shape[1:]) != self.data_shape:
             raise ShapeError(f"model {self.name!r} expects images of shape {list(self.data_shape)} "
                              f"(channels, height, width), got {list(x.shape[1:])}")
+        if x.dtype == torch.bool or not (x.dtype == torch.uint8 or x.is_floating_point()):
+            raise InputError(f"model {self.name!r} takes uint8 (0..255) or float (0..1) images, got {x.dtype}")
         dtype = self.dtype
         x = x.to(self.device)
-        x = x.to(dtype) / 255.0 if x.dtype == torch.uint8 else x.to(dtype)
+        if x.dtype == torch.uint8:
+            x = x.to(dtype) / 255.0
+        else:
+            lo, hi = torch.aminmax(x.detach())
+            lo, hi = float(lo), float(hi)  # one host sync per batch of float images (uint8 needs none)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise InputError(f"model {self.name!r}: the images contain NaN or infinite pixels")
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise InputError(f"model {self.name!r}: float images must lie in [0, 1], got values in "
+                                 f"[{lo:.4g}, {hi:.4g}] (uint8 images 0..255 are accepted as they are; divide "
+                                 f"floats in 0..255 by 255)")
+            x = x.to(dtype)
         return self.decoder.likelihood.prepare(x)
 
     def to_images(self, x: Tensor) -> Tensor:

@@ -34,6 +34,8 @@ class Card:
     metadata: dict[str, Any] = field(default_factory=dict)
     body: str = ""
     path: Path | None = None
+    # kind -> {"name", "distribution", "version"}: who provided each component when the weights were trained
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     # -- convenient views ----------------------------------------------------------------------
     @property

@@ -35,7 +35,8 @@ def save_model(model: LatentModel, folder: str | Path, card: Card, *,
     save_weights(model, folder / weights_name, meta)
     for fname, module in (extra_weights or {}).items():
         save_weights(module, folder / fname, meta)
-    config = {"name": card.name, "zoo_version": __version__, "zoo": card.zoo, "metadata": card.metadata}
+    config = {"name": card.name, "zoo_version": __version__, "zoo": card.zoo, "metadata": card.metadata,
+              "plugins": model.plugins}  # which distribution (and version) provided each component
     write_atomic(folder / CONFIG, json.dumps(config, indent=2, sort_keys=False) + "\n")
     write_atomic(folder / CARD, card.to_markdown())
     return folder
@@ -55,7 +56,8 @@ def read_folder_card(folder: str | Path) -> Card:
         zoo = validate_zoo(config["zoo"], config_path)
         name = zoo.pop("name", None) or config.get("name") or folder.name
         body = card_path.read_text().split("\n---", 1)[-1].split("\n", 1)[-1] if card_path.is_file() else ""
-        return Card(name, zoo, config.get("metadata", {}), body, config_path)
+        plugins = config.get("plugins") if isinstance(config.get("plugins"), dict) else {}
+        return Card(name, zoo, config.get("metadata", {}), body, config_path, provenance=plugins)
     if card_path.is_file():
         return parse_card(card_path.read_text(), source=card_path)
     raise WeightsError(f"{folder} is not a saved model: it has neither {CONFIG} nor {CARD}")

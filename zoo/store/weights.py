@@ -45,6 +45,12 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
                                       ("shape mismatches", shapes)) if items]
         raise WeightsError(f"weights {source} do not fit the architecture of {getattr(model, 'name', 'the model')!r}: "
                            + "; ".join(parts))
+    params = {name for name, _ in model.named_parameters()}
+    broken = [k for k in own if k in params and state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if broken:
+        raise WeightsError(f"weights {source} hold NaN or infinite values in {len(broken)} of {len(params)} parameters "
+                           f"({', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}): they come from a run that "
+                           f"diverged or a damaged file; load an earlier checkpoint or re-train")
     model.load_state_dict(state, strict=True)
 
 

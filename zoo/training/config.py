@@ -16,6 +16,8 @@ from zoo.errors import CardError
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adam", "adamw")
+# settings a resumed run cannot change (the optimiser state, the data order and the noise belong to them)
+FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
 TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_steps", "optimizer",
               "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
@@ -72,42 +74,60 @@ class TrainConfig:
         if "epochs" in given and "steps" not in given:
             recipe.pop("steps", None)
         recipe.update(given)
-        config = cls(**recipe)
+        try:
+            config = cls(**recipe)
+        except TypeError as e:
+            raise CardError(f"training options: {e}") from None
         if config.epochs is None and config.steps is None:
             config.epochs = 10
-        config.validate(f"{card.path or card.name}: field 'zoo.train")
+        problem = config.problem()
+        if problem is not None:
+            key, why = problem
+            if key in given:
+                raise CardError(f"--{key.replace('_', '-')} (zoo.train(..., {key}=)): {why} (got {given[key]!r})")
+            raise CardError(f"{card.path or card.name}: field 'zoo.train.{key}': {why} (got {getattr(config, key)!r})")
         return config
 
     def validate(self, where: str = "training option") -> None:
-        def bad(key, why):
-            raise CardError(f"{where}.{key}': {why} (got {getattr(self, key)!r})" if where.endswith("train")
-                            else f"{where} {key!r} (--{key.replace('_', '-')}): {why} (got {getattr(self, key)!r})")
+        """Raise CardError naming the first bad field (``where`` says whose it is)."""
+        problem = self.problem()
+        if problem is not None:
+            key, why = problem
+            raise CardError(f"{where} {key!r} (--{key.replace('_', '-')}): {why} (got {getattr(self, key)!r})")
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, what is wrong) for the first field that cannot work, or None."""
+        def integer(v, low: int) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
         for key in ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
                     "eval_points", "num_samples", "eval_batch_size", "eval_iwae_k", "stream_buffer", "em_iters"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                bad(key, "must be a positive integer")
+            if not integer(getattr(self, key), 1):
+                return key, "must be a positive integer"
         for key in ("steps", "epochs"):
             v = getattr(self, key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                bad(key, "must be a positive integer")
+            if v is not None and not integer(v, 1):
+                return key, "must be a positive integer"
         for key in ("eval_every", "sample_every", "warmup_steps", "seed"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                bad(key, "must be a non-negative integer")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            bad("lr", "must be a positive number")
+            if not integer(getattr(self, key), 0):
+                return key, "must be a non-negative integer"
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float("inf")):
+            return "lr", "must be a positive number"
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            return "weight_decay", "must be a number >= 0"
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                bad(f.name, f"must be one of {', '.join(choices)}")
+                return f.name, f"must be one of {', '.join(choices)}"
         if self.ema is not None and self.ema != 0 and not (0 < self.ema < 1):
-            bad("ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off")
+            return "ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off"
         if self.grad_clip is not None and not self.grad_clip > 0:
-            bad("grad_clip", "must be a positive number")
+            return "grad_clip", "must be a positive number"
         if not isinstance(self.algorithm, str) or not self.algorithm:
-            bad("algorithm", "must be 'gradient' or the name of a registered fitting algorithm")
+            return "algorithm", "must be 'gradient' or the name of a registered fitting algorithm"
+        if not (isinstance(self.em_tol, (int, float)) and self.em_tol >= 0):
+            return "em_tol", "must be a number >= 0"
+        return None
 
 
 def _flag_type(f: dataclasses.Field) -> Any:

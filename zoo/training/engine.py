@@ -11,9 +11,22 @@ from zoo.errors import TrainingError
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA, then MPS, then CPU."""
+    """'auto' -> CUDA, then MPS, then CPU; a named device must exist here (never a silent fallback)."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise TrainingError(f"--device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainingError(f"--device {name!r}: CUDA is not available on this machine (torch {torch.__version__}"
+                                f"{', a CPU build' if torch.version.cuda is None else ''}); use --device cpu or auto")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise TrainingError(f"--device {name!r}: MPS is not available on this machine; use --device cpu or auto")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise TrainingError(f"--device {name!r}: the trainer runs on cpu, cuda or mps")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

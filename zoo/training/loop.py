@@ -30,7 +30,6 @@ import math
 import os
 import random
 import shlex
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -44,8 +43,8 @@ from torch import nn
 from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
-from zoo.errors import ShapeError, TrainingError
-from zoo.training.config import PRECISIONS, TRAJECTORY, TrainConfig
+from zoo.errors import CardError, ShapeError, TrainingError
+from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, TRAJECTORY, TrainConfig
 from zoo.training.engine import _dist_env, _make_accelerator, isolated_rng, pick_device
 from zoo.training.stream import Batches, _stream_rows, _take
 
@@ -102,10 +101,15 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     without it an existing run in ``out`` is refused unless ``overwrite=True``."""
     card = name if isinstance(name, Card) else get_card(name)
     if beta is not None:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
+            raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
-    loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
-    return loop.run()
+    try:
+        loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
+        return loop.run()
+    finally:
+        loop.close()
 
 
 class TrainLoop:
@@ -120,11 +124,15 @@ class TrainLoop:
         self.manager = CheckpointManager(out / "checkpoints", config.keep_checkpoints, rank=rank, world_size=world)
         self.ckpt = None
         self.start = 0
+        self.lock = None
 
     # -- set up ---------------------------------------------------------------------------------
     def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
         """Read the checkpoint (resume), the data, start the engine and build everything, in that order."""
+        from zoo.store.run_lock import check_out_folder
+
         card = self.card
+        check_out_folder(self.out, resume=resume, overwrite=overwrite)
         if resume:
             self._read_checkpoint(overrides)
             self.spec = data or self.ckpt.meta["data"].get("spec") or card.zoo["data"]["source"]
@@ -137,12 +145,7 @@ class TrainLoop:
         self._start_engine()
         self._build()  # a card the components refuse fails here, before the run folder is touched
         if self.main:
-            if not resume and overwrite:
-                for p in (self.out / "checkpoints", self.out / "tensorboard", self.out / "samples",
-                          self.out / "metrics.csv"):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            self._probe_writable()
-            self.manager.clean_partial()
+            self._claim_folder(overwrite=overwrite and not resume)
         self.manager.barrier = self.accelerator.wait_for_everyone
         self._seed_processes()
         if self.ckpt is not None:
@@ -168,11 +171,20 @@ class TrainLoop:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "epochs" in given and "steps" not in given:
             given["steps"] = None
-        changed = [k for k in TRAJECTORY if k in given and given[k] != getattr(saved, k)]
+        changed = [k for k in given if k in saved.__dataclass_fields__ and given[k] != getattr(saved, k)]
+        refused = [k for k in changed if k in FIXED_ON_RESUME]
+        if refused:
+            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]!r} (the run used {getattr(saved, k)!r})"
+                              for k in refused)
+            raise TrainingError(f"--resume cannot change {flags}: the checkpoint's optimiser state and data "
+                                f"order belong to the run's values; resume without them, or train into a new --out")
         self.config = dataclasses.replace(saved, **given)
         self.config.validate()
-        if changed:
-            _say(f"resuming with changed {', '.join(changed)}: the run will not match an uninterrupted one")
+        self.manager.keep = self.config.keep_checkpoints
+        inexact = [k for k in changed if k in TRAJECTORY]
+        if inexact:
+            _say(f"resuming with changed {', '.join(inexact)} (applied from step {ckpt.step} on): the run will not "
+                 f"match an uninterrupted one")
         self.ckpt = ckpt
 
     def _load_data(self) -> None:
@@ -215,15 +227,28 @@ class TrainLoop:
         else:
             self.total = config.epochs * (self.rows // config.batch_size)
 
-    def _probe_writable(self) -> None:
+    def _claim_folder(self, *, overwrite: bool) -> None:
+        """Lock the run folder for this run, mark it as a run, clear a replaced run's files, probe writing."""
+        from zoo.store.run_lock import RunLock, is_run_folder, mark_run, remove_owned
+
+        self.lock = RunLock(self.out).acquire()
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if overwrite and is_run_folder(self.out):
+                remove_owned(self.out)
             probe = self.out / f".write-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
             (self.out / "checkpoints").mkdir(exist_ok=True)
+            mark_run(self.out, self.card.name)
         except OSError as e:
             raise TrainingError(f"cannot write the run folder {self.out}: {e.strerror or e}") from None
+        self.manager.clean_partial()
+
+    def close(self) -> None:
+        """Release the run folder (also after an error)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _build(self) -> None:
         """Model, optimiser, schedule and EMA (in this order: the model's initialisation uses the seed)."""
@@ -277,7 +302,19 @@ class TrainLoop:
             _say(f"the checkpoint was written by {meta.get('world_size')} process(es), this run has {self.world}: "
                  "random states are re-seeded, so the resume is not bit-exact")
         self.start = ckpt.step
+        self._apply_recipe()
         _say(f"resuming from {ckpt.path} (step {self.start} of {self.total})")
+
+    def _apply_recipe(self) -> None:
+        """After restoring the optimiser and scheduler: the (possibly changed) lr and weight decay of this run's
+        recipe, exactly as the schedule gives them at the current step."""
+        config = self.config
+        self.scheduler.base_lrs = [config.lr for _ in self.scheduler.base_lrs]
+        factor = lr_factor(config.lr_schedule, config.warmup_steps, self.total)(self.scheduler.last_epoch)
+        for group in self.raw_optimizer.param_groups:
+            group["initial_lr"] = config.lr
+            group["lr"] = config.lr * factor if self.step_schedule else config.lr
+            group["weight_decay"] = config.weight_decay
 
     def _make_batches(self) -> None:
         config, world, device = self.config, self.world, self.device
@@ -322,14 +359,36 @@ class TrainLoop:
         if config.algorithm != "gradient":  # a registered fitting algorithm instead of the optimiser loop
             self.step = self.total = self._fit()
             self.bar.update(self.step - self.bar.n)
-        while self.step < self.total:
-            self._optimiser_step(next(self.batches))
-            self._after_step()
+        with _stop_signals() as stop:
+            while self.step < self.total:
+                self._optimiser_step(next(self.batches))
+                self._after_step()
+                if self._should_stop(stop):
+                    self._interrupted(stop.name or "a stop request on another process")
         self.train_time = time.perf_counter() - started
         self.cpu_time = time.process_time() - cpu_started
         self.bar.close()
         self._save_checkpoint(self.step)
         return self._finish()
+
+    def _should_stop(self, stop) -> bool:
+        """A signal asked to stop; several processes agree at log steps (every one takes part there)."""
+        if self.world == 1:
+            return stop.requested
+        if self.step % self.config.log_every and self.step != self.total:
+            return False
+        flag = torch.tensor(float(stop.requested), device=self.device)
+        return bool(self.accelerator.reduce(flag, "max") > 0)
+
+    def _interrupted(self, signal_name: str) -> None:
+        """Ctrl-C / SIGTERM: checkpoint the current step (atomically, as always), say where, and stop."""
+        self.bar.close()
+        self._save_checkpoint(self.step)
+        where = self.out / "checkpoints" / f"step-{self.step:08d}"
+        self.metrics.close()
+        raise TrainingInterrupted(
+            f"{signal_name} at step {self.step} of {self.total}: checkpoint written to {where}; "
+            f"`zoo train {self.card.name} --out {self.out} --resume` continues exactly from it")
 
     def _optimiser_step(self, xs: torch.Tensor) -> None:
         accum, acc = self.config.grad_accum, self.accelerator
@@ -453,6 +512,7 @@ class TrainLoop:
         if step == self.last_saved:
             return
         self._check_finite()
+        self._check_weights(step)
         opt_tensors, opt_meta = flatten_optimizer(self.raw_optimizer.state_dict())
         tensors = {"model": self.model.state_dict(), "optimizer": opt_tensors}
         if self.ema is not None:
@@ -464,10 +524,38 @@ class TrainLoop:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
                 "ema_updates": self.ema.num_updates if self.ema is not None else 0, "precision": self.precision}
-        self.manager.save(step, tensors if self.main else {}, meta)
+        with self._writing(f"the checkpoint of step {step}"):
+            self.manager.save(step, tensors if self.main else {}, meta)
         self.last_saved = step
 
-    def _stop_nonfinite(self, step: int, value: float) -> None:
+    @torch.no_grad()
+    def _check_weights(self, step: int) -> None:
+        """A checkpoint is written as the newest good state only if its own weights are finite and give a
+        finite loss on a fixed held-out batch (the last step's loss was computed before its update)."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters() if p.is_floating_point()):
+            self._stop_nonfinite(step, float("nan"), "the weights after this step are not finite")
+        was = self.model.training
+        self.model.eval()
+        with isolated_rng(self.device, self.config.seed):
+            elbo = self.model.elbo(self.test_x[:16].to(self.device)).elbo
+        self.model.train(was)
+        if not bool(torch.isfinite(elbo).all()):
+            self._stop_nonfinite(step, float("nan"), "the weights after this step give a non-finite ELBO "
+                                                     "on held-out data")
+
+    @contextlib.contextmanager
+    def _writing(self, what: str):
+        """A write that fails (a full disk, a folder gone) is a named error: which file, and which
+        checkpoint is the last complete one."""
+        try:
+            yield
+        except OSError as e:
+            good = self.manager.steps()
+            kept = (f"the last complete checkpoint is {good[0][1]} (step {good[0][0]}): resume from it with "
+                    f"--resume" if good else "no checkpoint had been completed")
+            raise TrainingError(f"could not write {what}: {e.filename or ''} {e.strerror or e}; {kept}") from None
+
+    def _stop_nonfinite(self, step: int, value: float, why: str = "") -> None:
         good = self.manager.steps()
         kept = f"the last good checkpoint is {good[0][1]} (step {good[0][0]})" if good else \
             "no checkpoint had been written yet"
@@ -475,44 +563,114 @@ class TrainLoop:
         self.metrics.close()
         if self.world > 1:  # the stop is a collective decision: leave together, so no process is left in a collective
             self.accelerator.wait_for_everyone()
-        raise TrainingError(f"training {self.card.name!r} stopped at step {step}: the loss is {value} "
-                            f"(not finite); {kept}. Try a lower --lr, --grad-clip or precision no")
+        what = why or f"the loss is {value} (not finite)"
+        raise TrainingError(f"training {self.card.name!r} stopped at step {step}: {what}; {kept}. "
+                            f"Try a lower --lr, --grad-clip or precision no")
 
     # -- the run folder -------------------------------------------------------------------------
     def _finish(self) -> TrainResult:
-        from zoo.diagnostics import diagnose
-        from zoo.store.run_folder import save_model
-
+        """Evaluate (held-out ELBO, samples, diagnose) and write the run folder.  The weights, config and card
+        are written even when the evaluation fails: the results then say they were not measured, and why."""
         report: dict[str, Any] = {}
         final = self._eval_weights() if self.main else self.model
-        kind = "ema" if self.ema is not None else "raw"
-        step, config = self.step, self.config
         if self.main:
-            self._held_out(step)
-            self._samples(step)
             final.eval()
-            report = diagnose(final, self.test_x, iwae_k=config.eval_iwae_k, batch_size=config.eval_batch_size)
-            trained = step - self.start
-            report.update({"data": self.spec, "split": self.test_split, "weights": kind,
-                           "steps_per_second": round(trained / self.train_time, 3) if trained else None,
-                           "train_seconds": self.train_time, "train_cpu_seconds": self.cpu_time,
-                           "train_steps": trained})
-            self.metrics.log(step, {f"test/{k}": report[k] for k in ("elbo", "nll", "rate", "mutual_information")
-                                    if isinstance(report.get(k), (int, float))})
-            results = results_from_report(report, self.card, config, self.spec, steps=step, seconds=self.train_time,
-                                          command=self.command or default_command(self.card.name, self.spec, self.out))
-            results.update({"weights": kind, "precision": self.precision, "processes": self.world,
-                            "batch_size": config.batch_size})
-            if self.ema is not None:
-                results["ema"] = config.ema
-            extra = {"model_raw.safetensors": self.model} if self.ema is not None else None
-            save_model(final, self.out, self.card.with_results(results), extra_weights=extra)
-            final.info.update({"weights": str(self.out / "model.safetensors"), "source": str(self.out),
-                               "weights_kind": kind})
+            try:
+                report = self._evaluate(final)
+                failure = None
+            except Exception as e:  # noqa: BLE001 - a failing plugin must not cost the trained weights
+                failure = f"{type(e).__name__}: {e}"
+            self._write_run(final, report, failure)
+            if failure is not None:
+                self.metrics.close()
+                raise TrainingError(f"training {self.card.name!r} finished ({self.step} steps) and its weights, config "
+                                    f"and card are in {self.out}, but the final evaluation failed: {failure}; the "
+                                    f"card's results are marked as not measured (zoo diagnose {self.out} re-measures)")
         self.metrics.close()
         self.accelerator.wait_for_everyone()
         final.eval()
         return TrainResult(final, self.out, report)
+
+    def _evaluate(self, final: nn.Module) -> dict[str, Any]:
+        from zoo.diagnostics import diagnose
+
+        step, config = self.step, self.config
+        self._held_out(step)
+        self._samples(step)
+        report = diagnose(final, self.test_x, iwae_k=config.eval_iwae_k, batch_size=config.eval_batch_size)
+        trained = step - self.start
+        report.update({"data": self.spec, "split": self.test_split, "weights": self._weights_kind,
+                       "steps_per_second": round(trained / self.train_time, 3) if trained else None,
+                       "train_seconds": self.train_time, "train_cpu_seconds": self.cpu_time,
+                       "train_steps": trained})
+        self.metrics.log(step, {f"test/{k}": report[k] for k in ("elbo", "nll", "rate", "mutual_information")
+                                if isinstance(report.get(k), (int, float))})
+        return report
+
+    @property
+    def _weights_kind(self) -> str:
+        return "ema" if self.ema is not None else "raw"
+
+    def _write_run(self, final: nn.Module, report: dict[str, Any], failure: str | None) -> None:
+        """model.safetensors (+ raw weights with EMA), config.json and the card, with what ran and what was measured."""
+        from zoo.store.run_folder import save_model
+
+        config = self.config
+        command = self.command or default_command(self.card.name, self.spec, self.out)
+        results = results_from_report(report, self.card, config, self.spec, steps=self.step,
+                                      seconds=self.train_time, command=command)
+        results.update({"weights": self._weights_kind, "precision": self.precision, "processes": self.world,
+                        "batch_size": config.batch_size})
+        if self.ema is not None:
+            results["ema"] = config.ema
+        if failure is not None:
+            results.update({"measured": False, "evaluation_error": failure})
+        card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)}).with_results(results)
+        extra = {"model_raw.safetensors": self.model} if self.ema is not None else None
+        with self._writing("the run folder's weights, config and card"):
+            save_model(final, self.out, card, extra_weights=extra)
+        final.info.update({"weights": str(self.out / "model.safetensors"), "source": str(self.out),
+                           "weights_kind": self._weights_kind})
+
+
+def recipe(config: TrainConfig) -> dict[str, Any]:
+    """The training recipe that ran, as a card ``zoo.train`` block (fields that differ from the defaults)."""
+    defaults = TrainConfig()
+    return {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(defaults, k)}
+
+
+class TrainingInterrupted(TrainingError):
+    """The run was stopped by SIGINT / SIGTERM after writing a checkpoint of the current step."""
+
+
+class _StopRequest:
+    requested = False
+    name = ""
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While the loop runs, SIGINT and SIGTERM ask it to stop at the next step boundary (a second Ctrl-C
+    stops at once, as Python's default)."""
+    import signal
+    import threading
+
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def ask(signum, frame):
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested, stop.name = True, signal.Signals(signum).name
+
+    saved = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
