@@ -46,7 +46,7 @@ def test_sweep_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| beta |" in out and "sweep.png" in out
     # a second sweep into the same folder is refused unless --overwrite
-    assert main(["sweep", "vae-digits", "--beta", "1", "--out", str(tmp_path), "--steps", "10", "--quiet"]) == 2
+    assert main(["sweep", "vae-digits", "--beta", "1", "--out", str(tmp_path), "--steps", "10", "--quiet"]) == 1
     assert main(["sweep", "vae-digits", "--beta", "1", "--out", str(tmp_path), "--steps", "10", "--quiet",
                  "--overwrite"]) == 0
 

@@ -170,7 +170,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "vae-mnist", "--data", "zoo:mnist-5k", "--out", str(tmp_path / "none"), "--resume",
-                 "--quiet"]) == 2
+                 "--quiet"]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 

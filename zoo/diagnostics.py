@@ -29,15 +29,27 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_
 
 @torch.no_grad()
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
-             iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int = 0) -> dict[str, Any]:
-    """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL."""
+             iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int = 0,
+             image_key: str | None = None) -> dict[str, Any]:
+    """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
+
+    ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
+    or images; ``iwae_k=0`` skips the IWAE estimate."""
+    from zoo.errors import InputError
+
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise InputError(f"max_points (--max-points) must be a positive integer, got {max_points!r}")
+    if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 0:
+        raise InputError(f"iwae_k (--k) must be an integer >= 1 (or 0 to skip the IWAE estimate), got {iwae_k!r}")
     source = data if isinstance(data, str) else "tensor"
     if isinstance(data, str):
         from zoo.data import card_source_options, load_tensors
 
-        data = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}))
+        data = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}, image_key))
     model.eval()
     data = data[:max_points]
+    if len(data) == 0:
+        raise InputError(f"diagnose: no images to evaluate ({source}, split {split!r} is empty)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)

@@ -13,6 +13,14 @@ class UnknownModelError(ZooError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PluginWarning(UserWarning):
+    """A plugin failed to load or a registration was refused (the rest of the zoo works)."""
+
+
+class UsageError(ZooError, ValueError):
+    """A command-line option or argument that cannot work (the CLI exits with 2, as for a bad flag)."""
+
+
 class CardError(ZooError, ValueError):
     """A card that cannot be read or does not validate (names the file and the field)."""
 

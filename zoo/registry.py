@@ -332,6 +332,12 @@ def get_registry() -> Registry:
     if _REGISTRY is None:
         strict = os.environ.get("ZOO_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
         _REGISTRY = Registry(strict=strict).load_entry_points()
+        import warnings
+
+        from zoo.errors import PluginWarning
+
+        for line in _REGISTRY.failure_lines():  # named wherever the user is (the CLI prints its own line)
+            warnings.warn(line, PluginWarning, stacklevel=2)
     return _REGISTRY
 
 

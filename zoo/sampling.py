@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from zoo import contracts as c
-from zoo.errors import ZooError
+from zoo.errors import UsageError
 
 
 def model_samplers(model) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def sampler_for(model, options: dict[str, Any]) -> str | None:
         if set(options) <= set(sampler.options):
             return name
     offered = {n: sorted(s.options) for n, s in samplers.items()}
-    raise ZooError(f"model {model.name!r}: no sampler of its prior takes the option(s) "
+    raise UsageError(f"model {model.name!r}: no sampler of its prior takes the option(s) "
                    f"{', '.join('--' + o.replace('_', '-') for o in sorted(options))}; "
                    + (f"its samplers and their options: {offered}" if offered else
                       f"its prior ({model.sources.get('prior', type(model.prior).__name__)}) declares no samplers"))
@@ -44,12 +44,12 @@ def run_sampler(model, name: str, n: int, *, generator=None, **options: Any):
     """``n`` images in [0, 1] from the sampler ``name``, which the model's prior must declare."""
     samplers = model_samplers(model)
     if name not in samplers:
-        raise ZooError(f"model {model.name!r}: sampler {name!r} is not one its prior declares "
+        raise UsageError(f"model {model.name!r}: sampler {name!r} is not one its prior declares "
                        f"({', '.join(samplers) or 'none'})")
     sampler = samplers[name]
     unknown = sorted(set(options) - set(sampler.options))
     if unknown:
-        raise ZooError(f"sampler {name!r} takes no option {unknown[0]!r}; its options: {', '.join(sampler.options)}")
+        raise UsageError(f"sampler {name!r} takes no option {unknown[0]!r}; its options: {', '.join(sampler.options)}")
     values = {k: o.default for k, o in sampler.options.items()}
     values.update(options)
     return sampler(model, n, generator=generator, **values)

@@ -1,7 +1,9 @@
 """The ``zoo`` command line.  Every subcommand is registered through the plugin registry (hook
 ``register_commands``): the core's own in :mod:`zoo.cli.commands`, a plugin's beside them.
 
-Exit codes: 0 success, 2 an error latent-zoo names (ZooError) or bad flags, 130 interrupted.
+Exit codes: 0 success; 1 a runtime error latent-zoo names (data, weights, the Hub, a failed run);
+2 a usage error (bad flags or option values, an unknown model, a card that does not validate);
+130 interrupted (after the trainer wrote a checkpoint of the current step).
 """
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ import argparse
 import sys
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import CardError, UnknownModelError, UsageError, ZooError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import warnings
+
+    from zoo.errors import PluginWarning
     from zoo.registry import get_registry
 
+    warnings.simplefilter("ignore", PluginWarning)  # main() prints one line per failure itself
     parser = argparse.ArgumentParser(prog="zoo", description="latent-zoo: latent-variable generative models")
     parser.add_argument("--version", action="version", version=f"latent-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -66,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         warn_plugin_failures()
     try:
         args.func(args)
-    except ZooError as e:
+    except (UsageError, CardError, UnknownModelError) as e:  # what the command line names cannot work
         print(f"zoo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ZooError as e:  # a runtime failure, named
+        print(f"zoo {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `zoo info X --json | head`: the reader left; leave quietly

@@ -10,8 +10,21 @@ from __future__ import annotations
 import json
 import sys
 
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 from zoo.hookspecs import hookimpl
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the flag is named by argparse in the error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 @hookimpl
@@ -112,6 +125,10 @@ def cmd_sample(args) -> None:
     from zoo.sampling import model_samplers, run_sampler, sampler_for
     from zoo.store.images import save_grid
 
+    from pathlib import Path
+
+    if Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the PNG file to write, e.g. {Path(args.out) / 'samples.png'}")
     model = load(args.model, pretrained=True)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     given = args.sampler_options
@@ -128,12 +145,12 @@ def cmd_sample(args) -> None:
             try:
                 options[key] = spec.type(text)
             except ValueError:
-                raise ZooError(f"--{key.replace('_', '-')}: expected {spec.type.__name__}, got {text!r}") from None
+                raise UsageError(f"--{key.replace('_', '-')}: expected {spec.type.__name__}, got {text!r}") from None
         options.update({k: v for k, v in given.items() if k not in options})
         try:
             images = run_sampler(model, name, args.n, generator=generator, **options)
         except ValueError as e:
-            raise ZooError(str(e)) from None
+            raise UsageError(str(e)) from None
     path = save_grid(images, args.out, scale=args.scale)
     print(f"wrote {path} ({args.n} samples from {model.name})")
 
@@ -144,10 +161,10 @@ def add_sample(sub) -> None:
                                    "--OPTION VALUE, e.g. --steps 50 --eta 0 for DDIM on a diffusion prior "
                                    "(`zoo plugins` lists the samplers).")
     p.add_argument("model", help="run folder, model name or Hub repo")
-    p.add_argument("--n", type=int, default=64, help="how many samples")
-    p.add_argument("--out", default="samples.png", help="PNG file to write")
+    p.add_argument("--n", type=positive_int, default=64, help="how many samples (>= 1)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write (not a folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
-    p.add_argument("--scale", type=int, default=2, help="enlarge each pixel (small images)")
+    p.add_argument("--scale", type=positive_int, default=2, help="enlarge each pixel this many times (>= 1)")
     p.add_argument("--sampler", help="a registered sampler the model's prior declares (default: the one whose "
                                      "options are given, else the prior's own sample)")
     p.set_defaults(func=cmd_sample, sampler_options={}, accepts_options=True)
@@ -160,7 +177,8 @@ def cmd_diagnose(args) -> None:
 
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
-    report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points)
+    report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
+                      image_key=args.image_key)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.plot:
         from zoo.plots import plot_report
@@ -176,8 +194,9 @@ def add_diagnose(sub) -> None:
     p.add_argument("model", help="run folder, model name or Hub repo")
     p.add_argument("--data", help="data spec (default: the model card's)")
     p.add_argument("--split", default="test", help="split to measure on")
-    p.add_argument("--k", type=int, default=100, help="IWAE samples")
-    p.add_argument("--max-points", type=int, default=10000, help="evaluate at most this many images")
+    p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
+    p.add_argument("--k", type=positive_int, default=100, help="IWAE samples (>= 1)")
+    p.add_argument("--max-points", type=positive_int, default=10000, help="evaluate at most this many images (>= 1)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.set_defaults(func=cmd_diagnose)

@@ -11,7 +11,7 @@ def cmd_train(args) -> None:
     from zoo.training.config import flag_values
 
     result = train(args.name, out=args.out, data=args.data, beta=args.beta, resume=args.resume,
-                   overwrite=args.overwrite, progress=not args.quiet,
+                   overwrite=args.overwrite, progress=not args.quiet, image_key=args.image_key,
                    command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None,
                    **flag_values(args))
     if not result.report:  # not the main process of a distributed run
@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--beta", type=float, help="override the card's beta (objective.beta)")
+    p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_flags(p)
     p.set_defaults(func=cmd_train)

@@ -70,6 +70,23 @@ def _iterate_tensors(tensors: tuple, as_tuple: bool, batch_size: int, shuffle: b
         yield batch if as_tuple else batch[0]
 
 
+def _rows(ds: Any, name: str) -> Iterator[tuple[int, Any]]:
+    """(row, example) of a stream; a row the stream itself cannot read is a DataError naming it."""
+    it = iter(ds)
+    row = 0
+    while True:
+        try:
+            example = next(it)
+        except StopIteration:
+            return
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - datasets / PIL / arrow errors of a damaged stream
+            raise DataError(f"{name}: cannot read row {row} of the stream ({type(e).__name__}: {e})") from e
+        yield row, example
+        row += 1
+
+
 def _iterate_stream(ds: Any, batch_size: int, *, shuffle: bool, generator: Any, drop_last: bool,
                     image_key: str | None, shape: Any, convert: bool, buffer_size: int
                     ) -> Iterator[Any]:
@@ -89,13 +106,17 @@ def _iterate_stream(ds: Any, batch_size: int, *, shuffle: bool, generator: Any, 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
     conv = _Converter(name, shape, convert, feature_mode)
+    datasets = _datasets()
+    if features is not None and key is not None and isinstance(features[key], datasets.Image):
+        # decode here, not inside the stream's iterator, so a corrupt image is named with its file
+        ds = ds.cast_column(key, datasets.Image(decode=False))
     batch: list[np.ndarray] = []
-    for row, example in enumerate(ds):
+    for row, example in _rows(ds, name):
         if key is None:  # undeclared features: the first PIL image in the example
             key = next((k for k, v in example.items() if isinstance(v, Image.Image)), None)
             if key is None:
                 raise DataError(f"{name}: no image in the first example (columns {list(example)}); "
-                                "pass image_key=")
+                                "pass image_key= (--image-key on the command line)")
         batch.append(conv(_open_cell(example[key], name, row), row))
         if len(batch) == batch_size:
             yield torch.from_numpy(np.stack(batch))

@@ -21,7 +21,8 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"
 def _image_column(features: Any, image_key: str | None, name: str) -> str:
     datasets = _datasets()
     if features is None:
-        raise DataError(f"{name}: the dataset does not declare its features; pass image_key=")
+        raise DataError(f"{name}: the dataset does not declare its features; pass image_key= "
+                        f"(--image-key on the command line)")
     if image_key is not None:
         if image_key not in features:
             raise DataError(f"{name}: no column {image_key!r} (image_key); columns: {list(features)}")
@@ -30,7 +31,8 @@ def _image_column(features: Any, image_key: str | None, name: str) -> str:
         if isinstance(feature, datasets.Image):
             return key
     raise DataError(f"{name}: no image column (a feature of type datasets.Image) among "
-                    f"{list(features)}; pass image_key= to name the column that holds the pixels")
+                    f"{list(features)}; pass image_key= (--image-key on the command line) to name the column that "
+                    f"holds the pixels")
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

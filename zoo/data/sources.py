@@ -150,8 +150,10 @@ def load_dataset(spec: str, split: str = "train", *, image_key: str | None = Non
     return ds
 
 
-def card_source_options(spec: str, data: dict[str, Any]) -> dict[str, Any]:
-    """``image_key`` / ``revision`` from a card's ``zoo.data`` block, when ``spec`` is the card's own source."""
-    if spec != data.get("source"):
-        return {}
-    return {k: data[k] for k in ("image_key", "revision") if data.get(k)}
+def card_source_options(spec: str, data: dict[str, Any], image_key: str | None = None) -> dict[str, Any]:
+    """``image_key`` / ``revision`` from a card's ``zoo.data`` block, when ``spec`` is the card's own source;
+    an explicit ``image_key`` (``--image-key``) wins for any source."""
+    options = {k: data[k] for k in ("image_key", "revision") if data.get(k)} if spec == data.get("source") else {}
+    if image_key:
+        options["image_key"] = image_key
+    return options

@@ -94,17 +94,19 @@ def _say(message: str) -> None:
 
 def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
-          overwrite: bool = False, **overrides: Any) -> TrainResult:
+          overwrite: bool = False, image_key: str | None = None, **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
     ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
-    without it an existing run in ``out`` is refused unless ``overwrite=True``."""
+    without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
+    the image column of ``data`` (default: the card's, else the data set's first image column)."""
     card = name if isinstance(name, Card) else get_card(name)
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
+    loop.image_key = image_key
     try:
         loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
         return loop.run()
@@ -125,6 +127,7 @@ class TrainLoop:
         self.ckpt = None
         self.start = 0
         self.lock = None
+        self.image_key: str | None = None
 
     # -- set up ---------------------------------------------------------------------------------
     def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
@@ -193,7 +196,7 @@ class TrainLoop:
         card, config, spec = self.card, self.config, self.spec
         self.test_split = card.zoo["data"].get("test_split", "test")
         train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
-        source = card_source_options(spec, card.zoo["data"])  # the card's image_key / pinned revision
+        source = card_source_options(spec, card.zoo["data"], self.image_key)  # image_key / pinned revision
         if config.streaming:
             self.train_data = load_dataset(spec, train_split, streaming=True, **source)
             self.test_x = _take(load_dataset(spec, self.test_split, streaming=True, **source), 10000,
