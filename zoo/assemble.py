@@ -9,6 +9,8 @@ distribution that registered it and what is missing, before any data is read.
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 from typing import Any
 
 from torch import nn
@@ -64,6 +66,7 @@ def _call(entry: Component, card: Card, kind: str, name: str, args: dict[str, An
         except TypeError as e:
             raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} does not accept these "
                             f"arguments: {e}") from None
+    _refuse_absurd_sizes(factory, card, kind, args, who)
     try:
         return factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
     except CardError as e:
@@ -71,6 +74,33 @@ def _call(entry: Component, card: Card, kind: str, name: str, args: dict[str, An
     except Exception as e:  # noqa: BLE001 - any failure of a plugin's factory is reported, named
         raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} could not be built with "
                         f"{args or 'no arguments'}: {type(e).__name__}: {e}") from e
+
+
+def _refuse_absurd_sizes(factory, card: Card, kind: str, args: dict[str, Any], who: str) -> None:
+    """Build the component on the meta device first (no memory) and refuse one whose parameters would
+    not fit in this machine's memory, with the size in GiB.  A factory that cannot build on meta skips this."""
+    import torch
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a pretrained backbone loading into meta tensors
+            probe = factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
+        tensors = list(probe.parameters()) + list(probe.buffers()) if isinstance(probe, nn.Module) else []
+        size = sum(t.numel() * t.element_size() for t in tensors)
+    except Exception:  # noqa: BLE001 - the real call below reports the factory's own errors
+        return
+    limit = _memory_bytes()
+    if limit and size > limit:
+        raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} with {args} would hold "
+                        f"{size / 2 ** 30:.1f} GiB of parameters, more than this machine's "
+                        f"{limit / 2 ** 30:.1f} GiB of memory; check the sizes in the card")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _check_component(card: Card, kind: str, obj: Any, who: str) -> None:

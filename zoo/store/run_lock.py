@@ -53,8 +53,8 @@ def check_out_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
     owned_present = sorted(p.name for p in folder.iterdir() if p.name in OWNED)
     if is_run_folder(folder):
         return
-    if not user_files and not owned_present:
-        return
+    if not user_files and set(owned_present) <= {LOCK, LOCK_PID}:
+        return  # empty, or only another run's lock (the lock itself says whether it is held)
     if not overwrite:
         listing = ", ".join((owned_present + user_files)[:6]) + (" ..." if len(owned_present + user_files) > 6 else "")
         raise TrainingError(f"--out {folder} is not empty and is not a latent-zoo run folder (it holds {listing}); "
