@@ -24,8 +24,17 @@ from zoo.registry import Component, get_registry
 _PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
 
-def build_model(card: Card) -> LatentModel:
-    """Assemble the model a card describes, with freshly initialised weights."""
+def build_model(card: Card, *, empty: bool = False) -> LatentModel:
+    """Assemble the model a card describes, with freshly initialised weights.
+
+    ``empty=True``: parameters on the meta device (no memory, no random initialisation; buffers stay
+    real), for a model whose every weight a strict load fills next (``load_state_dict(assign=True)``),
+    e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used."""
+    if empty:
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            return build_model(card)
     registry = get_registry()
     parts: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -49,6 +58,7 @@ def build_model(card: Card) -> LatentModel:
     except (ContractError, ShapeError) as e:
         raise CardError(f"{where(card)}: fields 'zoo.encoder', 'zoo.decoder', 'zoo.prior': {e}") from None
     model.plugins = plugins
+    model.card = card
     return model
 
 

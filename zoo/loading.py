@@ -8,7 +8,6 @@ Loading is card -> components -> safetensors, nothing more:
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,7 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
         return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained)
     card = get_card(target)
     if pretrained and card.zoo.get("weights"):
-        with _skip_init():  # every weight is overwritten by the (strict) load that follows
-            model = build_model(card)
+        model = build_model(card, empty=True)  # every weight is filled by the (strict) load that follows
         load_card_weights(model, card, revision=revision)
     else:
         model = build_model(card)
@@ -149,24 +147,6 @@ def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, 
             raise FileNotFound(f"neither {spec['file']!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
         sha256 = None
     return path, commit, sha256
-
-
-@contextmanager
-def _skip_init():
-    """Build without random initialisation (the torch.nn.init fills become no-ops): for a model whose every
-    weight a strict load overwrites next, e.g. a 35.7M-parameter UNet loaded from a checkpoint."""
-    import torch.nn.init as init
-
-    names = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "kaiming_uniform_",
-             "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_")
-    saved = {n: getattr(init, n) for n in names}
-    try:
-        for n in names:
-            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for n, f in saved.items():
-            setattr(init, n, f)
 
 
 def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class LatentModel(nn.Module):
         self.sources = dict(sources or {})
         self.info: dict[str, Any] = {}  # provenance: weights file, revision, EMA or raw, ...
         self.plugins: dict[str, dict[str, Any]] = {}  # kind -> name, distribution, version (set by assemble)
+        self.card = None  # the Card the model was assembled from (set by assemble)
         for kind, part in (("encoder", encoder), ("decoder", decoder), ("prior", prior)):
             if not c.has(part, c.Binds):
                 continue
@@ -72,6 +73,46 @@ class LatentModel(nn.Module):
             except (ValueError, TypeError) as e:
                 raise ContractError(f"the {kind} {self.sources.get(kind, type(part).__name__)} does not fit "
                                     f"this model: {e}") from e
+
+    # -- the Hub-standard API (thin over zoo.load, the run-folder writer and zoo push) ---------
+    @classmethod
+    def from_pretrained(cls, repo_or_path: str | Any, *, revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | None = None, local_files_only: bool | None = None,
+                        force_download: bool = False, device: Any = None, dtype: torch.dtype | None = None,
+                        weights: str | None = None) -> "LatentModel":
+        """``zoo.load`` with huggingface_hub's download options: a card name, a run folder (``save_pretrained``),
+        ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled."""
+        from zoo.hub.client import hub_options
+        from zoo.loading import load
+
+        with hub_options(token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+                         force_download=force_download):
+            model = load(repo_or_path, revision=revision, device=device, weights=weights)
+        return model.to(dtype) if dtype is not None else model
+
+    def save_pretrained(self, folder: str | Any) -> Any:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the card) into ``folder``:
+        what ``from_pretrained`` and ``zoo push`` read."""
+        from pathlib import Path
+
+        from zoo.store.run_folder import save_model
+
+        if self.card is None:
+            raise CardError(f"model {self.name!r} has no card to save with it (build it with zoo.build or zoo.load)")
+        return save_model(self, Path(folder), self.card)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None,
+                    create_pr: bool = False, token: str | None = None, commit_message: str | None = None
+                    ) -> dict[str, Any]:
+        """``save_pretrained`` into a temporary folder, then ``zoo push`` it to ``repo_id`` (one commit)."""
+        import tempfile
+
+        from zoo.hub.publish import push
+
+        with tempfile.TemporaryDirectory(prefix="zoo-push-model-") as tmp:
+            self.save_pretrained(tmp)
+            return push(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
+                        commit_message=commit_message)
 
     # -- data ----------------------------------------------------------------------------------
     @property

@@ -6,6 +6,7 @@ cached blob: the LFS sha256, or the git blob sha1 of a regular file); a bad copy
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import re
@@ -60,6 +61,29 @@ def parse_hf_uri(uri: str) -> tuple[str, str | None]:
     if "@" in uri[len("hf://"):] and not revision:
         raise HubError(f"Empty revision after '@' in Hub URI {uri!r}")
     return repo_id, revision or None
+
+
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("zoo_hub_options", default={})
+
+
+@contextmanager
+def hub_options(*, token: str | bool | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                local_files_only: bool | None = None, force_download: bool = False) -> Iterator[None]:
+    """Options for every download in the block (``LatentModel.from_pretrained`` passes its arguments here)."""
+    given = {k: v for k, v in (("token", token), ("cache_dir", cache_dir), ("local_files_only", local_files_only),
+                               ("force_download", force_download)) if v not in (None, False)}
+    reset = _OPTIONS.set({**_OPTIONS.get(), **given})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(reset)
+
+
+def _download_kwargs(cache_dir: Any) -> dict[str, Any]:
+    options = _OPTIONS.get()
+    return {"cache_dir": cache_dir if cache_dir is not None else options.get("cache_dir"),
+            "local_files_only": bool(options.get("local_files_only")) or _offline(),
+            "force_download": bool(options.get("force_download")), "token": options.get("token")}
 
 
 def _offline() -> bool:
@@ -209,8 +233,7 @@ def download_file(repo_id: str, filename: str, *, revision: str | None = None, s
     from huggingface_hub import hf_hub_download
 
     with _translate(repo_id, revision, filename):
-        local = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                local_files_only=_offline())
+        local = hf_hub_download(repo_id, filename, revision=revision, **_download_kwargs(cache_dir))
         path = Path(local)
         commit = path.parts[-1 - len(filename.split("/"))]
         _verify(path, repo_id, revision, commit, filename, sha256)
@@ -224,8 +247,8 @@ def download_snapshot(repo_id: str, *, revision: str | None = None, allow_patter
 
     patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
     with _translate(repo_id, revision):
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir,
-                                        local_files_only=_offline()))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                        **_download_kwargs(cache_dir)))
         for path in sorted(folder.rglob("*")):
             rel = path.relative_to(folder).as_posix()
             if path.is_file() and (patterns is None or any(fnmatch(rel, p) for p in patterns)):

@@ -67,9 +67,10 @@ def load_folder(folder: str | Path, *, weights: str | None = None, device: Any =
     """Rebuild the model saved in ``folder`` and load its safetensors weights."""
     folder = Path(folder)
     card = read_folder_card(folder)
-    model = build_model(card)
+    model = build_model(card, empty=True)  # every weight comes from the file
     path = folder / (weights or WEIGHTS)
     load_weights(model, read_weights(path), str(path))
+    model.card = card
     results = card.zoo.get("results") or {}
     # model.safetensors holds the EMA weights when the run kept an EMA, model_raw.safetensors the raw ones
     kind = "raw" if (weights or WEIGHTS) == "model_raw.safetensors" else results.get("weights", "raw")

@@ -51,7 +51,13 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
         raise WeightsError(f"weights {source} hold NaN or infinite values in {len(broken)} of {len(params)} parameters "
                            f"({', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}): they come from a run that "
                            f"diverged or a damaged file; load an earlier checkpoint or re-train")
-    model.load_state_dict(state, strict=True)
+    # a model built without random initialisation (parameters on the meta device) takes the tensors as they are
+    empty = any(p.is_meta for p in model.parameters())
+    model.load_state_dict(state, strict=True, assign=empty)
+    if empty:
+        dtype = next((t.dtype for t in own.values() if t.is_floating_point() and not t.is_meta), None)
+        if dtype is not None:
+            model.to(dtype)
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:

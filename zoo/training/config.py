@@ -15,7 +15,6 @@ from zoo.errors import CardError
 
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
-OPTIMIZERS = ("adam", "adamw")
 # settings a resumed run cannot change (the optimiser state, the data order and the noise belong to them)
 FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
@@ -42,10 +41,16 @@ class TrainConfig:
     weight_decay: float = option(0.0, "weight decay of the optimiser")
     eval_iwae_k: int = option(100, "importance samples of the final NLL estimate (IWAE k)")
     eval_batch_size: int = option(500, "batch size of the held-out evaluation")
-    optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
-    precision: str = option("no", "mixed precision (fp16: GPU only; bf16 also on CPU)", choices=tuple(PRECISIONS))
+    optimizer: str = option("adam", "optimiser: any torch.optim class by name, case-insensitive (adam, adamw, sgd, "
+                                    "rmsprop, ...)")
+    optimizer_args: dict = option(None, "keyword arguments of the optimiser besides lr and weight_decay, as JSON on "
+                                        "the command line, e.g. '{\"betas\": [0.9, 0.99]}'")
+    precision: str | None = option(None, "mixed precision no | bf16 | fp16 (fp16: GPU only); default: accelerate's "
+                                         "setting (accelerate launch --mixed_precision / accelerate config), else no")
     grad_accum: int = option(1, "micro-batches per optimiser step")
-    lr_schedule: str = option("constant", "learning-rate schedule after warm-up", choices=SCHEDULES)
+    lr_schedule: str = option("constant", "learning-rate schedule after warm-up: constant, cosine, linear, or a "
+                                          "torch.optim.lr_scheduler class by name (e.g. StepLR with lr_schedule_args)")
+    lr_schedule_args: dict = option(None, "keyword arguments of a torch.optim.lr_scheduler class, as JSON")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up from 0")
     ema: float | None = option(None, "EMA decay of the weights, e.g. 0.9999 (0 or unset: off)")
     checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)")
@@ -61,6 +66,12 @@ class TrainConfig:
                                         "fitting algorithm, e.g. em for Gaussian mixtures")
     em_iters: int = option(100, "fitting algorithms: at most this many iterations")
     em_tol: float = option(1e-6, "fitting algorithms: stop when an iteration gains less (nats per image)")
+    keep_best: bool = option(False, "also keep the weights of the best held-out ELBO (periodic evaluations and the "
+                                    "end) as model_best.safetensors, with its step in the card")
+    report_to: str = option("tensorboard", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
+                                           "installed) or none; metrics.csv is always written")
+    threads: int | None = option(None, "torch CPU threads per process (default: torch's for one process; cores // "
+                                       "processes when several share the machine)")
 
     @classmethod
     def from_card(cls, card: Card, **overrides: Any) -> "TrainConfig":
@@ -119,6 +130,17 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 return f.name, f"must be one of {', '.join(choices)}"
+        if self.precision is not None and self.precision not in PRECISIONS:
+            return "precision", f"must be one of {', '.join(PRECISIONS)} (or unset: accelerate's setting)"
+        if not _torch_class("optim", self.optimizer):
+            return "optimizer", "must name a torch.optim optimiser (adam, adamw, sgd, ...)"
+        if self.lr_schedule not in SCHEDULES and not _torch_class("optim.lr_scheduler", self.lr_schedule):
+            return "lr_schedule", f"must be {', '.join(SCHEDULES)} or a torch.optim.lr_scheduler class name"
+        for key in ("optimizer_args", "lr_schedule_args"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
+                return key, "must be a mapping of keyword arguments"
+        if self.threads is not None and not integer(self.threads, 1):
+            return "threads", "must be a positive integer"
         if self.ema is not None and self.ema != 0 and not (0 < self.ema < 1):
             return "ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off"
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -130,10 +152,39 @@ class TrainConfig:
         return None
 
 
+def _torch_class(module: str, name: Any):
+    """The torch.<module> class called ``name`` (case-insensitive), or None."""
+    import importlib
+
+    if not isinstance(name, str) or not name:
+        return None
+    mod = importlib.import_module(f"torch.{module}")
+    wanted = name.lower()
+    for attr in dir(mod):
+        obj = getattr(mod, attr)
+        if attr.lower() == wanted and isinstance(obj, type):
+            return obj
+    return None
+
+
+def _json_mapping(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping, e.g. '{{\"momentum\": 0.9}}': {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON mapping, got {text!r}")
+    return value
+
+
 def _flag_type(f: dataclasses.Field) -> Any:
     text = str(f.type)
     if "bool" in text:
         return None
+    if text.startswith("dict"):
+        return _json_mapping
     for name, kind in (("int", int), ("float", float)):
         if text.startswith(name):
             return kind

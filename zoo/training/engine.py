@@ -47,10 +47,40 @@ def _dist_env() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _make_accelerator(device: torch.device, precision: str):
+UNSUPPORTED = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+               "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM"}
+TRACKERS = {"wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow", "tensorboard": "tensorboard"}
+
+
+def trackers(report_to: str) -> list[str]:
+    """``--report-to``: comma-separated tensorboard, wandb, trackio, mlflow, or all (the installed ones) / none."""
+    import importlib.util
+
+    names = [n.strip() for n in str(report_to).split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    if names == ["all"]:
+        return [n for n, module in TRACKERS.items() if importlib.util.find_spec(module) is not None]
+    for name in names:
+        if name not in TRACKERS:
+            raise TrainingError(f"--report-to {name!r}: choose from {', '.join(TRACKERS)}, all or none")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise TrainingError(f"--report-to {name}: the {TRACKERS[name]} package is not installed "
+                                f"(pip install {TRACKERS[name]})")
+    return names
+
+
+def _make_accelerator(device: torch.device, precision: str | None, log_with: list[str] | None = None,
+                      project_dir: str | None = None):
+    """The accelerate engine.  ``precision=None`` takes accelerate's own setting (``accelerate launch
+    --mixed_precision``, ``accelerate config``: the ACCELERATE_MIXED_PRECISION environment), else "no"."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
+    for var, name in UNSUPPORTED.items():
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            raise TrainingError(f"{name} is not supported by the zoo trainer (DDP only): launch without it "
+                                f"(accelerate launch --multi_gpu ..., or torchrun)")
     if _dist_env()[1] == 1:  # several runs in one process may use different settings
         AcceleratorState._reset_state()
         GradientState._reset_state()
@@ -58,5 +88,22 @@ def _make_accelerator(device: torch.device, precision: str):
         torch.cuda.set_device(device.index)
     if precision == "fp16" and device.type == "cpu":
         raise TrainingError("precision fp16 needs a GPU; on CPU use bf16 or no")
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision,
-                       step_scheduler_with_optimizer=False)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=precision,
+                              step_scheduler_with_optimizer=False, log_with=log_with or None,
+                              project_dir=project_dir)
+    if accelerator.mixed_precision == "fp16" and device.type == "cpu":
+        raise TrainingError("precision fp16 (from accelerate's configuration) needs a GPU; on CPU use bf16 or no")
+    if accelerator.mixed_precision not in ("no", "bf16", "fp16"):
+        raise TrainingError(f"precision {accelerator.mixed_precision!r} is not supported; use no, bf16 or fp16")
+    return accelerator
+
+
+def default_threads(device: torch.device, threads: int | None) -> int | None:
+    """CPU threads per process: ``threads`` if given; several processes on one machine share its cores
+    (cores // processes, at least 1); one process keeps torch's default."""
+    if threads:
+        return threads
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if device.type == "cpu" and local > 1:
+        return max(1, (os.cpu_count() or 1) // local)
+    return None

@@ -44,8 +44,8 @@ from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
 from zoo.errors import CardError, ShapeError, TrainingError
-from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, TRAJECTORY, TrainConfig
-from zoo.training.engine import _dist_env, _make_accelerator, isolated_rng, pick_device
+from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, SCHEDULES, TRAJECTORY, TrainConfig, _torch_class
+from zoo.training.engine import _dist_env, _make_accelerator, default_threads, isolated_rng, pick_device, trackers
 from zoo.training.stream import Batches, _stream_rows, _take
 
 
@@ -94,12 +94,15 @@ def _say(message: str) -> None:
 
 def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
-          overwrite: bool = False, image_key: str | None = None, **overrides: Any) -> TrainResult:
+          overwrite: bool = False, image_key: str | None = None, callbacks: list | None = None,
+          **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
     ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
     without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
-    the image column of ``data`` (default: the card's, else the data set's first image column)."""
+    the image column of ``data`` (default: the card's, else the data set's first image column).
+    ``callbacks``: callables ``cb(event, loop, **info)`` for your own code, called at the events
+    "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``)."""
     card = name if isinstance(name, Card) else get_card(name)
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
@@ -107,6 +110,7 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
     loop.image_key = image_key
+    loop.callbacks = list(callbacks or [])
     try:
         loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
         return loop.run()
@@ -128,6 +132,7 @@ class TrainLoop:
         self.start = 0
         self.lock = None
         self.image_key: str | None = None
+        self.callbacks: list = []
 
     # -- set up ---------------------------------------------------------------------------------
     def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
@@ -211,9 +216,16 @@ class TrainLoop:
 
     def _start_engine(self) -> None:
         config = self.config
-        self.precision = PRECISIONS[config.precision]
-        self.accelerator = _make_accelerator(pick_device(config.device), self.precision)
+        self.trackers = trackers(config.report_to)
+        device = pick_device(config.device)
+        self.accelerator = _make_accelerator(device, PRECISIONS[config.precision] if config.precision else None,
+                                             log_with=[t for t in self.trackers if t != "tensorboard"],
+                                             project_dir=str(self.out))
         acc = self.accelerator
+        self.precision = acc.mixed_precision  # what ran: the flag, the card, or accelerate's own setting
+        threads = default_threads(acc.device, config.threads)
+        if threads:
+            torch.set_num_threads(threads)
         self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
         self.device = acc.device
         self.micro, rem = divmod(config.batch_size, self.world * config.grad_accum)
@@ -263,20 +275,39 @@ class TrainLoop:
         model = build_model(card)
         if self.ckpt is not None:
             load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
-        opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt_cls = _torch_class("optim", config.optimizer)
+        try:
+            optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                **(config.optimizer_args or {}))
+        except (TypeError, ValueError) as e:
+            raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
+                            f"{e}") from None
         self.objective, self.optimizer = acc.prepare(Objective(model, card.beta), optimizer)
         self.model = acc.unwrap_model(self.objective).model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.raw_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.raw_optimizer, lr_factor(config.lr_schedule, config.warmup_steps, self.total))
+        self.scheduler = self._make_scheduler()
         self.step_schedule = config.lr_schedule != "constant" or config.warmup_steps > 0
         self.ema = EMA(self.model, config.ema) if config.ema and self.main else None
         self.eval_model = None
         if self.ema is not None:
             with isolated_rng(self.device, 0):
                 self.eval_model = build_model(card).to(self.device).eval()
+
+    def _make_scheduler(self):
+        """constant / cosine / linear after a linear warm-up (ours, a LambdaLR), or a torch.optim.lr_scheduler
+        class by name with ``lr_schedule_args`` (stepped once per optimiser step)."""
+        config = self.config
+        if config.lr_schedule in SCHEDULES:
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.raw_optimizer, lr_factor(config.lr_schedule, config.warmup_steps, self.total))
+        cls = _torch_class("optim.lr_scheduler", config.lr_schedule)
+        if config.warmup_steps:
+            raise CardError(f"warmup_steps goes with the constant / cosine / linear schedules, not {cls.__name__}")
+        try:
+            return cls(self.raw_optimizer, **(config.lr_schedule_args or {}))
+        except (TypeError, ValueError) as e:
+            raise CardError(f"lr_schedule {cls.__name__} (lr_schedule_args): {e}") from None
 
     def _seed_processes(self) -> None:
         seed, rank = self.config.seed, self.rank
@@ -312,6 +343,11 @@ class TrainLoop:
         """After restoring the optimiser and scheduler: the (possibly changed) lr and weight decay of this run's
         recipe, exactly as the schedule gives them at the current step."""
         config = self.config
+        if config.lr_schedule not in SCHEDULES:
+            if self.raw_optimizer.param_groups[0].get("initial_lr") != config.lr:
+                raise TrainingError(f"--resume cannot change --lr under the {config.lr_schedule} scheduler "
+                                    f"(its state holds the run's learning rates); resume without --lr")
+            return
         self.scheduler.base_lrs = [config.lr for _ in self.scheduler.base_lrs]
         factor = lr_factor(config.lr_schedule, config.warmup_steps, self.total)(self.scheduler.last_epoch)
         for group in self.raw_optimizer.param_groups:
@@ -341,8 +377,14 @@ class TrainLoop:
         from zoo.training.metrics import MetricsWriter
 
         config, total = self.config, self.total
-        self.metrics = MetricsWriter(self.out, enabled=self.main,
-                                     resume_step=self.start if self.ckpt is not None else None)
+        self.metrics = MetricsWriter(self.out, enabled=self.main, tensorboard="tensorboard" in self.trackers,
+                                     resume_step=self.start if self.ckpt is not None else None,
+                                     accelerator=self.accelerator if len(self.trackers) > ("tensorboard" in self.trackers)
+                                     else None)
+        if self.metrics.accelerator is not None:
+            self.accelerator.init_trackers(self.card.name, config=_flat(dataclasses.asdict(config)))
+        self.best: tuple[int, float] | None = None
+        self._emit("start")
         self.bar = tqdm(total=total, initial=self.start, desc=f"train {self.card.name}",
                         disable=not (self.progress and self.main), unit="step", file=sys.stderr,
                         mininterval=0.2 if sys.stderr.isatty() else 10.0)
@@ -366,6 +408,7 @@ class TrainLoop:
             while self.step < self.total:
                 self._optimiser_step(next(self.batches))
                 self._after_step()
+                self._emit("step")
                 if self._should_stop(stop):
                     self._interrupted(stop.name or "a stop request on another process")
         self.train_time = time.perf_counter() - started
@@ -373,6 +416,10 @@ class TrainLoop:
         self.bar.close()
         self._save_checkpoint(self.step)
         return self._finish()
+
+    def _emit(self, event: str, **info: Any) -> None:
+        for callback in self.callbacks:
+            callback(event, self, **info)
 
     def _should_stop(self, stop) -> bool:
         """A signal asked to stop; several processes agree at log steps (every one takes part there)."""
@@ -443,6 +490,7 @@ class TrainLoop:
         if self.grad_norm is not None:
             values["train/grad_norm"] = float(self.grad_norm)
         self.metrics.log(self.step, values)
+        self._emit("log", values=values)
         self.bar.set_postfix(loss=f"{values['train/loss']:.2f}", img_s=f"{values['train/images_per_s']:.0f}",
                              refresh=False)
         self.loss_sum, self.elbo_sum, self.count = self._zero.clone(), self._zero.clone(), 0
@@ -485,6 +533,13 @@ class TrainLoop:
         values = {f"eval/{k}": result.mean(k) for k in ("elbo", "distortion", "rate")}
         values["eval/elbo_bpd"] = float(self.model.bits_per_dim(-values["eval/elbo"]))
         self.metrics.log(step, values)
+        if self.config.keep_best and (self.best is None or values["eval/elbo"] > self.best[1]):
+            from zoo.store.weights import save_weights
+
+            with self._writing("model_best.safetensors"):
+                save_weights(m, self.out / "model_best.safetensors", {"zoo.step": str(step)})
+            self.best = (step, values["eval/elbo"])
+        self._emit("eval", values=values)
 
     def _samples(self, step: int) -> None:
         from zoo.store.images import make_grid, save_grid
@@ -530,6 +585,7 @@ class TrainLoop:
         with self._writing(f"the checkpoint of step {step}"):
             self.manager.save(step, tensors if self.main else {}, meta)
         self.last_saved = step
+        self._emit("checkpoint", step=step)
 
     @torch.no_grad()
     def _check_weights(self, step: int) -> None:
@@ -592,6 +648,7 @@ class TrainLoop:
         self.metrics.close()
         self.accelerator.wait_for_everyone()
         final.eval()
+        self._emit("end", report=report)
         return TrainResult(final, self.out, report)
 
     def _evaluate(self, final: nn.Module) -> dict[str, Any]:
@@ -626,14 +683,23 @@ class TrainLoop:
                         "batch_size": config.batch_size})
         if self.ema is not None:
             results["ema"] = config.ema
+        if self.best is not None:
+            results["best"] = {"step": self.best[0], "eval_elbo": round(self.best[1], 4),
+                               "weights": "model_best.safetensors"}
         if failure is not None:
             results.update({"measured": False, "evaluation_error": failure})
         card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)}).with_results(results)
         extra = {"model_raw.safetensors": self.model} if self.ema is not None else None
         with self._writing("the run folder's weights, config and card"):
             save_model(final, self.out, card, extra_weights=extra)
+        final.card = card  # save_pretrained / push_to_hub of the returned model write what was measured
         final.info.update({"weights": str(self.out / "model.safetensors"), "source": str(self.out),
                            "weights_kind": self._weights_kind})
+
+
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """A recipe for trackers' hyper-parameter tables (scalars only)."""
+    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in d.items()}
 
 
 def recipe(config: TrainConfig) -> dict[str, Any]:

@@ -18,8 +18,9 @@ HEADER = ["step", "metric", "value", "time"]
 
 class MetricsWriter:
     def __init__(self, folder: str | Path, *, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, accelerator=None):
         self.enabled = enabled
+        self.accelerator = accelerator  # other trackers (wandb, trackio, mlflow) through accelerate
         self.folder = Path(folder)
         self.csv_path = self.folder / "metrics.csv"
         self._tb = None
@@ -63,12 +64,17 @@ class MetricsWriter:
             if self._tb is not None:
                 self._tb.add_scalar(name, float(value), step)
         self._file.flush()
+        if self.accelerator is not None:
+            self.accelerator.log({k: float(v) for k, v in values.items()}, step=step)
 
     def image(self, step: int, name: str, image_hwc) -> None:
         if self.enabled and self._tb is not None:
             self._tb.add_image(name, image_hwc, step, dataformats="HWC")
 
     def close(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.end_training()
+            self.accelerator = None
         if self._file is not None:
             self._file.close()
             self._file = None
