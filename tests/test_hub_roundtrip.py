@@ -98,8 +98,10 @@ def test_push_uploads_weights_config_and_a_card_the_hub_reads(local_hub, run):
     (run / "checkpoints" / "junk.safetensors").write_bytes(b"not pushed")
     result = push(run, REPO)
     assert len(result["commit"]) == 40 and result["revision"] == "main"
-    assert list(iter_files(local_hub, REPO)) == [".gitattributes", "README.md", "config.json",
-                                                 "model.safetensors", "model_raw.safetensors"]
+    pushed = list(iter_files(local_hub, REPO))
+    assert [f for f in pushed if not f.startswith("tensorboard/")] == [
+        ".gitattributes", "README.md", "config.json", "model.safetensors", "model_raw.safetensors", "samples.png"]
+    assert any(f.startswith("tensorboard/events.out.tfevents") for f in pushed)   # the Hub's Metrics tab
     sha = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
     assert result["files"]["model.safetensors"] == sha
     assert result["weights"] == {"repo": REPO, "revision": result["commit"], "file": "model.safetensors",
@@ -122,7 +124,9 @@ def test_push_uploads_weights_config_and_a_card_the_hub_reads(local_hub, run):
     assert by_type["elbo"].metric_value == results["elbo"]
     assert by_type["mutual_information"].metric_value == results["mutual_information"]
     assert by_type["active_units"].metric_value == results["active_units"]
-    assert nll.dataset_type == "zoo:digits" and nll.dataset_split == "test"
+    # model-index names the upstream Hub data set and says the test split was carved from the embedded sample
+    assert nll.dataset_type == "sklearn-docs/digits" and "zoo:digits" in nll.dataset_name
+    assert nll.dataset_split.startswith("test (carved: 300 of the 1797 images")
     # the body: a results table with the command that reproduces the numbers
     assert "## Results" in card.text and results["command"] in card.text
     assert f"zoo diagnose hf://{REPO} --data zoo:digits --split test --k 5" in card.text

@@ -75,6 +75,8 @@ def resolve(name_or_path: str | Path) -> tuple[str, str]:
     if text.startswith("hf://"):
         return "hub", text
     path = Path(text).expanduser()
+    if text.endswith(".md") and path.is_file():
+        return "card", text  # a card file, read by get_card
     if path.is_dir():
         return "folder", str(path)
     if text in get_registry().cards and not text.startswith("_"):

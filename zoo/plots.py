@@ -65,9 +65,14 @@ def plot_latent_units(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from zoo.errors import ZooError
 
-    matplotlib.use("Agg")
+        raise ZooError("figures need matplotlib: pip install 'latent-zoo[plots]'") from None
+
+    matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt

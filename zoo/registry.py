@@ -53,6 +53,11 @@ class Owner:
         return f"{self.distribution} ({self.module})"
 
 
+# optional packages of the built-in plugin -> the latent-zoo extra that installs them
+_EXTRAS = {"timm": "timm", "torchvision": "timm", "mlxtend": "embedded", "sklearn": "embedded",
+           "matplotlib": "plots", "tensorboard": "train"}
+
+
 @dataclass(frozen=True)
 class LazyFactory:
     """An object registered as ``"module:attribute"``, imported on first use, so listing the zoo
@@ -67,7 +72,10 @@ class LazyFactory:
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except Exception as e:  # noqa: BLE001 - an import that fails in any way names the target
-            raise PluginError(f"cannot import {self.target!r}: {type(e).__name__}: {e}") from e
+            hint = ""
+            if isinstance(e, ModuleNotFoundError) and e.name in _EXTRAS:
+                hint = f" (pip install 'latent-zoo[{_EXTRAS[e.name]}]')"
+            raise PluginError(f"cannot import {self.target!r}: {type(e).__name__}: {e}{hint}") from e
         return obj
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -21,7 +21,12 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_card(name: str) -> Card:
-    """The validated card of model ``name``; unknown names get close suggestions."""
+    """The validated card of model ``name`` (or of a card file ``path/to/NAME.md``: iterate on a card
+    without packaging it); unknown names get close suggestions."""
+    from pathlib import Path
+
+    if str(name).endswith(".md") and Path(name).is_file():
+        return read_card(Path(name), name=Path(name).stem)
     entry = get_registry().cards.get(name) if not str(name).startswith("_") else None
     if entry is None:
         failed = get_registry().failure_lines()

@@ -94,6 +94,11 @@ def hub_metadata(card: Card) -> dict[str, Any]:
     base = base_model(card)
     if base and "base_model" not in meta:
         meta["base_model"] = base
+    weights = card.zoo.get("weights") or {}
+    if meta.get("base_model") and weights.get("converter") and "steps" not in (card.zoo.get("results") or {}):
+        # converted weights are the upstream weights in another layout, not a fine-tune; of the relations the
+        # Hub knows (adapter, merge, quantized, finetune), "quantized" is the one that claims no training
+        meta.setdefault("base_model_relation", "quantized")
     return meta
 
 
@@ -101,6 +106,18 @@ def dataset_revision(card: Card) -> str | None:
     results = card.zoo.get("results") or {}
     rev = results.get("dataset_revision") or card.zoo["data"].get("revision")
     return str(rev) if rev else None
+
+
+def _embedded(spec: str):
+    if not spec.startswith("zoo:"):
+        return None
+    from zoo.registry import get_registry
+
+    entry = get_registry().find("data", spec[4:])
+    try:
+        return entry.resolve() if entry is not None else None
+    except Exception:  # noqa: BLE001 - a broken data plugin: keep the spec as the dataset name
+        return None
 
 
 def model_index(card: Card) -> list[dict[str, Any]]:
@@ -134,8 +151,13 @@ def model_index(card: Card) -> list[dict[str, Any]]:
     if not metrics:
         return []
     data = card.zoo["data"]
-    name = str(results.get("dataset", data["source"]))
-    dataset = {"name": name, "type": name, "split": str(results.get("split", "test"))}
+    spec = str(results.get("dataset", data["source"]))
+    split = str(results.get("split", "test"))
+    dataset = {"name": spec, "type": spec, "split": str(results.get("split_label", split))}
+    source = _embedded(spec)
+    if source is not None and getattr(source, "hub_id", None):
+        # the Hub id of the upstream data set; the name says which sample of it, the split how it was carved
+        dataset.update({"type": source.hub_id, "name": source.title or spec, "split": source.split_label(split)})
     revision = dataset_revision(card)
     if revision:
         dataset["revision"] = revision
@@ -204,3 +226,17 @@ def check_hub_metadata(text: str, *, source: str | Path) -> None:
         raise CardError(f"{source}: field 'model-index' or metadata the Hub cannot read: {e}") from None
     if "model-index" in meta and not card.data.eval_results:
         raise fail("model-index", "has no metrics the Hub can read")
+
+
+def validate_on_hub(text: str, *, source: str | Path) -> bool:
+    """``ModelCard.validate()``: the Hub's own check of the metadata (needs the Hub; ``check_hub_metadata``
+    is the offline fallback).  Returns False when the validation service could not be reached."""
+    from huggingface_hub import ModelCard
+
+    try:
+        ModelCard(text, ignore_metadata_errors=True).validate()
+    except ValueError as e:  # the Hub refused the metadata
+        raise CardError(f"{source}: the Hub rejects this card's metadata: {e}") from None
+    except Exception:  # noqa: BLE001 - offline, or the service is unreachable: the offline checks stand
+        return False
+    return True

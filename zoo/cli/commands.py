@@ -83,7 +83,7 @@ def cmd_info(args) -> None:
 
 def add_info(sub) -> None:
     p = sub.add_parser("info", help="show a model's card")
-    p.add_argument("name")
+    p.add_argument("name", help="model name (see `zoo list`) or a card file path/to/NAME.md")
     p.add_argument("--json", action="store_true", help="the card as JSON")
     p.set_defaults(func=cmd_info)
 
@@ -113,7 +113,7 @@ def cmd_plugins(args) -> None:
 def add_plugins(sub) -> None:
     p = sub.add_parser("plugins", help="list everything the plugins register (encoders, decoders, priors, "
                                        "likelihoods, converters, fitters, samplers, data sources, commands, cards)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON, with the failures")
     p.set_defaults(func=cmd_plugins)
 
 

@@ -11,6 +11,11 @@ def cmd_push(args: argparse.Namespace) -> None:
 
     result = push(args.run_dir, args.repo, private=args.private, revision=args.revision,
                   create_pr=args.create_pr, token=args.token, commit_message=args.message)
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2, default=str))
+        return
     where = result["pr_revision"] or result["revision"]
     print(f"pushed {args.run_dir} to {result['repo_id']}@{where}: commit {result['commit']}")
     print(f"  {result['commit_url']}")
@@ -27,6 +32,11 @@ def cmd_download(args: argparse.Namespace) -> None:
     from zoo.loading import download
 
     result = download(args.name, revision=args.revision, weights=args.weights)
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2, default=str))
+        return
     print(f"{result['repo']}@{result['revision']}")
     print(f"  {result['path']}")
     for name in result["files"]:
@@ -42,6 +52,7 @@ def add_push(sub) -> None:
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     p.add_argument("--token", help="Hub write token (default: HF_TOKEN or the one `hf auth login` stored)")
     p.add_argument("--message", help="commit message")
+    p.add_argument("--json", action="store_true", help="print the result (commit, files and sha256s) as JSON")
     p.set_defaults(func=cmd_push)
 
 
@@ -50,4 +61,5 @@ def add_download(sub) -> None:
     p.add_argument("name", help="model name with published weights, ORG/NAME or hf://ORG/NAME@REV")
     p.add_argument("--revision", help="branch, tag or commit (default: the card's pinned revision, or main)")
     p.add_argument("--weights", help="weights file of a Hub repo (default: model.safetensors)")
+    p.add_argument("--json", action="store_true", help="print the result (repo, commit, path, files) as JSON")
     p.set_defaults(func=cmd_download)

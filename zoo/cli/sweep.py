@@ -20,6 +20,11 @@ def cmd_sweep(args) -> None:
     rows = sweep(args.name, betas, data=args.data, out=args.out, split=args.split, progress=not args.quiet,
                  command=command, overwrite=args.overwrite, **overrides)
     out = Path(args.out)
+    if args.json:
+        import json
+
+        print(json.dumps({"rows": rows, "folder": str(out)}, indent=2, default=str))
+        return
     print((out / "sweep.md").read_text())
     print(f"wrote {out}/ (sweep.csv, sweep.md, sweep.json, rate_distortion.png, mi_active_units.png, sweep.png) "
           f"in {time.perf_counter() - started:.1f} s for {len(rows)} models")
@@ -32,15 +37,16 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="data spec (default: the card's)")
     p.add_argument("--out", default=None, help="output folder (default runs/sweep-NAME)")
     p.add_argument("--split", default="train", help="split the measurements use (default train: MI over more points)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
+    p.add_argument("--epochs", type=int, help="passes over the training data of each run")
+    p.add_argument("--steps", type=int, help="optimiser steps of each run (takes precedence over --epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch of one optimiser step")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--seed", type=int, help="seed of every run")
+    p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for models under 2M parameters; 0: torch's default)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier runs in OUT/beta-*")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the table rows as JSON")
     p.set_defaults(func=_run)
 
 

@@ -16,6 +16,11 @@ def cmd_train(args) -> None:
                    **flag_values(args))
     if not result.report:  # not the main process of a distributed run
         return
+    if args.json:
+        import json
+
+        print(json.dumps({**result.report, "folder": str(result.folder)}, indent=2, default=str))
+        return
     print(format_report(result.report))
     extra = ", model_raw.safetensors" if result.report.get("weights") == "ema" else ""
     print(f"wrote {result.folder}/ (model.safetensors [{result.report.get('weights', 'raw')} weights]{extra}, "
@@ -30,7 +35,7 @@ def add_parser(sub) -> None:
                                    "field of the card's zoo.train block. Multi-GPU / multi-node: accelerate launch "
                                    "--multi_gpu --num_processes N -m zoo.cli train ... (or torchrun "
                                    "--nproc_per_node N -m zoo.cli train ...)")
-    p.add_argument("name", help="model name (see `zoo list`)")
+    p.add_argument("name", help="model name (see `zoo list`) or a card file path/to/NAME.md")
     p.add_argument("--data", help="zoo:mnist-5k, zoo:digits, a Hub dataset id or a local path (default: the card's)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --out")
@@ -38,5 +43,6 @@ def add_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="override the card's beta (objective.beta)")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
     add_flags(p)
     p.set_defaults(func=cmd_train)

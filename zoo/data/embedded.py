@@ -44,6 +44,8 @@ class EmbeddedDataset:
     credit: str
     homepage: str
     notes: str
+    hub_id: str | None = None  # the upstream data set on the Hugging Face Hub (for model-index dataset.type)
+    title: str = ""            # what the data set is, in a card's model-index dataset.name
 
     @property
     def spec(self) -> str:
@@ -51,6 +53,15 @@ class EmbeddedDataset:
 
     def read(self):
         return self.reader()
+
+    def split_label(self, split: str) -> str:
+        """How a split of this embedded set was made, for cards (its test split is carved, not upstream's)."""
+        total = sum(self.splits.values())
+        if split == "test":
+            return f"test (carved: {self.splits['test']} of the {total} images, stratified by label, seed 0)"
+        if split == "train":
+            return f"train (the other {self.splits['train']} of the {total} images)"
+        return split
 
 
 def data_cache_dir() -> Path:

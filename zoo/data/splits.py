@@ -38,11 +38,26 @@ def _fallback_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[n_test:], perm[:n_test]
 
 
+CARVED: dict[str, str] = {}  # spec -> how this process carved its 'test' split (for honest card labels)
+
+
+def split_label(spec: str, split: str) -> str:
+    """How ``split`` of ``spec`` was made: the data set's own split, a fixed carve of an embedded set, or
+    the fixed 10% of 'train' this project holds out where a source has no 'test' split."""
+    if spec.startswith("zoo:"):
+        from zoo.data.embedded import embedded_source
+
+        return embedded_source(spec[4:]).split_label(split)
+    return CARVED.get(spec, split) if split == "test" else split
+
+
 def _fallback_test(train: Any, spec: str) -> Any:
     if len(train) < 2:
         raise DataError(f"--data {spec!r}: no 'test' split, and 'train' has too few rows "
                         f"({len(train)}) to hold some out")
     _, test_idx = _fallback_indices(len(train))
+    CARVED[spec] = (f"test (carved: {len(test_idx)} of the {len(train)} 'train' rows, "
+                    f"numpy.random.default_rng({SPLIT_SEED}).permutation)")
     logger.warning("%s has no 'test' split: using a fixed %d of its %d 'train' rows as test "
                    "(numpy.random.default_rng(%d).permutation, first %d%%); split='train' returns "
                    "the rest for a local source", spec, len(test_idx), len(train), SPLIT_SEED,

@@ -150,12 +150,15 @@ def _ignored(rel: str) -> bool:
 
 def push_folder(folder: str | os.PathLike[str], repo_id: str, *, token: str | None = None, private: bool = False,
                 revision: str | None = None, create_pr: bool = False,
-                commit_message: str = "Upload model with latent-zoo") -> dict[str, Any]:
+                commit_message: str = "Upload model with latent-zoo",
+                delete_patterns: Sequence[str] = ()) -> dict[str, Any]:
     """Upload every file of ``folder`` to ``repo_id`` in one commit (creating the repo and branch if needed).
+    Files already in the repo that match ``delete_patterns`` and are not in ``folder`` are deleted in the
+    same commit (e.g. a weights variant the new run no longer has).
 
     Returns ``{"repo_id", "revision", "commit", "commit_url", "pr_url", "pr_revision"}``.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
     root = Path(folder)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not _ignored(p.relative_to(root).as_posix()))
@@ -175,6 +178,14 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, token: str | No
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         operations = [CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
                       for p in files]
+        new = {p.relative_to(root).as_posix() for p in files}
+        if delete_patterns:
+            try:
+                present = api.list_repo_files(repo_id, revision=revision)
+            except Exception:  # noqa: BLE001 - a new repo or branch: nothing to delete
+                present = []
+            operations += [CommitOperationDelete(path_in_repo=f) for f in present
+                           if f not in new and any(fnmatch(f, p) for p in delete_patterns)]
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision,
                                  create_pr=create_pr)
     return {"repo_id": repo_id, "revision": revision or "main", "commit": info.oid, "commit_url": info.commit_url,

@@ -42,9 +42,33 @@ def render_readme(run_dir: str | os.PathLike[str], *, repo_id: str | None = None
     folder = Path(run_dir)
     card = read_folder_card(folder)
     text = card.to_markdown(repo_id=repo_id)
+    if repo_id:
+        text = _with_use_section(text, card, repo_id, has_samples=_samples(folder) is not None)
     source = card.path if card.path is not None else folder / CARD
     check_hub_metadata(text, source=source)
     return text
+
+
+def _with_use_section(text: str, card, repo_id: str, *, has_samples: bool) -> str:
+    """The pushed card says how to install and load the model, and shows its samples."""
+    head, body = text.split("\n---\n", 1)
+    use = ["## Use", "", "```bash", "pip install latent-zoo", "```", "", "```python", "import zoo", "",
+           f'model = zoo.load("hf://{repo_id}")        # or zoo.LatentModel.from_pretrained("{repo_id}")',
+           "images = model.sample(16)                  # images in [0, 1]",
+           "terms = model.elbo(x)                      # per-image ELBO, distortion and rate (nats)", "```", "",
+           f"    zoo sample hf://{repo_id} --n 64 --out samples.png",
+           f"    zoo diagnose hf://{repo_id} --data {card.zoo['data']['source']}", ""]
+    if has_samples:
+        use += ["![samples from this model](samples.png)", ""]
+    return f"{head}\n---\n" + "\n".join(use) + "\n" + body
+
+
+def _samples(folder: Path) -> Path | None:
+    """The run's last sample grid, if it wrote one."""
+    grids = sorted((folder / "samples").glob("step-*.png")) if (folder / "samples").is_dir() else []
+    if (folder / "samples.png").is_file():
+        return folder / "samples.png"
+    return grids[-1] if grids else None
 
 
 def weights_block(result: dict[str, Any], file: str = "model.safetensors") -> dict[str, str]:
@@ -63,6 +87,7 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
     from zoo import __version__
     from zoo.assemble import build_model
     from zoo.cards import hub_metadata
+    from zoo.cards.hub_schema import validate_on_hub
     from zoo.store.run_folder import CARD, CONFIG, WEIGHTS, read_folder_card
     from zoo.store.weights import load_weights, read_weights
     from zoo.hub import hash_file, parse_hf_uri, push_folder
@@ -72,6 +97,7 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
     weights = _weight_files(folder)
     card = read_folder_card(folder)
     readme = render_readme(folder, repo_id=repo_id)
+    validate_on_hub(readme, source=card.path or folder / CARD)
     model = build_model(card)
     for path in weights:  # refuse weights that would not load back, before anything is uploaded
         load_weights(model, read_weights(path), str(path))
@@ -91,11 +117,21 @@ def push(run_dir: str | os.PathLike[str], repo_id: str, *, private: bool = False
             files[path.name] = hash_file(stage / path.name, "sha256")
         (stage / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (stage / CARD).write_text(readme, encoding="utf-8")
+        extras = [(p, p.relative_to(folder).as_posix()) for p in sorted((folder / "tensorboard").rglob("*"))
+                  if p.is_file()] if (folder / "tensorboard").is_dir() else []  # the Hub's Metrics tab
+        grid = _samples(folder)
+        if grid is not None:
+            extras.append((grid, "samples.png"))
+        for src, rel in extras:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, stage / rel)
         for name in (CONFIG, CARD):
             files[name] = hash_file(stage / name, "sha256")
         message = commit_message or f"Upload {card.name} with latent-zoo {__version__}"
+        # a re-push replaces the model: weights variants and metrics the new run no longer has go
         result = push_folder(stage, repo_id, token=token, private=private, revision=revision,
-                             create_pr=create_pr, commit_message=message)
+                             create_pr=create_pr, commit_message=message,
+                             delete_patterns=("*.safetensors", "tensorboard/*", "samples.png"))
     result["files"] = files
     result["weights"] = weights_block(result, WEIGHTS)
     return result

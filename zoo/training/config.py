@@ -68,8 +68,9 @@ class TrainConfig:
     em_tol: float = option(1e-6, "fitting algorithms: stop when an iteration gains less (nats per image)")
     keep_best: bool = option(False, "also keep the weights of the best held-out ELBO (periodic evaluations and the "
                                     "end) as model_best.safetensors, with its step in the card")
-    report_to: str = option("tensorboard", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
-                                           "installed) or none; metrics.csv is always written")
+    report_to: str = option("auto", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
+                                    "installed), none, or auto (tensorboard when installed); metrics.csv is always "
+                                    "written")
     threads: int | None = option(None, "torch CPU threads per process (default: torch's for one process; cores // "
                                        "processes when several share the machine)")
 

@@ -53,12 +53,15 @@ TRACKERS = {"wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow", "tensorb
 
 
 def trackers(report_to: str) -> list[str]:
-    """``--report-to``: comma-separated tensorboard, wandb, trackio, mlflow, or all (the installed ones) / none."""
+    """``--report-to``: comma-separated tensorboard, wandb, trackio, mlflow; all (the installed ones); none;
+    auto (tensorboard when installed: it is the ``train`` extra)."""
     import importlib.util
 
     names = [n.strip() for n in str(report_to).split(",") if n.strip()]
     if names == ["none"]:
         return []
+    if names == ["auto"]:
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else []
     if names == ["all"]:
         return [n for n, module in TRACKERS.items() if importlib.util.find_spec(module) is not None]
     for name in names:

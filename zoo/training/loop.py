@@ -758,7 +758,10 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
     from zoo import __version__
 
     results = {k: _round(report.get(k)) for k in RESULT_KEYS if report.get(k) is not None}
-    results.update({"dataset": spec, "split": report.get("split", "test"), "beta": card.beta,
+    from zoo.data.splits import split_label
+
+    results.update({"dataset": spec, "split": report.get("split", "test"),
+                    "split_label": split_label(spec, report.get("split", "test")), "beta": card.beta,
                     "seed": config.seed, "steps": steps, "train_seconds": round(seconds, 1),
                     "zoo_version": __version__, "command": command})
     revision = card.zoo["data"].get("revision")

@@ -141,20 +141,16 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def plot(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     """rate_distortion.png, mi_active_units.png and sweep.png (both panels) in ``out``."""
-    import matplotlib
+    from zoo.plots import _pyplot, _save
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     title = f"{meta['model']} on {meta['data']} ({meta['split']})"
     for fname, panels in (("rate_distortion.png", (_rd,)), ("mi_active_units.png", (_mi,)), ("sweep.png", (_rd, _mi))):
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
         for ax, panel in zip(axes[0], panels):
             panel(ax, rows)
         fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
+        _save(fig, out / fname)
 
 
 def _rd(ax, rows) -> None:
