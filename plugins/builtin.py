@@ -18,6 +18,7 @@ def register_encoders(register):
     register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
     register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
     register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
+    register("flow", "zoo_plugins.flow_posterior:FlowEncoder")
 
 
 @hookimpl
@@ -35,6 +36,7 @@ def register_priors(register):
     register("categorical", "zoo_plugins.gmm:CategoricalPrior")
     register("vampprior", "zoo_plugins.vampprior:VampPrior")
     register("realnvp", "zoo_plugins.flows:RealNVPPrior")
+    register("maf", "zoo_plugins.maf:MAFPrior")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
 
