@@ -21,6 +21,7 @@ def register_encoders(register):
     register("flow", "zoo_plugins.flow_posterior:FlowEncoder")
     register("vq", "zoo_plugins.vq:VQEncoder")
     register("gumbel", "zoo_plugins.gumbel:GumbelEncoder")
+    register("vmf", "zoo_plugins.spherical:VMFEncoder")
 
 
 @hookimpl
@@ -42,6 +43,7 @@ def register_priors(register):
     register("maf", "zoo_plugins.maf:MAFPrior")
     register("categorical-codes", "zoo_plugins.codes_prior:CategoricalCodes")
     register("autoregressive-codes", "zoo_plugins.codes_prior:AutoregressiveCodes")
+    register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
 

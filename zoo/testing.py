@@ -12,9 +12,12 @@ what was checked (and what was skipped, with why).  The checks:
   normalised    the density integrates to 1: exactly over ``prior.support()`` for a discrete
                 prior, else by importance sampling with a wide Gaussian fitted to the prior's
                 samples (a Monte Carlo check, done only where ``prior.exact`` is true);
-                the mean of sample() agrees with the importance-sampled mean of log_prob
+                the mean of sample() agrees with the importance-sampled mean of log_prob.
+                A prior declaring ``manifold = "sphere"``: its samples lie on the unit sphere and
+                the density integrates to 1 w.r.t. the surface measure (uniform proposal there)
   gradients     log_prob is finite and differentiable in z (continuous z) and reaches every
-                trainable parameter of the prior
+                trainable parameter of the prior (a parameter-free prior on the sphere may be
+                constant: its gradient is then zero everywhere)
   dtype/device  after ``model.to(float64)`` samples and log_prob are float64 (and back); samples
                 follow the module to CUDA when there is one
   safetensors   the model's state dict round-trips through safetensors: same log_prob
@@ -147,6 +150,8 @@ def _check_generator(c: _Check, prior) -> None:
 def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) -> None:
     import torch
 
+    from zoo.contracts import manifold_of
+
     if not getattr(prior, "exact", True):
         c.skip("normalised", "prior.exact is False: log_prob is a bound, not a normalised density")
         return
@@ -161,6 +166,9 @@ def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) 
             err = (draws.flatten(1).mean(0) - expected).abs().max().item()
             c.ok(err < 0.03, "normalised", f"sample() frequencies differ from exp(log_prob) by {err:.3f}")
             c.passed("normalised")
+            return
+        if manifold_of(prior) == "sphere":
+            _check_normalised_on_sphere(c, prior, shape, mc_samples)
             return
         d = math.prod(shape)
         if d > 8:
@@ -187,6 +195,29 @@ def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) 
     c.passed("normalised")
 
 
+def _check_normalised_on_sphere(c: _Check, prior, shape, mc_samples: int) -> None:
+    """Samples on S^{d-1}; E_uniform[p(u) |S^{d-1}|] = 1 (importance sampling with the uniform proposal)."""
+    import torch
+
+    d = math.prod(shape)
+    ref = prior.sample(20_000).double().reshape(20_000, d)
+    off = float((ref.norm(dim=1) - 1).abs().max())
+    c.ok(off < 1e-4, "normalised", f"sample() gives points {off:.2e} off the unit sphere the prior declares")
+    u = torch.randn(mc_samples, d, dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    log_area = math.log(2) + 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d)
+    log_p = torch.cat([prior.log_prob(chunk.reshape(-1, *shape).to(_dtype(prior))).double()
+                       for chunk in u.split(50_000)])
+    w = (log_p + log_area).exp()
+    z_hat, se = float(w.mean()), float(w.std() / math.sqrt(len(w)))
+    c.ok(abs(z_hat - 1) < max(0.03, 5 * se), "normalised",
+         f"the density integrates to {z_hat:.4f} +- {se:.4f} over the sphere (uniform importance sampling), not 1")
+    gap = float(((w[:, None] * u).sum(0) / w.sum() - ref.mean(0)).abs().max() / ref.std(0).clamp(min=1e-3).max())
+    c.ok(gap < 0.1, "normalised", f"the mean of sample() and the mean of exp(log_prob) on the sphere differ by {gap:.3f}")
+    c.report["integral"] = z_hat
+    c.passed("normalised")
+
+
 def _dtype(prior):
     for t in list(prior.parameters()) + list(prior.buffers()):
         if t.dtype.is_floating_point:
@@ -199,6 +230,8 @@ def _dtype(prior):
 def _check_gradients(c: _Check, prior, shape, discrete: bool) -> None:
     import torch
 
+    from zoo.contracts import manifold_of
+
     z = prior.sample(16).detach()
     if not discrete:
         z.requires_grad_(True)
@@ -207,6 +240,13 @@ def _check_gradients(c: _Check, prior, shape, discrete: bool) -> None:
     inputs = ([z] if not discrete else []) + [p for _, p in trainable]
     if not inputs:
         c.skip("gradients", "no continuous z and no trainable parameters")
+        return
+    if not lp.requires_grad and not trainable and manifold_of(prior) == "sphere":
+        values = prior.log_prob(z.detach())
+        c.ok(bool(torch.isfinite(values).all()) and torch.allclose(values, values[0].expand_as(values)), "gradients",
+             "log_prob has no graph in z, so it must be the constant density of a uniform prior on the sphere")
+        c.report.setdefault("notes", {})["gradients"] = "log_prob is constant on the sphere: d log p / dz = 0"
+        c.passed("gradients")
         return
     c.ok(lp.requires_grad, "gradients", "log_prob is not differentiable (no graph)")
     grads = torch.autograd.grad(lp, inputs, allow_unused=True)
