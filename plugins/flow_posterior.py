@@ -113,8 +113,8 @@ class InvertibleFlowPosterior(FlowPosterior):
         """z_0 = f^{-1}(z) and sum_t log|det df_t/dz_{t-1}| at the recovered points, z ``[..., B, D]``."""
         log_det = z.new_zeros(z.shape[:-1])
         for step in reversed(self.steps):
-            z = step.inverse(z)
-            log_det = log_det + step(z)[1]
+            z, ld = step.inverse(z)
+            log_det = log_det + ld
         return z, log_det
 
     def log_prob_of(self, z: Tensor) -> Tensor:

@@ -91,9 +91,13 @@ class IAFStep:
     context: Tensor
     forget_bias: float = 2.0
 
+    def __post_init__(self) -> None:
+        self._projected = None  # the context's first-layer term, computed once for every pass
+
     def _gate(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.context.expand(*z.shape[:-1], self.context.shape[-1])
-        m, s = self.made(z, h).chunk(2, -1)
+        if self._projected is None:
+            self._projected = self.made.project_context(self.context)
+        m, s = self.made(z, projected=self._projected.expand(*z.shape[:-1], self._projected.shape[-1])).chunk(2, -1)
         return m, s + self.forget_bias
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,14 +105,16 @@ class IAFStep:
         sigma = torch.sigmoid(s)
         return sigma * z + (1 - sigma) * m, F.logsigmoid(s).sum(-1)
 
-    def inverse(self, y: Tensor) -> Tensor:
-        """z with f(z) = y, given this step's context: D passes, each fixing one more degree."""
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """z with f(z) = y, given this step's context, and log |det df/dz| there: D passes, each
+        fixing one more degree.  The last pass's gates saw z exact in every degree < D, which is
+        all (m_i, sigma_i) depend on, so they are the gates at z: the log-det needs no extra pass."""
         z = torch.zeros_like(y)
         for _ in range(y.shape[-1]):
             m, s = self._gate(z)
             sigma = torch.sigmoid(s)
             z = (y - (1 - sigma) * m) / sigma
-        return z
+        return z, F.logsigmoid(s).sum(-1)
 
     @staticmethod
     def cat(parts: list["IAFStep"]) -> "IAFStep":

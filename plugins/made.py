@@ -62,14 +62,21 @@ class MADE(nn.Module):
         self.register_buffer("in_degrees", in_degrees.clone(), persistent=False)
         self.register_buffer("out_degrees", out_degrees.clone(), persistent=False)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def project_context(self, context: Tensor) -> Tensor:
+        """The context's contribution to the first hidden layer (compute once, reuse over many passes)."""
+        return self.context(context)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, *, projected: Tensor | None = None) -> Tensor:
+        """``context`` ``[..., n_ctx]``, or ``projected`` = ``project_context(context)`` ``[..., hidden[0]]``."""
         h = x
         for i, layer in enumerate(self.hidden):
             h = layer(h)
             if i == 0 and self.context is not None:
-                if context is None:
-                    raise ValueError("this MADE was built with a context input: pass context=")
-                h = h + self.context(context)
+                if projected is None:
+                    if context is None:
+                        raise ValueError("this MADE was built with a context input: pass context=")
+                    projected = self.context(context)
+                h = h + projected
             h = self.act(h)
         return self.out(h)
 
