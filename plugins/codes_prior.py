@@ -124,6 +124,8 @@ class AutoregressiveCodes(_CodesPrior):
 
     # the conformance kit's small model: the exact categorical posterior of a one-position latent
     zoo_test_components = {"encoder": {"name": "gmm-posterior"}, "decoder": {"name": "gmm"}}
+    notes = {"kl_per_dim": "not defined: an autoregressive prior does not factorise over positions "
+                           "(the rate is sum_l -log p(k_l | k_<l))"}
 
     def __init__(self, *, latent_shape, data_shape=None, hidden: list[int] = (256,), activation: str = "relu"):
         super().__init__(latent_shape, "the autoregressive-codes prior")

@@ -60,6 +60,7 @@ class MAFPrior(nn.Module):
     """p(z) = N(f(z); 0, I) |det df/dz| with ``layers`` MADE layers (``depth`` hidden layers of ``hidden`` units)."""
 
     exact = True
+    notes = {"kl_per_dim": "not defined: the MAF prior does not factorise over latent dimensions"}
 
     def __init__(self, *, latent_shape, data_shape=None, layers: int = 4, hidden: int = 64, depth: int = 2,
                  activation: str = "relu"):

@@ -134,6 +134,8 @@ class VonMisesFisher:
     x: Tensor | None = None
     decoder: nn.Module | None = None
 
+    notes = {"kl_per_dim": "not defined: a density on the sphere does not factorise over the coordinates of R^m"}
+
     def __post_init__(self) -> None:
         self._score: tuple[Tensor, Tensor] | None = None
 

@@ -164,6 +164,17 @@ def test_maf_layer_is_autoregressive():
     assert (torch.tril(jac, -1).abs() > 0).any()
 
 
+def test_maf_prior_under_a_gaussian_encoder_splits_the_rate(tmp_path):
+    result, _ = train_and_reload(card_text(latent="[3]", encoder="{name: mlp, hidden: [32]}", decoder=DEC,
+                                           prior="{name: maf, layers: 2, hidden: 16}", steps=60),
+                                 tmp_path / "maf", "tiny-maf")
+    r = result.report
+    # the rate is a one-sample estimate, the split uses 10 samples per point: equal up to MC noise
+    assert r["mutual_information"] + r["marginal_kl"] == pytest.approx(r["rate"], abs=0.3)
+    assert 0 < r["mutual_information"] <= math.log(r["n"])
+    assert r["kl_per_dim"] is None and "does not factorise" in r["kl_per_dim_note"]
+
+
 @pytest.mark.parametrize("latent_shape", [(2,), (5,)])
 def test_maf_prior_conforms(latent_shape):
     report = check_prior("maf", latent_shape=latent_shape, prior_args={"layers": 3, "hidden": 16}, mc_samples=100_000)

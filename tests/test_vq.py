@@ -125,6 +125,7 @@ def test_learned_autoregressive_prior_lowers_the_rate_below_L_log_K(runs):
     result, model = runs["autoregressive"]
     r = result.report
     assert r["rate"] < math.prod(GRID) * math.log(K) - 0.5
+    assert r["kl_per_dim"] is None and "does not factorise over positions" in r["kl_per_dim_note"]
     assert r["mutual_information"] + r["marginal_kl"] == pytest.approx(r["rate"], abs=1e-3)
     with torch.no_grad():  # the rate is -log p(k(x)) of the autoregressive prior, exactly
         q = model.encode(torch.rand(5, 1, 8, 8))
@@ -212,3 +213,18 @@ def test_autoregressive_codes_prior_is_autoregressive():
     a, b = prior.conditionals(z), prior.conditionals(changed)
     assert torch.allclose(a[:, :3], b[:, :3])                            # positions 0..2 do not see it
     assert not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_zoo_diagnose_command_on_a_vq_run(runs, capsys):
+    from zoo.cli import main
+
+    result, _ = runs["uniform"]
+    assert main(["diagnose", str(result.folder), "--k", "2", "--max-points", "100"]) == 0
+    out = capsys.readouterr().out
+    assert f"/ {K} codes used, perplexity" in out and "equals the ELBO" in out
+    assert main(["diagnose", str(result.folder), "--k", "2", "--max-points", "100", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["rate"] == pytest.approx(math.prod(GRID) * math.log(K), abs=1e-4)
+    assert report["mutual_information"] + report["marginal_kl"] == pytest.approx(report["rate"], abs=1e-3)

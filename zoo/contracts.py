@@ -34,8 +34,6 @@ Optional, posterior
                             entry of a shared codebook per position (VQ-VAE); diagnose reports codebook
                             usage and perplexity, the discrete analogue of active units
     ``fixed = True``        a parameter-free noising process (no active units, no MI to report)
-    ``notes: dict``         why a diagnostic is not available or how it is estimated for this posterior,
-                            by key ``mi``, ``nll``, ``kl_per_dim``, ``active_units`` (shown by ``zoo diagnose``)
 
 Optional, prior
     ClosedFormCrossEntropy  ``cross_entropy(q) -> [B]`` = -E_q log p(z) in closed form
@@ -60,6 +58,9 @@ Optional, any component
     ``posterior_type``      (encoders) the class ``forward`` returns, so combinations are checked
                             before any data is seen
     ``test_shapes``         ``{"latent_shape": ..., "data_shape": ...}`` the conformance kit should use
+    ``notes: dict``         (posteriors and priors) why a diagnostic is not available or how it is
+                            estimated for this component, by key ``mi``, ``nll``, ``kl_per_dim``,
+                            ``active_units`` (added to ``zoo diagnose``'s estimator texts)
 
 Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, Sampler, DataSource, Command.
 """
@@ -374,10 +375,10 @@ NOTE_KEYS = ("mi", "nll", "kl_per_dim", "active_units")
 MANIFOLDS = ("sphere",)
 
 
-def notes_of(posterior: Any) -> dict[str, str]:
-    """The posterior's declared ``notes``: diagnostic key (``NOTE_KEYS``) -> why it is not available
-    or how it is estimated for this posterior (e.g. a flow with no inverse has no aggregate posterior)."""
-    value = getattr(posterior, "notes", None)
+def notes_of(component: Any) -> dict[str, str]:
+    """A posterior's or prior's declared ``notes``: diagnostic key (``NOTE_KEYS``) -> why it is not
+    available or how it is estimated for it (e.g. a flow with no inverse has no aggregate posterior)."""
+    value = getattr(component, "notes", None)
     if not isinstance(value, dict):
         return {}
     return {k: v for k, v in value.items() if k in NOTE_KEYS and isinstance(v, str)}

@@ -14,8 +14,8 @@ posterior (q(z|x) = p(z) for all x) reads I = 0, not log N.
 
 A posterior that picks codebook entries (``zoo.contracts.Codebook``, VQ-VAE) also gets codebook
 usage (codes assigned at least once) and perplexity exp(H[code frequencies]) <= usage <= K.  A
-posterior's declared ``notes`` say why a diagnostic is not available or how it is estimated for it
-(they are added to the estimator texts).
+posterior's or prior's declared ``notes`` say why a diagnostic is not available or how it is
+estimated for it (they are added to the estimator texts).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
             report.update(_iwae(model, data, iwae_k, batch_size))
         if evaluation.exact:
             report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
-        _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None)
+        _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
     likelihood = model.decoder.likelihood
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete})
@@ -114,9 +114,10 @@ def codebook_usage(posteriors: list) -> dict[str, Any]:
     return {"codebook_size": k, "codebook_usage": int((counts > 0).sum()), "codebook_perplexity": math.exp(entropy)}
 
 
-def _add_notes(report: dict[str, Any], posterior) -> None:
-    """The posterior's declared notes (zoo.contracts.notes_of) into the report's estimator texts."""
-    notes = c.notes_of(posterior)
+def _add_notes(report: dict[str, Any], posterior, prior) -> None:
+    """The prior's and the posterior's declared notes (zoo.contracts.notes_of) into the report's
+    estimator texts (the posterior's note wins where both give one)."""
+    notes = {**c.notes_of(prior), **c.notes_of(posterior)}
     if "mi" in notes:
         unavailable = report.get("mutual_information") is None
         report["mi_estimator"] = notes["mi"] if unavailable else f"{report['mi_estimator']}; {notes['mi']}"
