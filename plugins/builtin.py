@@ -18,6 +18,10 @@ def register_encoders(register):
     register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
     register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
     register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
+    register("flow", "zoo_plugins.flow_posterior:FlowEncoder")
+    register("vq", "zoo_plugins.vq:VQEncoder")
+    register("gumbel", "zoo_plugins.gumbel:GumbelEncoder")
+    register("vmf", "zoo_plugins.spherical:VMFEncoder")
 
 
 @hookimpl
@@ -26,6 +30,7 @@ def register_decoders(register):
     register("conv", "zoo_plugins.decoders:ConvDecoder")
     register("gmm", "zoo_plugins.gmm:GMMDecoder")
     register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
+    register("vq", "zoo_plugins.vq:VQDecoder")
 
 
 @hookimpl
@@ -35,6 +40,10 @@ def register_priors(register):
     register("categorical", "zoo_plugins.gmm:CategoricalPrior")
     register("vampprior", "zoo_plugins.vampprior:VampPrior")
     register("realnvp", "zoo_plugins.flows:RealNVPPrior")
+    register("maf", "zoo_plugins.maf:MAFPrior")
+    register("categorical-codes", "zoo_plugins.codes_prior:CategoricalCodes")
+    register("autoregressive-codes", "zoo_plugins.codes_prior:AutoregressiveCodes")
+    register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
 

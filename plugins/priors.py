@@ -31,8 +31,11 @@ class StandardNormal(nn.Module):
         """-E_q[log p(z)] = 1/2 sum_d (mu_d^2 + sigma_d^2 + log 2pi), nats."""
         return sum_event(0.5 * (q.mean ** 2 + (2 * q.log_scale).exp() + LOG_2PI), len(self.latent_shape))
 
-    def kl_per_dim(self, q: DiagGaussian) -> Tensor:
-        """KL(q(z_d|x) || N(0,1)) for every latent dimension, [B, *latent_shape]."""
+    def kl_per_dim(self, q: DiagGaussian) -> Tensor | None:
+        """KL(q(z_d|x) || N(0,1)) for every latent dimension, [B, *latent_shape]; None unless q is a
+        diagonal Gaussian (e.g. a flow posterior, whose KL does not split per dimension)."""
+        if not isinstance(q, DiagGaussian):
+            return None
         return gaussian_kl_standard_normal(q.mean, q.log_scale)
 
 

@@ -30,17 +30,22 @@ Optional, posterior
     PerDimLogProb           ``log_prob_per_dim(z)``: log q elementwise (per latent dimension)
     AggregatePosterior      ``cross_log_prob(z) -> [M, B]`` and ``cat(parts)``: exact aggregate posterior
     EnumerablePosterior     ``enumerate() -> (values [K, ...], log q [B, K])``: a small discrete support
+    Codebook                ``codes() -> long [B, *positions]`` and ``num_codes``: a posterior that picks one
+                            entry of a shared codebook per position (VQ-VAE); diagnose reports codebook
+                            usage and perplexity, the discrete analogue of active units
     ``fixed = True``        a parameter-free noising process (no active units, no MI to report)
 
 Optional, prior
     ClosedFormCrossEntropy  ``cross_entropy(q) -> [B]`` = -E_q log p(z) in closed form
-    PerDimKL                ``kl_per_dim(q) -> [B, *latent_shape]``
+    PerDimKL                ``kl_per_dim(q) -> [B, *latent_shape]`` (or None for a posterior it has none for)
     StructuredInference     ``infer(q) -> (z, rate [B], extras)`` for structured posteriors
     SurrogateLoss           ``training_loss(q, name) -> (loss, ELBO)``, e.g. DDPM's L_simple
     DiscreteSupport         ``support() -> [K, *latent_shape]``: log_prob sums to 1 over it
     ``exact = False``       log_prob is a (possibly stochastic) lower bound, not log p(z)
     ``estimator: str``      how the rate is estimated (shown by ``zoo diagnose``)
     ``samplers: tuple``     names of registered samplers that draw from this prior (``zoo sample --steps``)
+    ``manifold = "sphere"`` z lies on the unit sphere S^{d-1} and log_prob is a density w.r.t. its surface
+                            measure (the conformance kit integrates over the sphere)
 
 Optional, likelihood
     ParametricLikelihood    ``params_per_dim`` and ``likelihood(params) -> Observation``: usable by
@@ -53,6 +58,9 @@ Optional, any component
     ``posterior_type``      (encoders) the class ``forward`` returns, so combinations are checked
                             before any data is seen
     ``test_shapes``         ``{"latent_shape": ..., "data_shape": ...}`` the conformance kit should use
+    ``notes: dict``         (posteriors and priors) why a diagnostic is not available or how it is
+                            estimated for this component, by key ``mi``, ``nll``, ``kl_per_dim``,
+                            ``active_units`` (added to ``zoo diagnose``'s estimator texts)
 
 Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, Sampler, DataSource, Command.
 """
@@ -66,11 +74,11 @@ from torch import Tensor
 
 __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "Encoder", "Decoder", "Prior",
-    "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior",
+    "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior", "Codebook",
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
     "Converter", "Fitter", "Sampler", "SamplerOption", "DataSource",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
-    "posterior_type", "REQUIRED",
+    "posterior_type", "notes_of", "manifold_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
 ]
 
 
@@ -194,6 +202,16 @@ class EnumerablePosterior(Protocol):
         """(values ``[K, *latent_shape]``, log q(z_k|x) ``[B, K]``)."""
 
 
+@runtime_checkable
+class Codebook(Protocol):
+    """A posterior that assigns one of ``num_codes`` shared codebook entries to each latent position."""
+
+    num_codes: int
+
+    def codes(self) -> Tensor:
+        """The code index chosen at each position, integer ``[B, *positions]``."""
+
+
 # ------------------------------------------------------------------------------- optional: prior
 
 @runtime_checkable
@@ -204,8 +222,9 @@ class ClosedFormCrossEntropy(Protocol):
 
 @runtime_checkable
 class PerDimKL(Protocol):
-    def kl_per_dim(self, q: Any) -> Tensor:
-        """KL(q(z_d|x) || p(z_d)) per latent dimension, ``[B, *latent_shape]``."""
+    def kl_per_dim(self, q: Any) -> Tensor | None:
+        """KL(q(z_d|x) || p(z_d)) per latent dimension, ``[B, *latent_shape]``; None when this
+        posterior's KL does not split per dimension in closed form (diagnose then reports none)."""
 
 
 @runtime_checkable
@@ -350,6 +369,25 @@ def declared_samplers(prior: Any) -> tuple[str, ...]:
     """Names of the registered samplers the prior says draw from it."""
     value = getattr(prior, "samplers", ())
     return tuple(value) if isinstance(value, (tuple, list)) else ()
+
+
+NOTE_KEYS = ("mi", "nll", "kl_per_dim", "active_units")
+MANIFOLDS = ("sphere",)
+
+
+def notes_of(component: Any) -> dict[str, str]:
+    """A posterior's or prior's declared ``notes``: diagnostic key (``NOTE_KEYS``) -> why it is not
+    available or how it is estimated for it (e.g. a flow with no inverse has no aggregate posterior)."""
+    value = getattr(component, "notes", None)
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if k in NOTE_KEYS and isinstance(v, str)}
+
+
+def manifold_of(prior: Any) -> str | None:
+    """The manifold the prior's z lies on (``"sphere"``: the unit sphere), if it declares one."""
+    value = getattr(prior, "manifold", None)
+    return value if value in MANIFOLDS else None
 
 
 def posterior_type(encoder: Any) -> type | None:

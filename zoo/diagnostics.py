@@ -11,6 +11,11 @@ aggregate posterior of the evaluated set, q(z) = 1/N sum_n q(z|x_n):
 H[q(z)] is a Monte Carlo average of -log q(z) over z ~ q(z|x_n); every other term is in closed
 form where the posterior and prior allow it, so the identity holds exactly and a collapsed
 posterior (q(z|x) = p(z) for all x) reads I = 0, not log N.
+
+A posterior that picks codebook entries (``zoo.contracts.Codebook``, VQ-VAE) also gets codebook
+usage (codes assigned at least once) and perplexity exp(H[code frequencies]) <= usage <= K.  A
+posterior's or prior's declared ``notes`` say why a diagnostic is not available or how it is
+estimated for it (they are added to the estimator texts).
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         torch.manual_seed(seed)
         evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
+        report.update(codebook_usage(evaluation.posteriors))
         posterior = _concat(evaluation.posteriors)
         report.update(aggregate_posterior_split(model, posterior, mi_samples))
         if not c.is_exact(model.prior) and iwae_k > 0:
@@ -66,6 +72,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
             report.update(_iwae(model, data, iwae_k, batch_size))
         if evaluation.exact:
             report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
+        _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
     likelihood = model.decoder.likelihood
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete})
@@ -105,6 +112,32 @@ def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
         report["posterior_mean_variance"] = variance.tolist()
         report["active_threshold"] = ACTIVE_THRESHOLD
     return report
+
+
+def codebook_usage(posteriors: list) -> dict[str, Any]:
+    """Codes used at least once and the perplexity exp(-sum_k f_k log f_k) of the code frequencies f
+    over every position of every image (van den Oord et al. 2017's codebook perplexity)."""
+    if not posteriors or not c.has(posteriors[0], c.Codebook):
+        return {}
+    k = int(posteriors[0].num_codes)
+    counts = sum(torch.bincount(q.codes().flatten().cpu(), minlength=k) for q in posteriors).double()
+    freq = counts / counts.sum()
+    entropy = float(-(freq * freq.clamp(min=1e-300).log()).sum())
+    return {"codebook_size": k, "codebook_usage": int((counts > 0).sum()), "codebook_perplexity": math.exp(entropy)}
+
+
+def _add_notes(report: dict[str, Any], posterior, prior) -> None:
+    """The prior's and the posterior's declared notes (zoo.contracts.notes_of) into the report's
+    estimator texts (the posterior's note wins where both give one)."""
+    notes = {**c.notes_of(prior), **c.notes_of(posterior)}
+    if "mi" in notes:
+        unavailable = report.get("mutual_information") is None
+        report["mi_estimator"] = notes["mi"] if unavailable else f"{report['mi_estimator']}; {notes['mi']}"
+    if "nll" in notes and report.get("nll_estimator"):
+        report["nll_estimator"] = f"{report['nll_estimator']}; {notes['nll']}"
+    for key in ("kl_per_dim", "active_units"):
+        if key in notes and not report.get(f"{key}_note"):
+            report[f"{key}_note"] = notes[key]
 
 
 def _concat(posteriors: list):
@@ -172,9 +205,14 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("active_units") is not None:
         lines.append(f"  active units (Cov_x E_q[z_d] > {report['active_threshold']}): "
                      f"{report['active_units']} / {report['latent_dims']}")
+    if report.get("codebook_size"):
+        lines.append(f"  codebook: {report['codebook_usage']} / {report['codebook_size']} codes used, perplexity "
+                     f"{report['codebook_perplexity']:.2f}")
     if report.get("kl_per_dim"):
         kl = ", ".join(f"{v:.2f}" for v in report["kl_per_dim"][:64])
         lines.append(f"  KL per latent dim (nats): [{kl}{', ...' if len(report['kl_per_dim']) > 64 else ''}]")
+    elif report.get("kl_per_dim_note"):
+        lines.append(f"  KL per latent dim: {report['kl_per_dim_note']}")
     for key, value in report.items():
         if key.startswith("kl_layer") or key == "kl_per_layer":
             lines.append(f"  {key}: {value}")

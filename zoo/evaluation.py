@@ -45,7 +45,10 @@ def evaluate(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: boo
             terms.setdefault(key, []).append(value.detach().float().cpu())
         if keep_posteriors:
             posteriors.append(q)
-        if per_dim:
-            kl_dims.append(model.prior.kl_per_dim(q).detach().float().cpu())
+        if per_dim:  # None: the prior has no per-dimension KL for this kind of posterior
+            kl = model.prior.kl_per_dim(q)
+            per_dim = kl is not None
+            if per_dim:
+                kl_dims.append(kl.detach().float().cpu())
     return Evaluation(len(data), {k: torch.cat(v) for k, v in terms.items()}, posteriors,
-                      torch.cat(kl_dims) if kl_dims else None, exact and len(data) > 0)
+                      torch.cat(kl_dims) if kl_dims and per_dim else None, exact and len(data) > 0)

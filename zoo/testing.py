@@ -20,9 +20,12 @@ Prior checks:
   normalised    the density integrates to 1: exactly over ``prior.support()`` for a discrete
                 prior, else by importance sampling with a wide Gaussian fitted to the prior's
                 samples (a Monte Carlo check, done only where ``prior.exact`` is true);
-                the mean of sample() agrees with the importance-sampled mean of log_prob
+                the mean of sample() agrees with the importance-sampled mean of log_prob.
+                A prior declaring ``manifold = "sphere"``: its samples lie on the unit sphere and
+                the density integrates to 1 w.r.t. the surface measure (uniform proposal there)
   gradients     log_prob is finite and differentiable in z (continuous z) and reaches every
-                trainable parameter of the prior
+                trainable parameter of the prior (a parameter-free prior on the sphere may be
+                constant: its gradient is then zero everywhere)
   dtype/device  after ``model.to(float64)`` samples and log_prob are float64 (and back); samples
                 follow the module to CUDA when there is one
   safetensors   the model's state dict round-trips through safetensors: same log_prob
@@ -128,9 +131,11 @@ def _build(setup: _Setup):
         spec = dict(setup.parts.get(kind) or DEFAULT_PARTS[kind])
         entry = get_registry().get(kind, spec.pop("name"))
         built[kind] = entry.factory(**shapes, **spec)
+    # a component may name the objective it trains with (e.g. the VQ-VAE loss): the kit trains on it
+    config = {"objective": dict(setup.parts["objective"])} if setup.parts.get("objective") else {}
     return LatentModel(built["encoder"], built["decoder"], built["prior"], data_shape=setup.data_shape,
                        latent_shape=setup.latent_shape, name=f"conformance-{type(built[setup.kind]).__name__}",
-                       sources={setup.kind: repr(setup.name)})
+                       sources={setup.kind: repr(setup.name)}, config=config)
 
 
 def build_test_model(factory_or_name, *, latent_shape=None, data_shape=None,
@@ -236,6 +241,8 @@ def _check_generator(c: _Check, prior) -> None:
 def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) -> None:
     import torch
 
+    from zoo.contracts import manifold_of
+
     if not _exact(prior):
         c.skip("normalised", "prior.exact is False: log_prob is a bound, not a normalised density")
         return
@@ -250,6 +257,9 @@ def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) 
             err = (draws.flatten(1).mean(0) - expected).abs().max().item()
             c.ok(err < 0.03, "normalised", f"sample() frequencies differ from exp(log_prob) by {err:.3f}")
             c.passed("normalised")
+            return
+        if manifold_of(prior) == "sphere":
+            _check_normalised_on_sphere(c, prior, shape, mc_samples)
             return
         d = math.prod(shape)
         if d > 8:
@@ -276,6 +286,29 @@ def _check_normalised(c: _Check, prior, shape, discrete: bool, mc_samples: int) 
     c.passed("normalised")
 
 
+def _check_normalised_on_sphere(c: _Check, prior, shape, mc_samples: int) -> None:
+    """Samples on S^{d-1}; E_uniform[p(u) |S^{d-1}|] = 1 (importance sampling with the uniform proposal)."""
+    import torch
+
+    d = math.prod(shape)
+    ref = prior.sample(20_000).double().reshape(20_000, d)
+    off = float((ref.norm(dim=1) - 1).abs().max())
+    c.ok(off < 1e-4, "normalised", f"sample() gives points {off:.2e} off the unit sphere the prior declares")
+    u = torch.randn(mc_samples, d, dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    log_area = math.log(2) + 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d)
+    log_p = torch.cat([prior.log_prob(chunk.reshape(-1, *shape).to(_dtype(prior))).double()
+                       for chunk in u.split(50_000)])
+    w = (log_p + log_area).exp()
+    z_hat, se = float(w.mean()), float(w.std() / math.sqrt(len(w)))
+    c.ok(abs(z_hat - 1) < max(0.03, 5 * se), "normalised",
+         f"the density integrates to {z_hat:.4f} +- {se:.4f} over the sphere (uniform importance sampling), not 1")
+    gap = float(((w[:, None] * u).sum(0) / w.sum() - ref.mean(0)).abs().max() / ref.std(0).clamp(min=1e-3).max())
+    c.ok(gap < 0.1, "normalised", f"the mean of sample() and the mean of exp(log_prob) on the sphere differ by {gap:.3f}")
+    c.report["integral"] = z_hat
+    c.passed("normalised")
+
+
 def _dtype(prior):
     for t in list(prior.parameters()) + list(prior.buffers()):
         if t.dtype.is_floating_point:
@@ -288,6 +321,8 @@ def _dtype(prior):
 def _check_gradients(c: _Check, prior, shape, discrete: bool) -> None:
     import torch
 
+    from zoo.contracts import manifold_of
+
     z = prior.sample(16).detach()
     if not discrete:
         z.requires_grad_(True)
@@ -296,6 +331,13 @@ def _check_gradients(c: _Check, prior, shape, discrete: bool) -> None:
     inputs = ([z] if not discrete else []) + [p for _, p in trainable]
     if not inputs:
         c.skip("gradients", "no continuous z and no trainable parameters")
+        return
+    if not lp.requires_grad and not trainable and manifold_of(prior) == "sphere":
+        values = prior.log_prob(z.detach())
+        c.ok(bool(torch.isfinite(values).all()) and torch.allclose(values, values[0].expand_as(values)), "gradients",
+             "log_prob has no graph in z, so it must be the constant density of a uniform prior on the sphere")
+        c.report.setdefault("notes", {})["gradients"] = "log_prob is constant on the sphere: d log p / dz = 0"
+        c.passed("gradients")
         return
     c.ok(lp.requires_grad, "gradients", "log_prob is not differentiable (no graph)")
     grads = torch.autograd.grad(lp, inputs, allow_unused=True)
@@ -374,14 +416,18 @@ def _check_in_vae(c: _Check, model, data_shape, steps: int, part: str) -> None:
     own = [(n, p) for n, p in getattr(model, part).named_parameters() if p.requires_grad]
     model.train()
     for step in range(steps):
-        loss = model.elbo(x).loss(1.0)
+        loss = model.objective(x)[0]
         c.ok(bool(torch.isfinite(loss.detach())), "in a VAE", f"the ELBO loss is not finite at step {step}: {loss.item()}")
         opt.zero_grad()
         loss.backward()
         for pname, p in own:
             c.ok(p.grad is not None, "in a VAE", f"the ELBO gives no gradient to the {part}'s parameter {pname!r}")
         opt.step()
-    c.ok(model.log_likelihood(x[:4], k=3).isfinite().all(), "in a VAE", "the IWAE bound is not finite")
+    model.eval()  # the IWAE bound is an evaluation (e.g. a Gumbel-softmax posterior samples exactly in eval mode)
+    with torch.no_grad():
+        bound = model.log_likelihood(x[:4], k=3)
+    model.train()
+    c.ok(bound.isfinite().all(), "in a VAE", "the IWAE bound is not finite")
     c.passed("in a VAE")
 
 
@@ -429,15 +475,17 @@ def check_encoder(factory_or_name, *, latent_shape=None, data_shape=None, args: 
         model = _build(setup)
         x = model.prepare(_data(setup.data_shape))
         b, shape = x.shape[0], setup.latent_shape
+        model.eval()  # the posterior's own members in evaluation mode (e.g. exact, not relaxed, samples)
         q = model.posterior(x)
         _check_members(c, q, k.Posterior, "the posterior it returns")
         c.passed("members")
         z = q.rsample()
+        lp = q.log_prob(z)       # a posterior may only score its own latest samples (planar / radial flows)
         zs = q.rsample(5)
+        lps = q.log_prob(zs)
         c.ok(tuple(z.shape) == (b, *shape), "shapes", f"rsample() should be {[b, *shape]}, got {list(z.shape)}")
         c.ok(tuple(zs.shape) == (5, b, *shape), "shapes", f"rsample(5) should be {[5, b, *shape]}, got {list(zs.shape)}")
         c.ok(tuple(q.mean.shape) == (b, *shape), "shapes", f"mean should be {[b, *shape]}, got {list(q.mean.shape)}")
-        lp, lps = q.log_prob(z), q.log_prob(zs)
         c.ok(tuple(lp.shape) == (b,), "shapes", f"log_prob of [B, ...] should be [{b}], got {list(lp.shape)}")
         c.ok(tuple(lps.shape) == (5, b), "shapes", f"log_prob of [5, B, ...] should be [5, {b}], got {list(lps.shape)}")
         c.ok(bool(torch.isfinite(lp).all()), "shapes", "log_prob of its own samples is not finite")
@@ -465,9 +513,10 @@ def check_encoder(factory_or_name, *, latent_shape=None, data_shape=None, args: 
                 c.passed("aggregate")
             else:
                 c.skip("aggregate", "no cross_log_prob/cat: diagnose reports I_q(x;z) as not available")
+        model.train()
         trainable = [(n, p) for n, p in model.encoder.named_parameters() if p.requires_grad]
         if trainable and not k.is_fixed(q):
-            loss = model.elbo(x, prepared=True).loss()
+            loss = model.objective(x, prepared=True)[0]
             grads = torch.autograd.grad(loss, [p for _, p in trainable], allow_unused=True)
             reached = [n for (n, _), g in zip(trainable, grads) if g is not None]
             c.ok(reached, "gradients", "the ELBO gives no gradient to any of the encoder's parameters")
