@@ -114,11 +114,13 @@ def test_diagnose_reports_bound_in_bpd_and_the_lt_curve(tmp_path):
     assert report["elbo_bpd"] > 0 and report["nll"] == pytest.approx(-report["elbo"])
     assert report["iwae_k"] == 0 and "no IWAE" in report["nll_estimator"]
     curve = report["L_t"]
-    assert len(curve) == 30 and sum(v is not None for v in curve) == 5 and curve[0] is None
+    # each image draws its own 5 stratified steps (independent per-image bounds): together they cover more
+    evaluated = sum(v is not None for v in curve)
+    assert len(curve) == 30 and 5 <= evaluated <= 29 and curve[0] is None
     assert "stratified" in report["rate_estimator"] and report["L_T"] >= 0
     assert report["mutual_information"] is None and report["active_units"] is None
     text = zoo.format_report(report)
-    assert "per-timestep terms L_t" in text and "5 of 30 steps" in text
+    assert "per-timestep terms L_t" in text and f"{evaluated} of 30 steps" in text
     assert plot_bound_curve(report, tmp_path / "lt.png").stat().st_size > 1000
     json.dumps(report)
 

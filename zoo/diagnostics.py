@@ -34,12 +34,14 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_
 
 @torch.no_grad()
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
-             iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int = 0,
+             iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int | None = None,
              image_key: str | None = None) -> dict[str, Any]:
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
 
     ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
-    or images; ``iwae_k=0`` skips the IWAE estimate."""
+    or images; ``iwae_k=0`` skips the IWAE estimate.  ``seed`` fixes every random draw; the default is
+    a seed of the model's own (from its name), so the Monte Carlo errors of two models are independent.
+    Every Monte Carlo number comes with its standard error over the N images (``KEY_se``)."""
     from zoo.errors import InputError
 
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
@@ -55,27 +57,32 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     data = data[:max_points]
     if len(data) == 0:
         raise InputError(f"diagnose: no images to evaluate ({source}, split {split!r} is empty)")
+    seed = default_seed(model) if seed is None else seed
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
         report.update(codebook_usage(evaluation.posteriors))
         posterior = _concat(evaluation.posteriors)
-        report.update(aggregate_posterior_split(model, posterior, mi_samples))
-        if not c.is_exact(model.prior) and iwae_k > 0:
+        report.update(aggregate_posterior_split(model, posterior, mi_samples, rate=report["rate"]))
+        if evaluation.exact:
+            # the ELBO of an exact discrete posterior is log p(x) itself: no importance sampling to do
+            report.update({"nll": -report["elbo"], "nll_se": report["elbo_se"], "iwae_k": 0, "nll_kind": "exact",
+                           "nll_estimator": "exact: log p(x) summed over the discrete latent's support"})
+        elif not c.is_exact(model.prior):
             # log p(z) is itself a stochastic bound (e.g. a diffusion prior): importance weights built
             # from it are not unbiased, so the IWAE value would not be a bound; report the ELBO's
-            report.update({"nll": -report["elbo"], "iwae_k": 0,
+            report.update({"nll": -report["elbo"], "nll_se": report["elbo_se"], "iwae_k": 0,
+                           "nll_kind": "negative ELBO",
                            "nll_estimator": "the negative ELBO (the model's variational bound); no IWAE: "
                                             "the prior's log p(z) is a stochastic bound (prior.exact = False)"})
         else:
             report.update(_iwae(model, data, iwae_k, batch_size))
-        if evaluation.exact:
-            report["nll_estimator"] = "exact: log p(x) summed over the discrete latent's support"
         _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
     likelihood = model.decoder.likelihood
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
-                   "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete})
+                   "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete, "seed": seed,
+                   "rate_kind": "upper bound" if not c.is_exact(model.prior) else "exact KL"})
     for key in ("elbo", "distortion", "rate", "nll"):
         if report.get(key) is not None:
             value = -report[key] if key == "elbo" else report[key]
@@ -83,10 +90,27 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     return report
 
 
+def default_seed(model: LatentModel) -> int:
+    """A seed of the model's own (a hash of its name): Monte Carlo errors of different models are independent."""
+    import zlib
+
+    return zlib.crc32(str(model.name).encode()) % (2 ** 31)
+
+
+def _mean_se(values: Tensor) -> tuple[float, float]:
+    """The mean of per-sample values and its standard error over the samples."""
+    v = values.double().flatten()
+    n = v.numel()
+    return float(v.mean()), (float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"))
+
+
 def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
     n = evaluation.n
     report: dict[str, Any] = {"n": n}
     for key, value in evaluation.terms.items():
+        if value.dim() == 1:  # a per-image term: its mean and the standard error over the N images
+            report[key], report[f"{key}_se"] = _mean_se(value)
+            continue
         mean = value.double().sum(0) / n
         report[key] = float(mean) if mean.dim() == 0 else mean.tolist()
     for key in [k for k in report if k.endswith("_count") and k[:-6] in report]:
@@ -146,42 +170,100 @@ def _concat(posteriors: list):
     return type(posteriors[0]).cat(posteriors)
 
 
-def aggregate_posterior_split(model: LatentModel, q, samples: int = 10) -> dict[str, Any]:
-    """I_q(x;z) and KL(q(z)||p(z)) with the exact aggregate posterior of the N points in ``q``."""
+def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate: float | None = None
+                              ) -> dict[str, Any]:
+    """I_q(x;z) and KL(q(z)||p(z)) with the exact aggregate posterior of the N points in ``q``.
+
+    Exact for a discrete posterior the model enumerates (sums over its K values).  Otherwise the
+    *paired* estimators of Poole et al. (2019), with the same z_ns ~ q(z|x_n) in both terms:
+
+        lower (InfoNCE)        1/NS sum_ns [log q(z_ns|x_n) - log 1/N sum_m q(z_ns|x_m)]        <= I_q, <= log N
+        upper (leave-one-out)  1/NS sum_ns [log q(z_ns|x_n) - log 1/(N-1) sum_{m!=n} q(z_ns|x_m)]  >= I_q
+
+    ``mutual_information`` is the lower bound (each point's term has expectation KL(q(z|x_n) || q(z))
+    >= 0), clipped to [0, rate] where Monte Carlo noise puts it outside; ``marginal_kl`` = rate - I_q,
+    never negative.  Near log N the lower bound is *saturated*: it then only says I_q >= log N, and an
+    identified value needs N well above e^rate (more points: ``--max-points``, or the training split)."""
     if q is None or not c.has(q, c.AggregatePosterior):
         return {"mutual_information": None, "marginal_kl": None,
                 "mi_estimator": "not available: the posterior has no cross_log_prob/cat"}
     n = q.mean.shape[0]
+    if n < 2:
+        return {"mutual_information": None, "marginal_kl": None,
+                "mi_estimator": "not available: the aggregate posterior needs at least 2 points"}
+    if model.enumerates(q) and c.has(model.prior, c.DiscreteSupport):
+        return _exact_discrete_split(model, q, rate)
     z = q.rsample(samples)                                     # [S, N, ...]
-    flat = z.reshape(samples * n, *z.shape[2:])
-    log_q_agg = torch.logsumexp(q.cross_log_prob(flat), dim=1) - math.log(n)   # log q(z), [S*N]
-    h_agg = float(-log_q_agg.mean())                                           # H[q(z)]
-    closed_entropy = c.has(q, c.ClosedFormEntropy)
-    h_cond = float(q.entropy().mean()) if closed_entropy else float(-q.log_prob(z).mean())
-    exact_prior = c.is_exact(model.prior)
-    if c.has(model.prior, c.ClosedFormCrossEntropy) and closed_entropy:
-        ce = float(model.prior.cross_entropy(q).mean())        # -E_q(z)[log p(z)], closed form
-    elif exact_prior:
-        ce = float(-model.prior.log_prob(z).mean())
-    else:  # a bound-valued log p(z) (e.g. a diffusion prior) is costly: one z per point
-        ce = float(-model.prior.log_prob(z[0]).mean())
-    estimator = (f"exact aggregate posterior over N={n} points, {samples} z-samples per point for H[q(z)]; "
-                 f"other terms closed form where available; I_q <= log N = {math.log(n):.2f}")
-    if not closed_entropy:
-        estimator += "; H[q(z|x)] by the same samples (the identity then holds up to MC noise)"
-    if not exact_prior:
-        estimator += "; marginal KL uses the prior's bound on log p(z) (prior.exact = False): an upper bound"
-    return {"mutual_information": h_agg - h_cond, "marginal_kl": ce - h_agg, "mi_estimator": estimator}
+    lower_terms, upper_terms = _paired_terms(q, z, n)
+    lower, lower_se = _mean_se(lower_terms.mean(0))           # per point, averaged over its S samples
+    upper, upper_se = _mean_se(upper_terms.mean(0))
+    log_n = math.log(n)
+    hi = rate if rate is not None and rate >= 0 else math.inf
+    mi = min(max(lower, 0.0), hi)
+    saturated = lower > 0.95 * log_n
+    estimator = (f"paired InfoNCE lower bound with the exact aggregate posterior over N={n} points, {samples} "
+                 f"z-samples per point (Poole et al. 2019; log q(z|x_n) and log q(z) from the same samples), "
+                 f"I_q <= log N = {log_n:.2f}; bracket up to the leave-one-out upper bound; standard errors over "
+                 f"the N points")
+    if mi != lower:
+        estimator += f"; clipped to [0, rate] (the estimate was {lower:.4f})"
+    if saturated:
+        estimator += (f"; SATURATED: within 5% of log N, so it only says I_q >= {lower:.2f}: evaluate more points "
+                      f"(--max-points, or --split train) for an identified value")
+    out = {"mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
+           "mutual_information_upper_se": upper_se, "mi_saturated": saturated, "mi_log_n": log_n,
+           "mi_estimator": estimator}
+    if rate is not None:
+        out["marginal_kl"] = rate - mi
+        out["marginal_kl_lower"] = max(rate - upper, 0.0)
+        if not c.is_exact(model.prior):
+            out["mi_estimator"] += ("; the rate is the prior's bound (prior.exact = False), so the marginal KL "
+                                    "= rate - I_q is an upper bound")
+    return out
+
+
+def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """[S, N] terms log q(z_ns|x_n) - log q(z_ns) and the same with x_n left out of the mixture.
+
+    log q(z_ns|x_n) is the diagonal of the same cross_log_prob matrix, so both terms are computed
+    alike (a collapsed posterior reads exactly 0); rows in chunks keep memory at chunk x N."""
+    lower = torch.empty(z.shape[0], n, dtype=torch.float64)
+    upper = torch.empty(z.shape[0], n, dtype=torch.float64)
+    for s in range(z.shape[0]):
+        for start in range(0, n, chunk):
+            rows = torch.arange(start, min(start + chunk, n))
+            cross = q.cross_log_prob(z[s, start:start + chunk]).double().cpu()   # [rows, N(x)]
+            own = cross[torch.arange(len(rows)), rows]
+            lower[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n))
+            cross[torch.arange(len(rows)), rows] = -math.inf                    # leave x_n out
+            upper[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n - 1))
+    return lower, upper
+
+
+def _exact_discrete_split(model: LatentModel, q, rate: float | None) -> dict[str, Any]:
+    """I_q and the marginal KL of an enumerable discrete posterior, as exact sums over its K values."""
+    values, log_q = q.enumerate()                              # [K, ...], [N, K]
+    log_q = log_q.double()
+    n = log_q.shape[0]
+    log_agg = torch.logsumexp(log_q, 0) - math.log(n)          # log q(z = k), [K]
+    log_p = model.prior.log_prob(values).double()              # [K]
+    mi, mi_se = _mean_se((log_q.exp() * (log_q - log_agg)).sum(1))   # KL(q(z|x_n) || q(z)) per point
+    marginal = float((log_agg.exp() * (log_agg - log_p)).sum())
+    return {"mutual_information": mi, "mutual_information_se": mi_se, "mutual_information_upper": mi,
+            "mi_saturated": mi > 0.95 * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
+            "marginal_kl_lower": marginal,
+            "mi_estimator": f"exact: sums over the {log_q.shape[1]} values of the discrete latent and the N={n} "
+                            f"points (I_q <= log N = {math.log(n):.2f}; rate = I_q + marginal KL exactly)"}
 
 
 def _iwae(model: LatentModel, data: Tensor, k: int, batch_size: int) -> dict[str, Any]:
     if k <= 0:
         return {"nll": None, "iwae_k": 0}
     chunk = max(1, min(batch_size, 20000 // k))
-    total = 0.0
-    for start in range(0, len(data), chunk):
-        total += float(model.log_likelihood(data[start:start + chunk], k).sum())
-    return {"nll": -total / len(data), "iwae_k": k,
+    values = torch.cat([model.log_likelihood(data[start:start + chunk], k).double().cpu()
+                        for start in range(0, len(data), chunk)])
+    mean, se = _mean_se(-values)
+    return {"nll": mean, "nll_se": se, "iwae_k": k, "nll_kind": f"IWAE, k={k}",
             "nll_estimator": f"importance-weighted bound (Burda et al. 2015), k={k}: an upper bound on the NLL"}
 
 
@@ -193,15 +275,27 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"model {report['model']} on {report['data']}"
              f"{' [' + report['split'] + ']' if report.get('split') else ''}: N={report['n']}, "
              f"likelihood {report['likelihood']}"]
-    rows = [("ELBO", report["elbo"], report.get("elbo_bpd")),
-            ("distortion  -E_q log p(x|z)", report["distortion"], report.get("distortion_bpd")),
-            ("rate  KL(q(z|x)||p(z))", report["rate"], report.get("rate_bpd")),
-            ("  = I_q(x;z)", report.get("mutual_information"), None),
-            ("  + KL(q(z)||p(z))", report.get("marginal_kl"), None),
-            (f"NLL (IWAE, k={report.get('iwae_k')})", report.get("nll"), report.get("nll_bpd"))]
+    def pm(key: str) -> str | None:
+        se = report.get(f"{key}_se")
+        return f"+- {se:.3f}" if isinstance(se, float) and math.isfinite(se) else None
+
+    rate_label = "rate  KL(q(z|x)||p(z))" if report.get("rate_kind") != "upper bound" else "rate  (upper bound on the KL)"
+    nll_label = {"exact": "NLL (exact)", "negative ELBO": "NLL <= -ELBO (bound)"}.get(
+        report.get("nll_kind"), f"NLL (IWAE, k={report.get('iwae_k')})")
+    mi_note = None
+    if report.get("mutual_information") is not None and report.get("mutual_information_upper") is not None:
+        mi_note = f"<= {report['mutual_information_upper']:.3f}" + (" SATURATED" if report.get("mi_saturated") else "")
+    rows = [("ELBO", report["elbo"], report.get("elbo_bpd"), pm("elbo")),
+            ("distortion  -E_q log p(x|z)", report["distortion"], report.get("distortion_bpd"), pm("distortion")),
+            (rate_label, report["rate"], report.get("rate_bpd"), pm("rate")),
+            ("  = I_q(x;z) (lower bound)" if mi_note else "  = I_q(x;z)", report.get("mutual_information"), None,
+             " ".join(v for v in (pm("mutual_information"), mi_note) if v) or None),
+            ("  + KL(q(z)||p(z))", report.get("marginal_kl"), None, None),
+            (nll_label, report.get("nll"), report.get("nll_bpd"), pm("nll"))]
     lines.append(f"  {'term':32s} {'nats':>12s} {'bits/dim':>10s}")
-    for label, nats, bpd in rows:
-        lines.append(f"  {label:32s} {f(nats):>12s} {f(bpd, '.4f') if bpd is not None else '':>10s}")
+    for label, nats, bpd, note in rows:
+        lines.append(f"  {label:32s} {f(nats):>12s} {f(bpd, '.4f') if bpd is not None else '':>10s}"
+                     f"{'  ' + note if note else ''}".rstrip())
     if report.get("active_units") is not None:
         lines.append(f"  active units (Cov_x E_q[z_d] > {report['active_threshold']}): "
                      f"{report['active_units']} / {report['latent_dims']}")

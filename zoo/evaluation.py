@@ -42,7 +42,7 @@ def evaluate(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: boo
         elbo, q = model.elbo_and_posterior(x)
         exact = exact and model.enumerates(q)
         for key, value in elbo.as_dict().items():
-            terms.setdefault(key, []).append(value.detach().float().cpu())
+            terms.setdefault(key, []).append(value.detach().double().cpu())
         if keep_posteriors:
             posteriors.append(q)
         if per_dim:  # None: the prior has no per-dimension KL for this kind of posterior

@@ -17,7 +17,8 @@ Paper step t is code index i = t - 1 (see :mod:`.schedule`): L_i for i >= 1 is t
 step i+1 -> i, computed with the UNet at index i.  With ``eval_timesteps: K`` the sum over
 i = 1..T-1 is estimated from K indices drawn by stratified uniform sampling (the range split into
 K contiguous strata of sizes n_j, one index u_j uniform in each, estimate sum_j n_j L_{u_j}),
-shared by the batch: unbiased, E = the full sum.  The strata grow quadratically with t (the first
+drawn independently for every image (so the per-image bounds are independent and their standard
+error over the images covers the timestep draw): unbiased, E = the full sum.  The strata grow quadratically with t (the first
 ones hold a single step, so the large early terms are exact; the tiny late terms share wide strata).  ``eval_timesteps: null`` evaluates every step
 (T - 1 UNet calls per batch).  Either way each L_i uses one fresh draw of x_{i+1} ~ q(.|x_0),
 as in Ho et al.
@@ -94,10 +95,11 @@ def _unet_config(spec: Any, channels: int, size: int) -> UNetConfig:
     return cfg
 
 
-def _strata(first: int, last: int, k: int | None, generator=None) -> tuple[Tensor, Tensor]:
+def _strata(first: int, last: int, k: int | None, generator=None, draws: int | None = None) -> tuple[Tensor, Tensor]:
     """Indices in [first, last] and their weights: all of them (weight 1) when ``k`` is None or
     covers the range, else one uniform index in each of k contiguous strata, weighted by the
-    stratum's size (unbiased for the sum over the range)."""
+    stratum's size (unbiased for the sum over the range).  ``draws=B``: an independent draw per
+    image, indices ``[k, B]`` (so per-image bounds are independent and their standard error is honest)."""
     n = last - first + 1
     if n <= 0:
         return torch.zeros(0, dtype=torch.long), torch.zeros(0)
@@ -112,8 +114,11 @@ def _strata(first: int, last: int, k: int | None, generator=None) -> tuple[Tenso
     for j in range(k - 1, 0, -1):
         edges[j] = min(edges[j], edges[j + 1] - 1)
     sizes = torch.tensor([edges[j + 1] - edges[j] for j in range(k)], dtype=torch.float64)
-    u = torch.rand(k, generator=generator, dtype=torch.float64)
-    idx = torch.tensor(edges[:-1], dtype=torch.float64) + torch.floor(u * sizes)
+    shape = (k,) if draws is None else (k, draws)
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    lo = torch.tensor(edges[:-1], dtype=torch.float64)
+    sz = sizes if draws is None else sizes[:, None]
+    idx = (lo if draws is None else lo[:, None]) + torch.floor(u * sz)
     return idx.long(), sizes.float()
 
 
@@ -182,21 +187,32 @@ class DDPMPrior(nn.Module):
         k = self.eval_timesteps
         how = (f"exact sum over all {T - 1} KL steps" if k is None or k >= T - 1 else
                f"unbiased stratified estimate from {k} of {T - 1} KL steps (one uniform t in each of {k} "
-               f"strata growing quadratically with t, weighted by stratum size), shared by the batch")
+               f"strata growing quadratically with t, weighted by stratum size), drawn per image")
+        if not self.pixel:  # the same chain as the prior of a VAE's latent (latent diffusion)
+            return (f"latent diffusion: rate = E_q log q(z|x) + L(z), an upper bound on KL(q(z|x)||p(z)); L(z) is the "
+                    f"DDPM bound on the continuous z (T={T}): L_T + L_0 (a Gaussian density, evaluated exactly) + "
+                    f"sum_(t=2..T) L_(t-1), {how}; one z_t ~ q(z_t|z) per term")
         return (f"DDPM variational bound (Ho et al. 2020 eq. 5), T={T}: rate = L_T + sum_(t=2..T) L_(t-1), {how}; "
                 f"distortion = L_0 (discretized Gaussian decoder at t=1); one x_t ~ q(x_t|x_0) per term")
 
     # -- the bound -------------------------------------------------------------------------------
     def _rate(self, x0: Tensor, first: int, continuous: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """L_T + the (sub-sampled) sum of L_first .. L_{T-1}, and the per-step curve for diagnose."""
-        T = self.num_timesteps
-        ts, weights = _strata(first, T - 1, self.eval_timesteps)
+        T, b = self.num_timesteps, x0.shape[0]
+        # one independent stratified draw per image: the per-image bounds are independent estimates
+        ts, weights = _strata(max(first, 1), T - 1, self.eval_timesteps, draws=b)
+        if ts.dim() == 1:  # every step evaluated: the same for all images
+            ts = ts[:, None].expand(len(ts), b)
+        if first == 0:  # L_0 (a continuous z's density term) exactly, never inside a sub-sampled stratum
+            ts = torch.cat([torch.zeros(1, b, dtype=ts.dtype), ts])
+            weights = torch.cat([torch.ones(1), weights])
         bound = variational_bound(self.schedule, self.unet, x0, timesteps=ts, weights=weights,
-                                  variance=self.variance, chunk=max(1, MAX_ROWS // max(x0.shape[0], 1)),
+                                  variance=self.variance, chunk=max(1, MAX_ROWS // max(b, 1)),
                                   continuous=continuous)
-        terms, b = bound.terms, x0.shape[0]
-        curve = terms.new_zeros(b, T).index_copy(1, ts.to(x0.device), terms.detach())
-        count = terms.new_zeros(b, T).index_fill(1, ts.to(x0.device), 1.0)
+        terms = bound.terms                                               # [B, K]
+        at = ts.T.to(x0.device)                                           # [B, K]
+        curve = terms.new_zeros(b, T).scatter(1, at, terms.detach())
+        count = terms.new_zeros(b, T).scatter(1, at, 1.0)
         return bound.total, {"L_T": bound.prior.detach(), "L_t": curve, "L_t_count": count}
 
     def infer(self, q) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

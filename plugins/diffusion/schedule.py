@@ -303,7 +303,8 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
     """Bound L = L_T + sum_{i=0}^{T-1} L_i on -log p(x_0) per sample (nats); the one implementation
     (the ``ddpm`` prior evaluates its bound through it).
 
-    Which indices i are evaluated (shared by the batch):
+    Which indices i are evaluated (shared by the batch, or ``timesteps`` of shape ``[K, B]``: one
+    column per image):
       * ``timesteps`` given: those, each term weighted by ``weights`` (default 1):
         L_hat = L_T + sum_k w_k L_{i_k}  (e.g. the prior's stratified sub-sample, E = the full sum);
       * else ``num_timesteps=None``: every i in 0..T-1 (exact sum);
@@ -319,6 +320,8 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
     uniform = timesteps is None and num_timesteps is not None
     if timesteps is not None:
         timesteps = torch.as_tensor(timesteps, dtype=torch.long).cpu()
+        if timesteps.dim() == 2 and timesteps.shape[1] != x0.shape[0]:
+            raise ValueError(f"timesteps of shape {list(timesteps.shape)}: expected [K] or [K, {x0.shape[0]}]")
     elif num_timesteps is None:
         timesteps = torch.arange(T, dtype=torch.long)
     else:
@@ -334,7 +337,8 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
     for start in range(0, len(timesteps), chunk):
         ts = timesteps[start:start + chunk]
         k = len(ts)
-        t = ts.to(x0.device).repeat_interleave(b)  # [k*B]: B rows at ts[0], then ts[1], ...
+        # [k*B]: B rows at ts[0], then ts[1], ... (a [k, B] chunk gives each image its own index)
+        t = (ts.reshape(-1) if ts.dim() == 2 else ts.repeat_interleave(b)).to(x0.device)
         x_rep = x0.repeat(k, *([1] * (x0.dim() - 1)))
         noise = torch.randn(x_rep.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         columns.append(step_terms(schedule, eps_model, x_rep, t, noise, variance, clip_x0, continuous).view(k, b).T)
@@ -346,7 +350,7 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
         body = (terms * torch.as_tensor(weights).to(terms)).sum(1)
     else:
         body = terms.sum(1)
-    exact = not uniform and weights is None and len(timesteps) == T and bool(
+    exact = not uniform and weights is None and timesteps.dim() == 1 and len(timesteps) == T and bool(
         torch.equal(timesteps, torch.arange(T)))
     return BoundTerms(total=prior + body, prior=prior, terms=terms, timesteps=timesteps, exact=exact)
 

@@ -128,10 +128,13 @@ def model_index(card: Card) -> list[dict[str, Any]]:
     results = card.zoo.get("results") or {}
     run_args = {k: results[k] for k in RUN_ARGS if results.get(k) is not None}
     estimators = {
-        "elbo": {"estimator": ELBO_ESTIMATOR},
-        "nll": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
+        "elbo": {"estimator": ELBO_ESTIMATOR, "se": results.get("elbo_se")},
+        "nll": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k") or None,
+                "se": results.get("nll_se")},
         "nll_bpd": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
-        "mutual_information": {"estimator": results.get("mi_estimator")},
+        "mutual_information": {"estimator": results.get("mi_estimator"), "se": results.get("mutual_information_se"),
+                               "upper_bound": results.get("mutual_information_upper"),
+                               "saturated": results.get("mi_saturated")},
         "marginal_kl": {"estimator": results.get("mi_estimator")},
         "active_units": {"latent_dims": results.get("latent_dims"), "threshold": "Cov_x E_q[z_d] > 0.01"},
     }
@@ -140,7 +143,9 @@ def model_index(card: Card) -> list[dict[str, Any]]:
         value = results.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        if key in ("nll", "nll_bpd") and results.get("iwae_k"):
+        if key in ("nll", "nll_bpd") and results.get("nll_kind") in ("exact", "negative ELBO"):
+            label = f"{label[:-1]}, {'exact' if results['nll_kind'] == 'exact' else 'upper bound: -ELBO'})"
+        elif key in ("nll", "nll_bpd") and results.get("iwae_k"):
             label = f"{label[:-1]}, IWAE k={results['iwae_k']})"
         args = {k: v for k, v in estimators.get(key, {}).items() if v is not None}
         args.update(run_args)

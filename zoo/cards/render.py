@@ -21,19 +21,36 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def nll_label(r: dict[str, Any]) -> str:
+    """What the NLL row of a card holds: exact, a bound from the ELBO, or IWAE with k samples."""
+    kind = r.get("nll_kind")
+    if kind == "exact":
+        return "NLL (exact)"
+    if kind == "negative ELBO":
+        return "NLL <= -ELBO (bound)"
+    return f"NLL (IWAE, k={r.get('iwae_k')})"
+
+
 def results_section(card: Card, *, repo_id: str | None = None) -> str:
     """Markdown: the measured numbers, how each was measured and the commands that reproduce them."""
     r = card.zoo.get("results") or {}
     if not any(isinstance(r.get(k), (int, float)) for k in METRICS):
         return ""
     data, split = r.get("dataset", card.zoo["data"]["source"]), r.get("split", "test")
-    rows = [("ELBO", r.get("elbo"), r.get("elbo_bpd"), ELBO_ESTIMATOR + "; bits/dim of the negative ELBO")]
+    def se(key: str) -> str:
+        return f" (± {_fmt(r[key + '_se'])} standard error over the N points)" if isinstance(r.get(key + "_se"), float) else ""
+
+    rows = [("ELBO", r.get("elbo"), r.get("elbo_bpd"), ELBO_ESTIMATOR + "; bits/dim of the negative ELBO" + se("elbo"))]
     if r.get("nll") is not None:
-        rows.append((f"NLL (IWAE, k={r.get('iwae_k')})", r.get("nll"), r.get("nll_bpd"), r.get("nll_estimator", "")))
+        rows.append((nll_label(r), r.get("nll"), r.get("nll_bpd"), r.get("nll_estimator", "") + se("nll")))
+    rate_label = "rate KL(q(z|x) ‖ p(z))" if r.get("rate_kind") != "upper bound" else "rate (an upper bound on the KL)"
+    mi_how = r.get("mi_estimator", "") + se("mutual_information")
+    if r.get("mutual_information_upper") is not None:
+        mi_how += f"; bracket up to {_fmt(r['mutual_information_upper'])} (leave-one-out upper bound)"
     rows += [("distortion -E_q log p(x|z)", r.get("distortion"), None, "same z as the ELBO"),
-             ("rate KL(q(z|x) ‖ p(z))", r.get("rate"), None, "same z as the ELBO"),
-             ("mutual information I_q(x;z)", r.get("mutual_information"), None, r.get("mi_estimator", "")),
-             ("marginal KL(q(z) ‖ p(z))", r.get("marginal_kl"), None, "rate = I_q(x;z) + marginal KL")]
+             (rate_label, r.get("rate"), None, "same z as the ELBO"),
+             ("mutual information I_q(x;z)", r.get("mutual_information"), None, mi_how),
+             ("marginal KL(q(z) ‖ p(z))", r.get("marginal_kl"), None, "rate - I_q(x;z)")]
     lines = [RESULTS_START, "## Results", ""]
     where = f"`{data}`, split `{split}`"
     if r.get("n"):

@@ -748,8 +748,9 @@ def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
                          f"but model {card.name!r} expects {list(card.data_shape)}")
 
 
-RESULT_KEYS = ("elbo", "distortion", "rate", "mutual_information", "marginal_kl", "active_units",
-               "latent_dims", "nll", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n")
+RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_information", "mutual_information_se",
+               "mutual_information_upper", "mi_saturated", "marginal_kl", "active_units", "latent_dims", "nll",
+               "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n")
 
 
 def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig, spec: str, *,
