@@ -210,6 +210,9 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     if saturated:
         estimator += (f"; SATURATED: within 5% of log N, so it only says I_q >= {lower:.2f}: evaluate more points "
                       f"(--max-points, or --split train) for an identified value")
+    if upper > hi:  # I_q <= rate always: the rate is then the tighter upper end of the bracket
+        estimator += f"; the leave-one-out bound ({upper:.2f}) is above the rate, so the bracket ends at the rate"
+        upper, upper_se = hi, 0.0
     out = {"mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
            "mutual_information_upper_se": upper_se, "mi_saturated": saturated, "mi_log_n": log_n,
            "mi_estimator": estimator}

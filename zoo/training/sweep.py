@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = [("beta", "beta"), ("elbo", "ELBO"), ("distortion", "distortion"), ("rate", "rate"),
-           ("mutual_information", "I_q(x;z)"), ("marginal_kl", "KL(q(z)||p(z))"),
+           ("mutual_information", "I_q(x;z)"), ("mutual_information_upper", "I_q upper"),
+           ("marginal_kl", "KL(q(z)||p(z))"),
            ("active_units", "active units"), ("latent_dims", "latent dims"), ("test_elbo", "test ELBO"),
            ("train_seconds", "train s")]
 
