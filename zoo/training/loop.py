@@ -384,7 +384,6 @@ class TrainLoop:
         if self.metrics.accelerator is not None:
             self.accelerator.init_trackers(self.card.name, config=_flat(dataclasses.asdict(config)))
         self.best: tuple[int, float] | None = None
-        self._emit("start")
         self.bar = tqdm(total=total, initial=self.start, desc=f"train {self.card.name}",
                         disable=not (self.progress and self.main), unit="step", file=sys.stderr,
                         mininterval=0.2 if sys.stderr.isatty() else 10.0)
@@ -401,6 +400,7 @@ class TrainLoop:
         started = self.tick = time.perf_counter()
         cpu_started = time.process_time()
         self.tick_step = self.step
+        self._emit("start")
         if config.algorithm != "gradient":  # a registered fitting algorithm instead of the optimiser loop
             self.step = self.total = self._fit()
             self.bar.update(self.step - self.bar.n)
