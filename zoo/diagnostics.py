@@ -35,7 +35,7 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_
 @torch.no_grad()
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
              iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int | None = None,
-             image_key: str | None = None) -> dict[str, Any]:
+             image_key: str | None = None, data_config: str | None = None) -> dict[str, Any]:
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
 
     ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
@@ -52,7 +52,10 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     if isinstance(data, str):
         from zoo.data import card_source_options, load_tensors
 
-        data = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}, image_key))
+        options = card_source_options(data, model.config.get("data") or {}, image_key)
+        if data_config:
+            options["config"] = data_config
+        data = load_tensors(data, split, **options)
     model.eval()
     data = data[:max_points]
     if len(data) == 0:

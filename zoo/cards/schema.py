@@ -20,7 +20,7 @@ COMPONENTS = ("encoder", "decoder", "prior")
 ZOO_FIELDS = {"name", "description", "extends", "data", "latent", "encoder", "decoder", "prior",
               "objective", "train", "sampler", "weights", "results"}
 REQUIRED = ("data", "latent", "encoder", "decoder", "prior")
-DATA_FIELDS = {"source", "shape", "image_key", "revision", "split", "test_split"}
+DATA_FIELDS = {"source", "shape", "image_key", "revision", "config", "split", "test_split"}
 WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter"}
 OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
 

@@ -178,7 +178,7 @@ def cmd_diagnose(args) -> None:
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
     report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
-                      image_key=args.image_key, seed=args.seed)
+                      image_key=args.image_key, seed=args.seed, data_config=args.data_config)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.plot:
         from zoo.plots import plot_report
@@ -195,6 +195,7 @@ def add_diagnose(sub) -> None:
     p.add_argument("--data", help="data spec (default: the model card's)")
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
+    p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
     p.add_argument("--k", type=positive_int, default=100, help="IWAE samples (>= 1)")
     p.add_argument("--seed", type=int, help="seed of every random draw (default: one of the model's own, from its name)")
     p.add_argument("--max-points", type=positive_int, default=10000, help="evaluate at most this many images (>= 1)")

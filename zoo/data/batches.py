@@ -16,8 +16,12 @@ if TYPE_CHECKING:  # pragma: no cover
 def iterate_batches(data: Any, batch_size: int, *, shuffle: bool = False,
                     generator: "torch.Generator | None" = None, drop_last: bool = False,
                     image_key: str | None = None, shape: tuple[int, int, int] | None = None,
-                    convert: bool = False, buffer_size: int = 1000) -> Iterator[Any]:
+                    convert: bool = False, buffer_size: int = 1000,
+                    keep: tuple[int, int] | None = None) -> Iterator[Any]:
     """Yield batches of rows, each row once per pass.
+
+    ``keep=(lo, hi)`` (streams): decode and yield only rows lo..hi-1 of every batch (one process's shard
+    of a global batch: the other processes' rows are never decoded here).
 
     ``data`` is a tensor [N, ...] (batches are ``data[idx]``; with ``shuffle`` ``idx`` comes from
     ``torch.randperm(N, generator=generator)``, so a seeded generator reproduces the order), a
@@ -34,7 +38,7 @@ def iterate_batches(data: Any, batch_size: int, *, shuffle: bool = False,
     if datasets is not None and isinstance(data, datasets.IterableDataset):
         return _iterate_stream(data, batch_size, shuffle=shuffle, generator=generator,
                                drop_last=drop_last, image_key=image_key, shape=shape,
-                               convert=convert, buffer_size=buffer_size)
+                               convert=convert, buffer_size=buffer_size, keep=keep)
     if datasets is not None and isinstance(data, datasets.Dataset):
         data = to_tensor(data, image_key=image_key, shape=shape, convert=convert)
     if isinstance(data, (tuple, list)):
@@ -88,8 +92,8 @@ def _rows(ds: Any, name: str) -> Iterator[tuple[int, Any]]:
 
 
 def _iterate_stream(ds: Any, batch_size: int, *, shuffle: bool, generator: Any, drop_last: bool,
-                    image_key: str | None, shape: Any, convert: bool, buffer_size: int
-                    ) -> Iterator[Any]:
+                    image_key: str | None, shape: Any, convert: bool, buffer_size: int,
+                    keep: tuple[int, int] | None = None) -> Iterator[Any]:
     import torch
     from PIL import Image
 
@@ -110,16 +114,20 @@ def _iterate_stream(ds: Any, batch_size: int, *, shuffle: bool, generator: Any, 
     if features is not None and key is not None and isinstance(features[key], datasets.Image):
         # decode here, not inside the stream's iterator, so a corrupt image is named with its file
         ds = ds.cast_column(key, datasets.Image(decode=False))
+    lo, hi = keep if keep is not None else (0, batch_size)
     batch: list[np.ndarray] = []
+    position = 0  # of the row within its batch
     for row, example in _rows(ds, name):
         if key is None:  # undeclared features: the first PIL image in the example
             key = next((k for k, v in example.items() if isinstance(v, Image.Image)), None)
             if key is None:
                 raise DataError(f"{name}: no image in the first example (columns {list(example)}); "
                                 "pass image_key= (--image-key on the command line)")
-        batch.append(conv(_open_cell(example[key], name, row), row))
-        if len(batch) == batch_size:
+        if lo <= position < hi:
+            batch.append(conv(_open_cell(example[key], name, row), row))
+        position += 1
+        if position == batch_size:
             yield torch.from_numpy(np.stack(batch))
-            batch = []
+            batch, position = [], 0
     if batch and not drop_last:
         yield torch.from_numpy(np.stack(batch))

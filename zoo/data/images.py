@@ -122,12 +122,30 @@ def _open_cell(cell: Any, name: str, row: int) -> Any:
     return img
 
 
+PARALLEL_MIN = 20_000  # images from which decoding uses worker processes
+
+
+def decode_workers() -> int:
+    """Worker processes for image decoding: ``ZOO_DECODE_WORKERS``, else up to 8 of the CPU cores."""
+    import os
+
+    value = os.environ.get("ZOO_DECODE_WORKERS")
+    return max(1, int(value)) if value else max(1, min(8, os.cpu_count() or 1))
+
+
+def _decode_chunk(conv: "_Converter", cells: list, name: str, start: int) -> np.ndarray:
+    return np.stack([conv(_open_cell(cell, name, start + j), start + j) for j, cell in enumerate(cells)])
+
+
 def _decode_images(ds: Any, key: str, name: str, shape: Any, convert: bool,
                    chunk: int = 4096) -> np.ndarray:
     feature = ds.features[key]
     conv = _Converter(name, shape, convert, getattr(feature, "mode", None))
     table_view = ds.select_columns([key]).with_format("arrow")
     n = len(ds)
+    workers = decode_workers()
+    if n >= PARALLEL_MIN and workers > 1:
+        return _decode_parallel(table_view, key, name, conv, n, chunk, workers)
     out: np.ndarray | None = None
     for start in range(0, n, chunk):
         cells = table_view[start:start + chunk].column(key).to_pylist()
@@ -137,6 +155,24 @@ def _decode_images(ds: Any, key: str, name: str, shape: Any, convert: bool,
                 out = np.empty((n, *a.shape), dtype=np.uint8)
             out[start + j] = a
     assert out is not None
+    return out
+
+
+def _decode_parallel(table_view: Any, key: str, name: str, conv: "_Converter", n: int, chunk: int,
+                     workers: int) -> np.ndarray:
+    """Decode in worker processes (a large data set must not make the GPU wait on one core): the first image
+    fixes the mode and shape in this process, then chunks go to ``workers`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    first = conv(_open_cell(table_view[0:1].column(key).to_pylist()[0], name, 0), 0)
+    out = np.empty((n, *first.shape), dtype=np.uint8)
+    starts = list(range(0, n, chunk))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_decode_chunk, conv, table_view[s:s + chunk].column(key).to_pylist(), name, s)
+                   for s in starts]
+        for s, future in zip(starts, futures):
+            block = future.result()
+            out[s:s + len(block)] = block
     return out
 
 

@@ -88,10 +88,10 @@ def _load_local(path: Path, spec: str, split: str, streaming: bool) -> Any:
     return _pick_split(_load_local_dict(path, spec, streaming), split, spec, streaming)
 
 
-def _load_hub(spec: str, split: str, revision: str | None, streaming: bool) -> Any:
+def _load_hub(spec: str, split: str, revision: str | None, streaming: bool, config: str | None = None) -> Any:
     datasets = _datasets()
     try:
-        return datasets.load_dataset(spec, split=split, revision=revision, streaming=streaming)
+        return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
     except ValueError as e:
         if "unknown split" not in str(e).lower():
             raise _hub_error(spec, split, revision, e) from e
@@ -101,7 +101,7 @@ def _load_hub(spec: str, split: str, revision: str | None, streaming: bool) -> A
             raise DataError(f"--data {spec!r} has no 'test' split; a held-out part of 'train' cannot "
                             "be carved from a stream: use streaming=False") from e
         try:
-            train = datasets.load_dataset(spec, split="train", revision=revision)
+            train = datasets.load_dataset(spec, config, split="train", revision=revision)
         except Exception as e2:
             raise _hub_error(spec, "train", revision, e2) from e2
         return _fallback_test(train, spec)
@@ -110,17 +110,20 @@ def _load_hub(spec: str, split: str, revision: str | None, streaming: bool) -> A
 
 
 def load_dataset(spec: str, split: str = "train", *, image_key: str | None = None,
-                 revision: str | None = None, streaming: bool = False
+                 revision: str | None = None, streaming: bool = False, config: str | None = None
                  ) -> "datasets.Dataset | datasets.IterableDataset":
     """Load one split of a data source as a Hugging Face ``Dataset`` (``IterableDataset`` if streaming).
 
     ``spec`` is ``zoo:mnist-5k``, ``zoo:digits``, a Hub id (``owner/name``) or a local path (see
     the module docstring).  ``image_key`` names the image column (default: the first
-    ``datasets.Image`` feature); ``revision`` applies to Hub datasets only.  Raises
+    ``datasets.Image`` feature); ``revision`` and ``config`` (a Hub dataset's configuration, the
+    ``name`` argument of ``datasets.load_dataset``; ``--data-config``) apply to Hub datasets only.  Raises
     :class:`DataError` naming the spec, the path or the field on any failure.
     """
     kind, target = _resolve(spec)
     spec = str(spec)
+    if config is not None and kind != "hub":
+        raise DataError(f"--data {spec!r}: --data-config applies to Hub datasets only")
     if kind == "builtin":
         if revision is not None:
             raise DataError(f"--data {spec!r}: revision= applies to Hub datasets only")
@@ -140,7 +143,7 @@ def load_dataset(spec: str, split: str = "train", *, image_key: str | None = Non
             raise DataError(f"--data {spec!r}: revision= applies to Hub datasets only")
         ds = _load_local(target, spec, split, streaming)
     else:
-        ds = _load_hub(target, split, revision, streaming)
+        ds = _load_hub(target, split, revision, streaming, config)
     if image_key is not None:
         features = getattr(ds, "features", None)
         if features is not None and image_key not in features:
@@ -150,10 +153,39 @@ def load_dataset(spec: str, split: str = "train", *, image_key: str | None = Non
     return ds
 
 
+def resolve_commit(spec: str, revision: str | None = None) -> str | None:
+    """The commit sha of a Hub dataset at ``revision``: the revision itself if it is a sha, else what the local
+    Hugging Face cache recorded for it (works offline), else the Hub's answer; None when neither knows."""
+    import re as _re
+
+    if not _HUB_ID.fullmatch(str(spec)) or Path(str(spec)).exists():
+        return None
+    if revision and _re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"datasets--{spec.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        sha = ref.read_text().strip()
+        if _re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+    except OSError:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"} or constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(spec, revision=revision).sha
+    except Exception:  # noqa: BLE001 - unreachable or unknown: the caller records no commit
+        return None
+
+
 def card_source_options(spec: str, data: dict[str, Any], image_key: str | None = None) -> dict[str, Any]:
     """``image_key`` / ``revision`` from a card's ``zoo.data`` block, when ``spec`` is the card's own source;
     an explicit ``image_key`` (``--image-key``) wins for any source."""
-    options = {k: data[k] for k in ("image_key", "revision") if data.get(k)} if spec == data.get("source") else {}
+    options = ({k: data[k] for k in ("image_key", "revision", "config") if data.get(k)}
+               if spec == data.get("source") else {})
     if image_key:
         options["image_key"] = image_key
     return options

@@ -37,11 +37,13 @@ def _stamp(path: Path) -> tuple:
 
 def load_tensors(spec: str, split: str = "train", *, image_key: str | None = None,
                  revision: str | None = None, shape: tuple[int, int, int] | None = None,
-                 convert: bool = False) -> "torch.Tensor":
+                 convert: bool = False, config: str | None = None) -> "torch.Tensor":
     """``to_tensor(load_dataset(spec, split))``, memoised: the same arguments return the same tensor.
 
-    Built-in datasets read their cached ``<split>.npy`` (no image decoding).  The tensor is shared
-    between callers: treat it as read-only (``.clone()`` before changing it in place).
+    Built-in datasets read their cached ``<split>.npy`` (no image decoding).  A Hub dataset is decoded
+    once per dataset commit and image settings, into ``$ZOO_CACHE/data/hub/ORG--NAME/COMMIT/...npy``
+    (a persistent decoded cache, written atomically), and read from there afterwards.  The tensor is
+    shared between callers: treat it as read-only (``.clone()`` before changing it in place).
     """
     import torch
 
@@ -49,7 +51,7 @@ def load_tensors(spec: str, split: str = "train", *, image_key: str | None = Non
     spec = str(spec)
     shape_key = tuple(int(s) for s in shape) if shape is not None else None
     stamp = _stamp(target) if kind == "local" else (str(data_cache_dir()) if kind == "builtin" else ())
-    key = (kind, spec, split, image_key, revision, shape_key, bool(convert), stamp)
+    key = (kind, spec, split, image_key, revision, shape_key, bool(convert), stamp, config)
     with _MEMO_LOCK:
         hit = _MEMO.get(key)
     if hit is not None:
@@ -68,8 +70,41 @@ def load_tensors(spec: str, split: str = "train", *, image_key: str | None = Non
             raise DataError(f"--data {spec!r}: the images are {_fmt(target.shape)} but the expected "
                             f"shape is {_fmt(shape_key)}; images are never resized{hint}")
         tensor = torch.from_numpy(arr)
+    elif kind == "hub":
+        tensor = _hub_tensors(spec, split, image_key, revision, shape_key, convert, config)
     else:
         tensor = to_tensor(load_dataset(spec, split, image_key=image_key, revision=revision),
                            image_key=image_key, shape=shape_key, convert=convert)
     with _MEMO_LOCK:
         return _MEMO.setdefault(key, tensor)
+
+
+def _hub_tensors(spec: str, split: str, image_key: str | None, revision: str | None, shape_key, convert: bool,
+                 config: str | None) -> "torch.Tensor":
+    """A Hub split as uint8 tensors through the persistent decoded cache (keyed by the dataset commit)."""
+    import torch
+
+    from zoo.data.sources import resolve_commit
+    from zoo.store.atomic import save_atomic
+
+    def cache_file(commit: str) -> Path:
+        shape = "x".join(map(str, shape_key)) if shape_key else "any"
+        name = f"{split}-{image_key or 'image'}-{shape}-{int(convert)}.npy"
+        return data_cache_dir() / "hub" / spec.replace("/", "--") / commit / (config or "default") / name
+
+    commit = resolve_commit(spec, revision)
+    if commit is not None and cache_file(commit).is_file():
+        try:
+            return torch.from_numpy(np.load(cache_file(commit)))
+        except (OSError, ValueError):
+            cache_file(commit).unlink(missing_ok=True)  # damaged: decode again
+    tensor = to_tensor(load_dataset(spec, split, image_key=image_key, revision=revision, config=config),
+                       image_key=image_key, shape=shape_key, convert=convert)
+    commit = commit or resolve_commit(spec, revision)  # the download has recorded it in the HF cache
+    if commit is not None:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, tensor.numpy())
+
+        save_atomic(cache_file(commit), write)
+    return tensor

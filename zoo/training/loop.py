@@ -94,7 +94,8 @@ def _say(message: str) -> None:
 
 def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
-          overwrite: bool = False, image_key: str | None = None, callbacks: list | None = None,
+          overwrite: bool = False, image_key: str | None = None, data_config: str | None = None,
+          callbacks: list | None = None,
           **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
@@ -109,7 +110,7 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
-    loop.image_key = image_key
+    loop.image_key, loop.data_config = image_key, data_config
     loop.callbacks = list(callbacks or [])
     try:
         loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
@@ -132,6 +133,7 @@ class TrainLoop:
         self.start = 0
         self.lock = None
         self.image_key: str | None = None
+        self.data_config: str | None = None
         self.callbacks: list = []
 
     # -- set up ---------------------------------------------------------------------------------
@@ -202,6 +204,8 @@ class TrainLoop:
         self.test_split = card.zoo["data"].get("test_split", "test")
         train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
         source = card_source_options(spec, card.zoo["data"], self.image_key)  # image_key / pinned revision
+        if self.data_config:
+            source["config"] = self.data_config
         if config.streaming:
             self.train_data = load_dataset(spec, train_split, streaming=True, **source)
             self.test_x = _take(load_dataset(spec, self.test_split, streaming=True, **source), 10000,
@@ -765,9 +769,12 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
                     "split_label": split_label(spec, report.get("split", "test")), "beta": card.beta,
                     "seed": config.seed, "steps": steps, "train_seconds": round(seconds, 1),
                     "zoo_version": __version__, "command": command})
-    revision = card.zoo["data"].get("revision")
-    if revision and spec == card.zoo["data"]["source"]:
-        results["dataset_revision"] = revision
+    from zoo.data.sources import resolve_commit
+
+    revision = card.zoo["data"].get("revision") if spec == card.zoo["data"]["source"] else None
+    commit = resolve_commit(spec, revision)  # a Hub dataset's commit sha, always, where it can be known
+    if commit or revision:
+        results["dataset_revision"] = commit or revision
     return results
 
 

@@ -44,8 +44,8 @@ class Batches:
         ds = self.data.shuffle(seed=(self.seed * 1_000_003 + self.epoch) % (2 ** 32), buffer_size=self.buffer)
         if self.batch:
             ds = ds.skip(self.batch * self.size)
-        for xs in iterate_batches(ds, self.size, drop_last=True, shape=self.shape):
-            yield xs[self.lo:self.hi]
+        # every process reads the stream's order but decodes only its own shard of each global batch
+        yield from iterate_batches(ds, self.size, drop_last=True, shape=self.shape, keep=(self.lo, self.hi))
 
     def __next__(self) -> torch.Tensor:
         for _ in range(2):
