@@ -91,7 +91,8 @@ def _load_local(path: Path, spec: str, split: str, streaming: bool) -> Any:
 def _load_hub(spec: str, split: str, revision: str | None, streaming: bool, config: str | None = None) -> Any:
     datasets = _datasets()
     try:
-        return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
+        named = {"name": config} if config else {}
+        return datasets.load_dataset(spec, **named, split=split, revision=revision, streaming=streaming)
     except ValueError as e:
         if "unknown split" not in str(e).lower():
             raise _hub_error(spec, split, revision, e) from e
@@ -101,7 +102,7 @@ def _load_hub(spec: str, split: str, revision: str | None, streaming: bool, conf
             raise DataError(f"--data {spec!r} has no 'test' split; a held-out part of 'train' cannot "
                             "be carved from a stream: use streaming=False") from e
         try:
-            train = datasets.load_dataset(spec, config, split="train", revision=revision)
+            train = datasets.load_dataset(spec, **named, split="train", revision=revision)
         except Exception as e2:
             raise _hub_error(spec, "train", revision, e2) from e2
         return _fallback_test(train, spec)
