@@ -18,6 +18,8 @@ def register_encoders(register):
     register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
     register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
     register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
+    register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLEncoder")
+    register("vq", "zoo_plugins.autoencoders.vq:VQEncoder")
 
 
 @hookimpl
@@ -26,6 +28,8 @@ def register_decoders(register):
     register("conv", "zoo_plugins.decoders:ConvDecoder")
     register("gmm", "zoo_plugins.gmm:GMMDecoder")
     register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
+    register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLDecoder")
+    register("vq", "zoo_plugins.autoencoders.vq:VQDecoder")
 
 
 @hookimpl
@@ -45,11 +49,16 @@ def register_likelihoods(register):
     register("gaussian", "zoo.likelihoods:Gaussian")
     register("discretized-logistic", "zoo.likelihoods:DiscretizedLogistic")
     register("discretized-gaussian", "zoo_plugins.diffusion.ddpm:DiscretizedGaussian")
+    register("fixed-discretized-gaussian", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedGaussian")
+    register("fixed-discretized-logistic", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedLogistic")
 
 
 @hookimpl
 def register_converters(register):
     register("diffusers-unet", "zoo_plugins.diffusion.convert:diffusers_ddpm_to_zoo")
+    register("diffusers-autoencoder-kl", "zoo_plugins.autoencoders.convert:diffusers_autoencoder_kl_to_zoo")
+    register("diffusers-vqmodel", "zoo_plugins.autoencoders.convert:diffusers_vqmodel_to_zoo")
+    register("diffusers-ldm", "zoo_plugins.autoencoders.convert:diffusers_ldm_to_zoo")
 
 
 @hookimpl

@@ -27,6 +27,9 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
          device: Any = None, weights: str | None = None) -> LatentModel:
     """Load a named model (``"vae-mnist"``), a trained folder, or a Hub repo (``"org/name"``, ``"hf://org/name@rev"``).
 
+    An ``"org/name"`` that an installed card names as its ``zoo.weights.repo`` (an upstream checkpoint such as
+    ``"stabilityai/sd-vae-ft-mse"``) loads that card; ``"hf://org/name"`` always means the Hub repo itself.
+
     ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
     a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
     from zoo.store.run_folder import load_folder
@@ -37,9 +40,12 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     from zoo.registry import get_registry
 
     if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
-        from zoo.hub import load_repo
+        named = None if text.startswith("hf://") else card_for_repo(text)
+        if named is None:
+            from zoo.hub import load_repo
 
-        return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
+            return load_repo(text, revision=revision, weights=weights, device=device, pretrained=pretrained)
+        text = named
     card = get_card(text)
     if pretrained and card.zoo.get("weights"):
         with _skip_init():  # every weight is overwritten by the (strict) load that follows
@@ -54,8 +60,41 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     return model.eval()
 
 
+def card_for_repo(repo_id: str) -> str | None:
+    """The installed card whose ``zoo.weights.repo`` is ``repo_id`` (an upstream id such as
+    ``stabilityai/sd-vae-ft-mse``), or None when no card names it.  Several cards naming it is an error
+    listing them (load one by its name)."""
+    from zoo.cards import read_card
+    from zoo.errors import CardError, UnknownModelError
+    from zoo.registry import get_registry
+
+    matches = []
+    for name, entry in sorted(get_registry().cards.items()):
+        if name.startswith("_"):
+            continue
+        try:
+            spec = read_card(entry.path, name=name).zoo.get("weights") or {}
+        except CardError:
+            continue
+        if spec.get("repo") == repo_id:
+            matches.append(name)
+    if len(matches) > 1:
+        raise UnknownModelError(f"{repo_id!r} is the weights repo of several models ({', '.join(matches)}): "
+                                f"load one of them by name")
+    return matches[0] if matches else None
+
+
+def weight_files(spec: dict) -> dict[str | None, str]:
+    """The card's weights file(s): ``{None: file}``, or part -> file for a checkpoint in several files."""
+    file = spec["file"]
+    return dict(file) if isinstance(file, dict) else {None: file}
+
+
 def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = None) -> None:
-    """Download (or take from cache) the weights the card pins and load them into ``model``."""
+    """Download (or take from cache) the weights the card pins and load them into ``model``.
+
+    A checkpoint in several files (``file: {part: path, ...}``, e.g. a latent diffusion model's ``vqvae``
+    and ``unet``) is read as one state dict whose keys are prefixed ``part.``, for the card's converter."""
     spec = card.zoo.get("weights")
     if not spec:
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
@@ -63,12 +102,20 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
                            f"`zoo train {card.name}` and load the run folder")
     from zoo.store.weights import load_weights, read_state
 
-    path, commit, sha256 = _fetch_card_weights(card, revision)
-    state = convert(read_state(path), spec.get("converter"), card)
-    load_weights(model, state, f"{spec['repo']}@{commit}/{spec['file']}")
+    fetched = _fetch_card_weights(card, revision)
+    state: dict = {}
+    for part, (path, _, _) in fetched.items():
+        tensors = read_state(path)
+        state.update(tensors if part is None else {f"{part}.{k}": v for k, v in tensors.items()})
+    state = convert(state, spec.get("converter"), card)
+    commit = next(iter(fetched.values()))[1]
+    single = None in fetched
+    files = spec["file"] if single else ", ".join(f"{p}: {f}" for p, f in spec["file"].items())
+    load_weights(model, state, f"{spec['repo']}@{commit}/{files}")
     model.info.update({"repo": spec["repo"], "revision": commit, "requested_revision": revision or spec.get("revision")
-                       or "main", "file": spec["file"], "sha256": sha256, "converter": spec.get("converter"),
-                       "weights": str(path)})
+                       or "main", "file": spec["file"], "converter": spec.get("converter"),
+                       "sha256": fetched[None][2] if single else {p: v[2] for p, v in fetched.items()},
+                       "weights": str(fetched[None][0]) if single else {p: str(v[0]) for p, v in fetched.items()}})
 
 
 def convert(state: dict, converter: str | None, card: Card) -> dict:
@@ -85,30 +132,42 @@ def convert(state: dict, converter: str | None, card: Card) -> dict:
     return entry.factory(state)
 
 
-def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, str, str | None]:
-    """The card's weights file from the Hub (or the cache): (path, commit, the sha256 it was checked against).
+def _fetch_card_weights(card: Card, revision: str | None = None) -> dict[str | None, tuple[Path, str, str | None]]:
+    """The card's weights file(s) from the Hub (or the cache): part -> (path, commit, the sha256 it was checked
+    against); the part is None for a single file.  Every file comes from the one commit the first resolves to.
 
     The card's sha256 is checked when the card's own revision is loaded; another ``revision`` holds another file,
     so that one is checked against the hash the Hub advertises for it.  A converted upstream checkpoint
     (``converter`` set) named ``*.safetensors`` that the revision does not have falls back to the same name with
     ``.bin`` (older diffusers uploads), read later with ``torch.load(weights_only=True)`` and checked against the
     Hub's hash (the card's sha256 is the safetensors file's)."""
-    from zoo.hub import FileNotFound, download_file
-
     spec = card.zoo["weights"]
     pinned = spec.get("revision")
     rev = revision or pinned
-    sha256 = spec.get("sha256") if revision is None or revision == pinned else None
+    own = revision is None or revision == pinned
+    hashes = spec.get("sha256")
+    out: dict[str | None, tuple[Path, str, str | None]] = {}
+    for part, file in weight_files(spec).items():
+        sha256 = (hashes.get(part) if isinstance(hashes, dict) else hashes) if own else None
+        path, commit, checked = _fetch_file(spec, file, rev, sha256)
+        rev = commit  # the other parts from the same commit
+        out[part] = (path, commit, checked)
+    return out
+
+
+def _fetch_file(spec: dict, file: str, rev: str | None, sha256: str | None) -> tuple[Path, str, str | None]:
+    from zoo.hub import FileNotFound, download_file
+
     try:
-        path, commit = download_file(spec["repo"], spec["file"], revision=rev, sha256=sha256)
+        path, commit = download_file(spec["repo"], file, revision=rev, sha256=sha256)
     except FileNotFound:
-        if not (spec.get("converter") and spec["file"].endswith(".safetensors")):
+        if not (spec.get("converter") and file.endswith(".safetensors")):
             raise
-        fallback = spec["file"][: -len(".safetensors")] + ".bin"
+        fallback = file[: -len(".safetensors")] + ".bin"
         try:
             path, commit = download_file(spec["repo"], fallback, revision=rev)
         except FileNotFound:
-            raise FileNotFound(f"neither {spec['file']!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
+            raise FileNotFound(f"neither {file!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
         sha256 = None
     return path, commit, sha256
 
@@ -134,12 +193,15 @@ def _skip_init():
 def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:
     """Pre-fetch a model's files into the Hugging Face cache so that ``zoo.load`` works offline afterwards.
 
-    ``name`` is a card name with a ``zoo.weights`` block, or a Hub repo (``org/name``, ``hf://org/name@rev``).
+    ``name`` is a card name with a ``zoo.weights`` block (or the upstream repo such a card names), or a Hub repo
+    (``org/name``, ``hf://org/name@rev``).
     Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
     from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
     from zoo.registry import get_registry
 
     text = str(name)
+    if not text.startswith("hf://") and "/" in text and text not in get_registry().cards:
+        text = card_for_repo(text) or text
     if text.startswith("hf://") or ("/" in text and text not in get_registry().cards):
         repo_id, uri_revision = parse_hf_uri(text if text.startswith("hf://") else f"hf://{text}")
         file = weights or DEFAULT_WEIGHTS
@@ -150,6 +212,8 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
     if not card.zoo.get("weights"):
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"nothing to download")
-    path, commit, _ = _fetch_card_weights(card, revision)
+    fetched = _fetch_card_weights(card, revision)
     spec = card.zoo["weights"]
-    return {"repo": spec["repo"], "revision": commit, "path": path, "files": [spec["file"]]}
+    paths = [v[0] for v in fetched.values()]
+    return {"repo": spec["repo"], "revision": next(iter(fetched.values()))[1],
+            "path": paths[0] if len(paths) == 1 else paths, "files": list(weight_files(spec).values())}

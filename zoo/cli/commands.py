@@ -62,7 +62,9 @@ def cmd_info(args) -> None:
     if z.get("sampler"):
         print(f"  sampler   {z['sampler']}")
     w = z.get("weights")
-    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{w['file']}" if w
+    files = (", ".join(f"{k}: {v}" for k, v in w["file"].items()) if isinstance(w["file"], dict) else w["file"]) \
+        if w else None
+    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{files}" if w
           else "  weights   none published (train it: zoo train NAME)")
     for key, value in (z.get("results") or {}).items():
         print(f"  result    {key}: {value}")
@@ -160,7 +162,13 @@ def cmd_diagnose(args) -> None:
 
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
-    report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points)
+    try:
+        report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
+                          fit_points=args.fit_points)
+    except ValueError as e:
+        if "fit_points" not in str(e):
+            raise
+        raise ZooError(f"--fit-points: {e}") from None
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.plot:
         from zoo.plots import plot_report
@@ -178,6 +186,10 @@ def add_diagnose(sub) -> None:
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--k", type=int, default=100, help="IWAE samples")
     p.add_argument("--max-points", type=int, default=10000, help="evaluate at most this many images")
+    p.add_argument("--fit-points", type=int, default=None, metavar="N",
+                   help="for a likelihood with fitted parameters (e.g. the noise scale of a deterministic decoder): "
+                        "fit them on the first N images and evaluate the rest (default: a quarter; 0: keep the "
+                        "card's values)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.set_defaults(func=cmd_diagnose)

@@ -28,7 +28,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
     result = download(args.name, revision=args.revision, weights=args.weights)
     print(f"{result['repo']}@{result['revision']}")
-    print(f"  {result['path']}")
+    for path in result["path"] if isinstance(result["path"], list) else [result["path"]]:
+        print(f"  {path}")
     for name in result["files"]:
         print(f"  {name}")
 
