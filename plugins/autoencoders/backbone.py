@@ -40,7 +40,14 @@ class CoderConfig:
 
     ``chunk``: images per forward pass inside the networks (bounds memory at 256px and above;
     results do not depend on it).  ``fast_upsample``: the decoder upsamples with the UNet's phase
-    decomposition (fewer multiply-adds, different rounding) instead of as diffusers writes it."""
+    decomposition (fewer multiply-adds, different rounding) instead of as diffusers writes it.
+    ``channels_last``: the networks run in ``torch.channels_last`` from their input on (faster convolutions
+    on a CPU; diffusers switches to it only after the mid-block attention, so the rounding differs).
+    The defaults compute what diffusers computes, bit for bit where the layouts agree."""
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
     layers_per_block: int = 2
@@ -48,6 +55,7 @@ class CoderConfig:
     mid_attention: bool = True
     chunk: int = 4
     fast_upsample: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         widths = tuple(int(w) for w in self.block_out_channels)
@@ -75,7 +83,8 @@ class CoderConfig:
                    layers_per_block=int(args.get("layers_per_block", 2)),
                    norm_num_groups=int(args.get("norm_num_groups", 32)),
                    mid_attention=bool(args.get("mid_attention", True)),
-                   chunk=int(args.get("chunk", 4)), fast_upsample=bool(args.get("fast_upsample", False)))
+                   chunk=int(args.get("chunk", 4)), fast_upsample=bool(args.get("fast_upsample", False)),
+                   channels_last=bool(args.get("channels_last", False)))
 
 
 def _act(h: Tensor) -> Tensor:
@@ -138,7 +147,8 @@ class EncoderNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def _forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(x.contiguous())  # one layout in, whatever the caller's: the same rounding every time
+        # one layout in, whatever the caller's: the same rounding every time
+        h = self.conv_in(x.contiguous(memory_format=self.cfg.memory_format))
         for level in self.down:
             for res in level.res:
                 h = res(h)
@@ -174,7 +184,7 @@ class DecoderNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def _forward(self, z: Tensor) -> Tensor:
-        h = self.mid(self.conv_in(z.contiguous()))
+        h = self.mid(self.conv_in(z.contiguous(memory_format=self.cfg.memory_format)))
         for level in self.up:
             for res in level.res:
                 h = res(h)

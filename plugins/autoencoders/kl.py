@@ -53,18 +53,18 @@ def _scale(value: Any) -> float:
 
 class AutoencoderKLEncoder(nn.Module):
     """Card ``encoder: {name: autoencoder-kl, block_out_channels, layers_per_block, norm_num_groups,
-    mid_attention, use_quant_conv, scaling_factor, chunk}``; the latent channels come from latent.shape."""
+    mid_attention, use_quant_conv, scaling_factor, chunk, channels_last}``; latent channels from latent.shape."""
 
     posterior_type = DiagGaussian
     family = "vae"
 
     def __init__(self, *, data_shape, latent_shape, block_out_channels=(128, 256, 512, 512), layers_per_block: int = 2,
                  norm_num_groups: int = 32, mid_attention: bool = True, use_quant_conv: bool = True,
-                 scaling_factor: float = 1.0, chunk: int = 4):
+                 scaling_factor: float = 1.0, chunk: int = 4, channels_last: bool = False):
         super().__init__()
         self.cfg = CoderConfig.from_args(dict(block_out_channels=block_out_channels, layers_per_block=layers_per_block,
                                               norm_num_groups=norm_num_groups, mid_attention=mid_attention,
-                                              chunk=chunk))
+                                              chunk=chunk, channels_last=channels_last))
         self.latent_channels = int(latent_shape[0])
         check_shapes("autoencoder-kl encoder", self.cfg, data_shape, latent_shape, self.latent_channels)
         self.scaling_factor = _scale(scaling_factor)
@@ -87,16 +87,18 @@ class AutoencoderKLEncoder(nn.Module):
 
 
 class AutoencoderKLDecoder(nn.Module):
-    """Card ``decoder: {name: autoencoder-kl, ..., use_post_quant_conv, scaling_factor, fast_upsample, likelihood}``."""
+    """Card ``decoder: {name: autoencoder-kl, ..., use_post_quant_conv, scaling_factor, fast_upsample, channels_last,
+    likelihood}``."""
 
     def __init__(self, *, data_shape, latent_shape, block_out_channels=(128, 256, 512, 512), layers_per_block: int = 2,
                  norm_num_groups: int = 32, mid_attention: bool = True, use_post_quant_conv: bool = True,
                  scaling_factor: float = 1.0, chunk: int = 4, fast_upsample: bool = False,
-                 likelihood: str | dict = DEFAULT_LIKELIHOOD):
+                 channels_last: bool = False, likelihood: str | dict = DEFAULT_LIKELIHOOD):
         super().__init__()
         self.cfg = CoderConfig.from_args(dict(block_out_channels=block_out_channels, layers_per_block=layers_per_block,
                                               norm_num_groups=norm_num_groups, mid_attention=mid_attention,
-                                              chunk=chunk, fast_upsample=fast_upsample))
+                                              chunk=chunk, fast_upsample=fast_upsample,
+                                              channels_last=channels_last))
         self.latent_channels = int(latent_shape[0])
         check_shapes("autoencoder-kl decoder", self.cfg, data_shape, latent_shape, self.latent_channels)
         self.scaling_factor = _scale(scaling_factor)

@@ -58,7 +58,7 @@ class VectorQuantizer(nn.Module):
 
 class VQEncoder(nn.Module):
     """Card ``encoder: {name: vq, block_out_channels, layers_per_block, norm_num_groups, mid_attention,
-    vq_embed_dim, scaling_factor, posterior_std, chunk}``; latent.shape[0] is vq_embed_dim (the
+    vq_embed_dim, scaling_factor, posterior_std, chunk, channels_last}``; latent.shape[0] is vq_embed_dim (the
     diffused variable) and ``latent_channels`` the width of the network's output before quant_conv."""
 
     posterior_type = DiagGaussian
@@ -67,11 +67,11 @@ class VQEncoder(nn.Module):
     def __init__(self, *, data_shape, latent_shape, latent_channels: int | None = None,
                  block_out_channels=(128, 256, 512), layers_per_block: int = 2, norm_num_groups: int = 32,
                  mid_attention: bool = True, scaling_factor: float = 1.0, posterior_std: float = 0.01,
-                 chunk: int = 4):
+                 chunk: int = 4, channels_last: bool = False):
         super().__init__()
         self.cfg = CoderConfig.from_args(dict(block_out_channels=block_out_channels, layers_per_block=layers_per_block,
                                               norm_num_groups=norm_num_groups, mid_attention=mid_attention,
-                                              chunk=chunk))
+                                              chunk=chunk, channels_last=channels_last))
         embed_dim = int(latent_shape[0])
         channels = int(latent_channels) if latent_channels is not None else embed_dim
         check_shapes("vq encoder", self.cfg, data_shape, latent_shape, embed_dim)
@@ -92,17 +92,19 @@ class VQEncoder(nn.Module):
 
 
 class VQDecoder(nn.Module):
-    """Card ``decoder: {name: vq, ..., latent_channels, num_vq_embeddings, scaling_factor, fast_upsample, likelihood}``."""
+    """Card ``decoder: {name: vq, ..., latent_channels, num_vq_embeddings, scaling_factor, fast_upsample, channels_last,
+    likelihood}``."""
 
     def __init__(self, *, data_shape, latent_shape, latent_channels: int | None = None,
                  block_out_channels=(128, 256, 512), layers_per_block: int = 2, norm_num_groups: int = 32,
                  mid_attention: bool = True, num_vq_embeddings: int = 256, scaling_factor: float = 1.0,
-                 chunk: int = 4, fast_upsample: bool = False,
+                 chunk: int = 4, fast_upsample: bool = False, channels_last: bool = False,
                  likelihood: str | dict = DEFAULT_LIKELIHOOD):
         super().__init__()
         self.cfg = CoderConfig.from_args(dict(block_out_channels=block_out_channels, layers_per_block=layers_per_block,
                                               norm_num_groups=norm_num_groups, mid_attention=mid_attention,
-                                              chunk=chunk, fast_upsample=fast_upsample))
+                                              chunk=chunk, fast_upsample=fast_upsample,
+                                              channels_last=channels_last))
         embed_dim = int(latent_shape[0])
         channels = int(latent_channels) if latent_channels is not None else embed_dim
         check_shapes("vq decoder", self.cfg, data_shape, latent_shape, embed_dim)
