@@ -27,7 +27,7 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
          device: Any = None, weights: str | None = None) -> LatentModel:
     """Load a named model (``"vae-mnist"``), a trained folder, or a Hub repo (``"org/name"``, ``"hf://org/name@rev"``).
 
-    An ``"org/name"`` that an installed card names as its ``zoo.weights.repo`` (an upstream checkpoint such as
+    An ``"org/name"`` whose checkpoint an installed card converts (``zoo.weights.repo`` with a ``converter``, e.g.
     ``"stabilityai/sd-vae-ft-mse"``) loads that card; ``"hf://org/name"`` always means the Hub repo itself.
 
     ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
@@ -61,8 +61,9 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
 
 
 def card_for_repo(repo_id: str) -> str | None:
-    """The installed card whose ``zoo.weights.repo`` is ``repo_id`` (an upstream id such as
-    ``stabilityai/sd-vae-ft-mse``), or None when no card names it.  Several cards naming it is an error
+    """The installed card that converts ``repo_id``'s checkpoint (``zoo.weights.repo`` with a ``converter``: an
+    upstream repo such as ``stabilityai/sd-vae-ft-mse``, not in the zoo's own format), or None.  A repo pushed by
+    ``zoo push`` and pinned in a card (no converter) stays a Hub repo.  Several cards naming it is an error
     listing them (load one by its name)."""
     from zoo.cards import read_card
     from zoo.errors import CardError, UnknownModelError
@@ -76,7 +77,7 @@ def card_for_repo(repo_id: str) -> str | None:
             spec = read_card(entry.path, name=name).zoo.get("weights") or {}
         except CardError:
             continue
-        if spec.get("repo") == repo_id:
+        if spec.get("repo") == repo_id and spec.get("converter"):
             matches.append(name)
     if len(matches) > 1:
         raise UnknownModelError(f"{repo_id!r} is the weights repo of several models ({', '.join(matches)}): "
@@ -193,7 +194,7 @@ def _skip_init():
 def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:
     """Pre-fetch a model's files into the Hugging Face cache so that ``zoo.load`` works offline afterwards.
 
-    ``name`` is a card name with a ``zoo.weights`` block (or the upstream repo such a card names), or a Hub repo
+    ``name`` is a card name with a ``zoo.weights`` block (or the upstream repo such a card converts), or a Hub repo
     (``org/name``, ``hf://org/name@rev``).
     Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
     from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
