@@ -205,7 +205,7 @@ def format_report(report: dict[str, Any]) -> str:
         fit = report.get("likelihood_fit")
         if fit:
             lines.append(f"  (fitted on {report['n_fit']} images left out of N; their distortion "
-                         f"{fit['distortion_before']:.1f} -> {fit['distortion_after']:.1f} nats)")
+                         f"{fit['distortion_before']:.1f} -> {fit['distortion_after']:.1f} nats per image)")
     rows = [("ELBO", report["elbo"], report.get("elbo_bpd")),
             ("distortion  -E_q log p(x|z)", report["distortion"], report.get("distortion_bpd")),
             ("rate  KL(q(z|x)||p(z))", report["rate"], report.get("rate_bpd")),
