@@ -22,6 +22,8 @@ def register_encoders(register):
     register("vq", "zoo_plugins.vq:VQEncoder")
     register("gumbel", "zoo_plugins.gumbel:GumbelEncoder")
     register("vmf", "zoo_plugins.spherical:VMFEncoder")
+    register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLEncoder")
+    register("vqmodel", "zoo_plugins.autoencoders.vq:VQEncoder")
 
 
 @hookimpl
@@ -31,6 +33,8 @@ def register_decoders(register):
     register("gmm", "zoo_plugins.gmm:GMMDecoder")
     register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
     register("vq", "zoo_plugins.vq:VQDecoder")
+    register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLDecoder")
+    register("vqmodel", "zoo_plugins.autoencoders.vq:VQDecoder")
 
 
 @hookimpl
@@ -54,11 +58,16 @@ def register_likelihoods(register):
     register("gaussian", "zoo.likelihoods:Gaussian")
     register("discretized-logistic", "zoo.likelihoods:DiscretizedLogistic")
     register("discretized-gaussian", "zoo_plugins.diffusion.ddpm:DiscretizedGaussian")
+    register("fixed-discretized-gaussian", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedGaussian")
+    register("fixed-discretized-logistic", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedLogistic")
 
 
 @hookimpl
 def register_converters(register):
     register("diffusers-unet", "zoo_plugins.diffusion.convert:diffusers_ddpm_to_zoo")
+    register("diffusers-autoencoder-kl", "zoo_plugins.autoencoders.convert:diffusers_autoencoder_kl_to_zoo")
+    register("diffusers-vqmodel", "zoo_plugins.autoencoders.convert:diffusers_vqmodel_to_zoo")
+    register("diffusers-ldm", "zoo_plugins.autoencoders.convert:diffusers_ldm_to_zoo")
 
 
 @hookimpl

@@ -334,7 +334,7 @@ def test_bad_cli_numbers_and_paths(tmp_path, capsys):
                          (["sample", str(run), "--n", "-5"], "--n: must be >= 1"),
                          (["sample", str(run), "--scale", "0"], "--scale: must be >= 1"),
                          (["diagnose", str(run), "--max-points", "0"], "--max-points: must be >= 1"),
-                         (["diagnose", str(run), "--k", "0"], "--k: must be >= 1")):
+                         (["diagnose", str(run), "--k", "-1"], "--k: must be >= 0")):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and needle in capsys.readouterr().err, argv

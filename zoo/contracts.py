@@ -50,6 +50,9 @@ Optional, prior
 Optional, likelihood
     ParametricLikelihood    ``params_per_dim`` and ``likelihood(params) -> Observation``: usable by
                             name by any built-in decoder (``decoder: {likelihood: NAME}``)
+    FittableLikelihood      ``fit(model, images) -> dict`` and ``describe() -> dict``: free parameters
+                            fitted to data, not trained (e.g. the noise scale stated for a
+                            deterministic decoder); ``zoo diagnose`` fits them on held-out images
 
 Optional, any component
     Binds                   ``bind(model)``: called once the three parts are assembled (keep a weak
@@ -73,8 +76,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 from torch import Tensor
 
 __all__ = [
-    "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "Encoder", "Decoder", "Prior",
-    "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior", "Codebook",
+    "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
+    "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior", "Codebook",
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
     "Converter", "Fitter", "Sampler", "SamplerOption", "DataSource",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
@@ -136,6 +139,18 @@ class ParametricLikelihood(Likelihood, Protocol):
 
     def __call__(self, params: Tensor) -> Observation:
         """Network output ``[B, params_per_dim * C, H, W]`` -> p(x|z)."""
+
+
+@runtime_checkable
+class FittableLikelihood(Protocol):
+    """A likelihood whose free parameters are fitted to data with the networks held fixed."""
+
+    def fit(self, model: Any, images: Tensor) -> dict[str, Any]:
+        """Fit by maximum likelihood on ``images`` (uint8 or [0, 1]; they are not evaluated afterwards);
+        set the parameters and return what was fitted and how (values, ``n``, ``method``)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The parameters in use (for reports), and whether they were fitted."""
 
 
 @runtime_checkable

@@ -35,13 +35,19 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_
 @torch.no_grad()
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
              iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int | None = None,
-             image_key: str | None = None, data_config: str | None = None) -> dict[str, Any]:
+             image_key: str | None = None, data_config: str | None = None,
+             fit_points: int | None = None) -> dict[str, Any]:
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
 
     ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
     or images; ``iwae_k=0`` skips the IWAE estimate.  ``seed`` fixes every random draw; the default is
     a seed of the model's own (from its name), so the Monte Carlo errors of two models are independent.
-    Every Monte Carlo number comes with its standard error over the N images (``KEY_se``)."""
+    Every Monte Carlo number comes with its standard error over the N images (``KEY_se``).
+
+    A likelihood with parameters fitted to data (zoo.contracts.FittableLikelihood, e.g. the noise
+    scale stated for a deterministic decoder) is first fitted on the first ``fit_points`` images,
+    which are then left out of every other number (default None: a quarter of them; 0: keep the
+    parameters as they are)."""
     from zoo.errors import InputError
 
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
@@ -61,8 +67,13 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     if len(data) == 0:
         raise InputError(f"diagnose: no images to evaluate ({source}, split {split!r} is empty)")
     seed = default_seed(model) if seed is None else seed
+    likelihood = model.decoder.likelihood
+    fittable = c.has(likelihood, c.FittableLikelihood)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        n_fit = _fit_count(len(data), fit_points) if fittable else 0
+        fit = likelihood.fit(model, data[:n_fit]) if n_fit else None
+        data = data[n_fit:]
         evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
         report.update(codebook_usage(evaluation.posteriors))
@@ -82,10 +93,11 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         else:
             report.update(_iwae(model, data, iwae_k, batch_size))
         _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
-    likelihood = model.decoder.likelihood
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete, "seed": seed,
                    "rate_kind": "upper bound" if not c.is_exact(model.prior) else "exact KL"})
+    if fittable:
+        report.update({"likelihood_params": likelihood.describe(), "likelihood_fit": fit, "n_fit": n_fit})
     for key in ("elbo", "distortion", "rate", "nll"):
         if report.get(key) is not None:
             value = -report[key] if key == "elbo" else report[key]
@@ -105,6 +117,32 @@ def _mean_se(values: Tensor) -> tuple[float, float]:
     v = values.double().flatten()
     n = v.numel()
     return float(v.mean()), (float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"))
+
+
+def _fit_count(n: int, fit_points: int | None) -> int:
+    """How many of the n images fit the likelihood's parameters (the rest are evaluated)."""
+    if fit_points is None:
+        return n // 4 if n >= 2 else 0
+    if fit_points < 0 or (fit_points and fit_points >= n):
+        from zoo.errors import InputError
+
+        raise InputError(f"fit_points (--fit-points) must be 0 (no fitting) or in 1..{n - 1} (leaving images to evaluate) "
+                         f"for {n} images, got {fit_points}")
+    return fit_points
+
+
+def _per_channel(model: LatentModel, report: dict[str, Any], kl: Tensor | None, variance: Tensor | None) -> None:
+    """For a latent with a channel axis [C, H, W, ...]: KL and active units summed per channel."""
+    shape = tuple(model.latent_shape)
+    if len(shape) < 2:
+        return
+    if kl is not None:
+        report["kl_per_channel"] = kl.double().sum(0).reshape(shape[0], -1).sum(1).div(kl.shape[0]).tolist()
+    if variance is not None and variance.numel() == math.prod(shape):
+        per = variance.reshape(shape[0], -1)
+        report["active_units_per_channel"] = (per > ACTIVE_THRESHOLD).sum(1).tolist()
+        report["posterior_mean_variance_per_channel"] = per.mean(1).tolist()
+        report["active_channels"] = int((per.mean(1) > ACTIVE_THRESHOLD).sum())
 
 
 def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
@@ -132,12 +170,14 @@ def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
         report["active_units_note"] = "not applicable: the encoder is a fixed noising process"
         return report
     means = torch.cat([q.mean.flatten(1) for q in evaluation.posteriors]) if first is not None else None
+    variance = None
     if means is not None and means.dtype.is_floating_point:
         variance = means.var(0, unbiased=False)
         report["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
         report["latent_dims"] = int(variance.numel())
         report["posterior_mean_variance"] = variance.tolist()
         report["active_threshold"] = ACTIVE_THRESHOLD
+    _per_channel(model, report, kl, variance)
     return report
 
 
@@ -281,6 +321,15 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"model {report['model']} on {report['data']}"
              f"{' [' + report['split'] + ']' if report.get('split') else ''}: N={report['n']}, "
              f"likelihood {report['likelihood']}"]
+    params = report.get("likelihood_params")
+    if params:
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()
+                          if k != "fitted")
+        lines.append(f"  likelihood parameters: {shown}; fitted: {params.get('fitted')}")
+        fit = report.get("likelihood_fit")
+        if fit:
+            lines.append(f"  (fitted on {report['n_fit']} images left out of N; their distortion "
+                         f"{fit['distortion_before']:.1f} -> {fit['distortion_after']:.1f} nats per image)")
     def pm(key: str) -> str | None:
         se = report.get(f"{key}_se")
         return f"+- {se:.3f}" if isinstance(se, float) and math.isfinite(se) else None
@@ -308,6 +357,12 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("codebook_size"):
         lines.append(f"  codebook: {report['codebook_usage']} / {report['codebook_size']} codes used, perplexity "
                      f"{report['codebook_perplexity']:.2f}")
+    if report.get("kl_per_channel") is not None:
+        lines.append("  KL per latent channel (nats): [" + ", ".join(f"{v:.2f}" for v in report["kl_per_channel"]) + "]")
+    if report.get("active_channels") is not None:
+        lines.append(f"  active channels (mean over positions of Cov_x E_q[z] > {report['active_threshold']}): "
+                     f"{report['active_channels']} / {len(report['active_units_per_channel'])}; active units per "
+                     f"channel {report['active_units_per_channel']}")
     if report.get("kl_per_dim"):
         kl = ", ".join(f"{v:.2f}" for v in report["kl_per_dim"][:64])
         lines.append(f"  KL per latent dim (nats): [{kl}{', ...' if len(report['kl_per_dim']) > 64 else ''}]")

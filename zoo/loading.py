@@ -27,6 +27,9 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
          device: Any = None, weights: str | None = None) -> LatentModel:
     """Load a named model (``"vae-mnist"``), a trained folder, or a Hub repo (``"org/name"``, ``"hf://org/name@rev"``).
 
+    An ``"org/name"`` whose checkpoint an installed card converts (``zoo.weights.repo`` with a ``converter``, e.g.
+    ``"stabilityai/sd-vae-ft-mse"``) loads that card; ``"hf://org/name"`` always means the Hub repo itself.
+
     ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
     a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
     from zoo.store.run_folder import load_folder
@@ -88,12 +91,47 @@ def resolve(name_or_path: str | Path) -> tuple[str, str]:
         raise WeightsError(f"{text}: no such run folder ({path.absolute()} does not exist); for a Hub repo write "
                            f"hf://{text.lstrip('./')} (names with a local-looking path are never looked up on the Hub)")
     if "/" in text and _HUB_ID.fullmatch(text.split("@", 1)[0]):
-        return "hub", "hf://" + text
+        # an upstream repo an installed card converts (e.g. stabilityai/sd-vae-ft-mse) is that card
+        return ("card", named) if (named := card_for_repo(text.split("@", 1)[0])) else ("hub", "hf://" + text)
     return "card", text
 
 
+def card_for_repo(repo_id: str) -> str | None:
+    """The installed card that converts ``repo_id``'s checkpoint (``zoo.weights.repo`` with a ``converter``: an
+    upstream repo such as ``stabilityai/sd-vae-ft-mse``, not in the zoo's own format), or None.  A repo pushed by
+    ``zoo push`` and pinned in a card (no converter) stays a Hub repo.  Several cards naming it is an error
+    listing them (load one by its name)."""
+    from zoo.cards import read_card
+    from zoo.errors import CardError, UnknownModelError
+    from zoo.registry import get_registry
+
+    matches = []
+    for name, entry in sorted(get_registry().cards.items()):
+        if name.startswith("_"):
+            continue
+        try:
+            spec = read_card(entry.path, name=name).zoo.get("weights") or {}
+        except CardError:
+            continue
+        if spec.get("repo") == repo_id and spec.get("converter"):
+            matches.append(name)
+    if len(matches) > 1:
+        raise UnknownModelError(f"{repo_id!r} is the weights repo of several models ({', '.join(matches)}): "
+                                f"load one of them by name")
+    return matches[0] if matches else None
+
+
+def weight_files(spec: dict) -> dict[str | None, str]:
+    """The card's weights file(s): ``{None: file}``, or part -> file for a checkpoint in several files."""
+    file = spec["file"]
+    return dict(file) if isinstance(file, dict) else {None: file}
+
+
 def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = None) -> None:
-    """Download (or take from cache) the weights the card pins and load them into ``model``."""
+    """Download (or take from cache) the weights the card pins and load them into ``model``.
+
+    A checkpoint in several files (``file: {part: path, ...}``, e.g. a latent diffusion model's ``vqvae``
+    and ``unet``) is read as one state dict whose keys are prefixed ``part.``, for the card's converter."""
     spec = card.zoo.get("weights")
     if not spec:
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
@@ -101,12 +139,20 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
                            f"`zoo train {card.name}` and load the run folder")
     from zoo.store.weights import load_weights, read_state
 
-    path, commit, sha256 = _fetch_card_weights(card, revision)
-    state = convert(read_state(path), spec.get("converter"), card)
-    load_weights(model, state, f"{spec['repo']}@{commit}/{spec['file']}")
+    fetched = _fetch_card_weights(card, revision)
+    state: dict = {}
+    for part, (path, _, _) in fetched.items():
+        tensors = read_state(path)
+        state.update(tensors if part is None else {f"{part}.{k}": v for k, v in tensors.items()})
+    state = convert(state, spec.get("converter"), card)
+    commit = next(iter(fetched.values()))[1]
+    single = None in fetched
+    files = spec["file"] if single else ", ".join(f"{p}: {f}" for p, f in spec["file"].items())
+    load_weights(model, state, f"{spec['repo']}@{commit}/{files}")
     model.info.update({"repo": spec["repo"], "revision": commit, "requested_revision": revision or spec.get("revision")
-                       or "main", "file": spec["file"], "sha256": sha256, "converter": spec.get("converter"),
-                       "weights": str(path)})
+                       or "main", "file": spec["file"], "converter": spec.get("converter"),
+                       "sha256": fetched[None][2] if single else {p: v[2] for p, v in fetched.items()},
+                       "weights": str(fetched[None][0]) if single else {p: str(v[0]) for p, v in fetched.items()}})
 
 
 def convert(state: dict, converter: str | None, card: Card) -> dict:
@@ -123,30 +169,42 @@ def convert(state: dict, converter: str | None, card: Card) -> dict:
     return entry.factory(state)
 
 
-def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, str, str | None]:
-    """The card's weights file from the Hub (or the cache): (path, commit, the sha256 it was checked against).
+def _fetch_card_weights(card: Card, revision: str | None = None) -> dict[str | None, tuple[Path, str, str | None]]:
+    """The card's weights file(s) from the Hub (or the cache): part -> (path, commit, the sha256 it was checked
+    against); the part is None for a single file.  Every file comes from the one commit the first resolves to.
 
     The card's sha256 is checked when the card's own revision is loaded; another ``revision`` holds another file,
     so that one is checked against the hash the Hub advertises for it.  A converted upstream checkpoint
     (``converter`` set) named ``*.safetensors`` that the revision does not have falls back to the same name with
     ``.bin`` (older diffusers uploads), read later with ``torch.load(weights_only=True)`` and checked against the
     Hub's hash (the card's sha256 is the safetensors file's)."""
-    from zoo.hub import FileNotFound, download_file
-
     spec = card.zoo["weights"]
     pinned = spec.get("revision")
     rev = revision or pinned
-    sha256 = spec.get("sha256") if revision is None or revision == pinned else None
+    own = revision is None or revision == pinned
+    hashes = spec.get("sha256")
+    out: dict[str | None, tuple[Path, str, str | None]] = {}
+    for part, file in weight_files(spec).items():
+        sha256 = (hashes.get(part) if isinstance(hashes, dict) else hashes) if own else None
+        path, commit, checked = _fetch_file(spec, file, rev, sha256)
+        rev = commit  # the other parts from the same commit
+        out[part] = (path, commit, checked)
+    return out
+
+
+def _fetch_file(spec: dict, file: str, rev: str | None, sha256: str | None) -> tuple[Path, str, str | None]:
+    from zoo.hub import FileNotFound, download_file
+
     try:
-        path, commit = download_file(spec["repo"], spec["file"], revision=rev, sha256=sha256)
+        path, commit = download_file(spec["repo"], file, revision=rev, sha256=sha256)
     except FileNotFound:
-        if not (spec.get("converter") and spec["file"].endswith(".safetensors")):
+        if not (spec.get("converter") and file.endswith(".safetensors")):
             raise
-        fallback = spec["file"][: -len(".safetensors")] + ".bin"
+        fallback = file[: -len(".safetensors")] + ".bin"
         try:
             path, commit = download_file(spec["repo"], fallback, revision=rev)
         except FileNotFound:
-            raise FileNotFound(f"neither {spec['file']!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
+            raise FileNotFound(f"neither {file!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
         sha256 = None
     return path, commit, sha256
 
@@ -154,7 +212,8 @@ def _fetch_card_weights(card: Card, revision: str | None = None) -> tuple[Path, 
 def download(name: str, *, revision: str | None = None, weights: str | None = None) -> dict[str, Any]:
     """Pre-fetch a model's files into the Hugging Face cache so that ``zoo.load`` works offline afterwards.
 
-    ``name`` is a card name with a ``zoo.weights`` block, or a Hub repo (``org/name``, ``hf://org/name@rev``).
+    ``name`` is a card name with a ``zoo.weights`` block (or the upstream repo such a card converts), or a Hub repo
+    (``org/name``, ``hf://org/name@rev``).
     Returns ``{"repo", "revision" (the commit), "path", "files"}``."""
     from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
 
@@ -171,6 +230,8 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
     if not card.zoo.get("weights"):
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"nothing to download")
-    path, commit, _ = _fetch_card_weights(card, revision)
+    fetched = _fetch_card_weights(card, revision)
     spec = card.zoo["weights"]
-    return {"repo": spec["repo"], "revision": commit, "path": path, "files": [spec["file"]]}
+    paths = [v[0] for v in fetched.values()]
+    return {"repo": spec["repo"], "revision": next(iter(fetched.values()))[1],
+            "path": paths[0] if len(paths) == 1 else paths, "files": list(weight_files(spec).values())}

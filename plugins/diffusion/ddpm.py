@@ -126,8 +126,8 @@ class DDPMPrior(nn.Module):
     """The reverse chain p(x_T) prod_t p(x_{t-1}|x_t) with Ho et al.'s epsilon-prediction UNet.
 
     Card arguments: ``unet`` (a preset name or UNetConfig fields; in/out channels and size default
-    to the latent shape), ``timesteps`` T, ``schedule`` linear (``beta_start``, ``beta_end``) or
-    cosine (``cosine_s``), ``variance`` fixed-small (beta~_t) or fixed-large (beta_t),
+    to the latent shape), ``timesteps`` T, ``schedule`` linear (``beta_start``, ``beta_end``),
+    scaled-linear (latent diffusion's: sqrt(beta) linear between the same ends) or cosine (``cosine_s``), ``variance`` fixed-small (beta~_t) or fixed-large (beta_t),
     ``eval_timesteps`` K for the stratified sub-sampled bound (null: exact), ``clip_sample``
     (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound)."""
 
@@ -151,10 +151,12 @@ class DDPMPrior(nn.Module):
             raise ValueError(f"timesteps must be an integer >= 2, got {timesteps!r}")
         if schedule == "linear":
             self.schedule = NoiseSchedule.linear(timesteps, beta_start, beta_end)
+        elif schedule == "scaled-linear":
+            self.schedule = NoiseSchedule.scaled_linear(timesteps, beta_start, beta_end)
         elif schedule == "cosine":
             self.schedule = NoiseSchedule.cosine(timesteps, cosine_s)
         else:
-            raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+            raise ValueError(f"schedule must be 'linear', 'scaled-linear' or 'cosine', got {schedule!r}")
         if variance not in VARIANCES:
             raise ValueError(f"variance must be 'fixed-small' or 'fixed-large', got {variance!r}")
         self.variance = VARIANCES[variance]

@@ -32,7 +32,7 @@ from zoo.distributions import LOG_2PI
 from zoo.distributions import bits_per_dim as _bits_per_dim
 
 __all__ = [
-    "linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
+    "linear_betas", "scaled_linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
     "q_mean_variance", "q_sample", "q_posterior", "predict_x0", "p_mean_variance", "PMeanVar",
     "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms", "step_terms",
     "variational_bound", "bits_per_dim", "Variance",
@@ -52,6 +52,15 @@ def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: 
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
     return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
+
+
+def scaled_linear_betas(num_timesteps: int = 1000, beta_start: float = 0.0015, beta_end: float = 0.0195) -> Tensor:
+    """Latent diffusion's "linear" schedule (Rombach et al. 2022; diffusers' ``scaled_linear``): sqrt(beta_t)
+    linear from sqrt(beta_start) to sqrt(beta_end), beta_t = (sqrt(b_0) + t/(T-1) (sqrt(b_1) - sqrt(b_0)))^2.
+    float64 [T]."""
+    if num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
+    return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
 
 
 def cosine_betas(num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -109,6 +118,11 @@ class NoiseSchedule:
     @classmethod
     def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         return cls(linear_betas(num_timesteps, beta_start, beta_end))
+
+    @classmethod
+    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.0015,
+                      beta_end: float = 0.0195) -> "NoiseSchedule":
+        return cls(scaled_linear_betas(num_timesteps, beta_start, beta_end))
 
     @classmethod
     def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":

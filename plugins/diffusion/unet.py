@@ -168,22 +168,26 @@ def timestep_embedding(t: Tensor, freqs: Tensor, flip_sin_to_cos: bool) -> Tenso
 
 
 class ResBlock(nn.Module):
-    """h = conv1(SiLU(GN(x))) + Linear(SiLU(temb)); out = shortcut(x) + conv2(drop(SiLU(GN(h))))."""
+    """h = conv1(SiLU(GN(x))) + Linear(SiLU(temb)); out = shortcut(x) + conv2(drop(SiLU(GN(h)))).
 
-    def __init__(self, cin: int, cout: int, temb_dim: int, groups: int, eps: float, dropout: float):
+    ``temb_dim=None``: no time conditioning (the block of an autoencoder's encoder / decoder,
+    diffusers' ``ResnetBlock2D`` with ``temb_channels=None``); ``forward(x)`` then takes no temb."""
+
+    def __init__(self, cin: int, cout: int, temb_dim: int | None, groups: int, eps: float, dropout: float):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, cin, eps=eps)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.temb_proj = nn.Linear(temb_dim, cout)
+        self.temb_proj = nn.Linear(temb_dim, cout) if temb_dim is not None else None
         self.norm2 = nn.GroupNorm(groups, cout, eps=eps)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
-    def forward(self, x: Tensor, temb_act: Tensor) -> Tensor:
-        """``temb_act`` is SiLU(temb), computed once per forward by the caller."""
+    def forward(self, x: Tensor, temb_act: Tensor | None = None) -> Tensor:
+        """``temb_act`` is SiLU(temb), computed once per forward by the caller (None without time conditioning)."""
         h = self.conv1(_act(self.norm1(x)))
-        h = h + self.temb_proj(temb_act)[:, :, None, None]
+        if self.temb_proj is not None:
+            h = h + self.temb_proj(temb_act)[:, :, None, None]
         h = self.conv2(self.dropout(_act(self.norm2(h))))
         shortcut = x if self.skip is None else self.skip(x)
         return shortcut + h

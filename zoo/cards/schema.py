@@ -232,9 +232,17 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
         raise fail("train", "must be a mapping")
     if "weights" in zoo:
         _check_mapping(zoo["weights"], "weights", WEIGHT_FIELDS, fail)
-        for key in ("repo", "file"):
-            if not isinstance(zoo["weights"].get(key), str):
-                raise fail(f"weights.{key}", "missing or not a string")
+        if not isinstance(zoo["weights"].get("repo"), str):
+            raise fail("weights.repo", "missing or not a string")
+        file = zoo["weights"].get("file")
+        several = isinstance(file, dict) and file and all(isinstance(k, str) and k and isinstance(v, str)
+                                                          for k, v in file.items())
+        if not isinstance(file, str) and not several:
+            raise fail("weights.file", "missing, or neither a file name nor a mapping part -> file name "
+                                       "(a checkpoint in several files, e.g. {vqvae: vqvae/x.safetensors, unet: ...})")
+        sha = zoo["weights"].get("sha256")
+        if sha is not None and not isinstance(sha, (str, dict)):
+            raise fail("weights.sha256", "must be a hex digest (or a mapping part -> digest for several files)")
     if "results" in zoo and not isinstance(zoo["results"], dict):
         raise fail("results", "must be a mapping")
     return zoo

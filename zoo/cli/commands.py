@@ -27,6 +27,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 switches the thing off, e.g. ``--k 0``: no IWAE estimate)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 @hookimpl
 def register_commands(register):
     register("list", add_list)
@@ -75,7 +88,9 @@ def cmd_info(args) -> None:
     if z.get("sampler"):
         print(f"  sampler   {z['sampler']}")
     w = z.get("weights")
-    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{w['file']}" if w
+    files = (", ".join(f"{k}: {v}" for k, v in w["file"].items()) if isinstance(w["file"], dict) else w["file"]) \
+        if w else None
+    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{files}" if w
           else "  weights   none published (train it: zoo train NAME)")
     for key, value in (z.get("results") or {}).items():
         print(f"  result    {key}: {value}")
@@ -177,8 +192,14 @@ def cmd_diagnose(args) -> None:
 
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
-    report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
-                      image_key=args.image_key, seed=args.seed, data_config=args.data_config)
+    try:
+        report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
+                          image_key=args.image_key, seed=args.seed, data_config=args.data_config,
+                          fit_points=args.fit_points)
+    except ValueError as e:
+        if "fit_points" not in str(e):
+            raise
+        raise UsageError(f"--fit-points: {e}") from None
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.plot:
         from zoo.plots import plot_report
@@ -196,9 +217,13 @@ def add_diagnose(sub) -> None:
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
-    p.add_argument("--k", type=positive_int, default=100, help="IWAE samples (>= 1)")
+    p.add_argument("--k", type=count_int, default=100, help="IWAE samples (0: skip the IWAE estimate)")
     p.add_argument("--seed", type=int, help="seed of every random draw (default: one of the model's own, from its name)")
     p.add_argument("--max-points", type=positive_int, default=10000, help="evaluate at most this many images (>= 1)")
+    p.add_argument("--fit-points", type=count_int, default=None, metavar="N",
+                   help="for a likelihood with fitted parameters (e.g. the noise scale of a deterministic decoder): "
+                        "fit them on the first N images and evaluate the rest (default: a quarter; 0: keep the "
+                        "card's values)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.set_defaults(func=cmd_diagnose)

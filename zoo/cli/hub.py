@@ -38,7 +38,8 @@ def cmd_download(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2, default=str))
         return
     print(f"{result['repo']}@{result['revision']}")
-    print(f"  {result['path']}")
+    for path in result["path"] if isinstance(result["path"], list) else [result["path"]]:
+        print(f"  {path}")
     for name in result["files"]:
         print(f"  {name}")
 
