@@ -16,6 +16,7 @@ pretrained RGB filters when weights are loaded).
 """
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Any
 
@@ -64,12 +65,21 @@ class TimmEncoder(nn.Module):
         self.register_buffer("norm_std", torch.tensor(std).view(1, c, 1, 1), persistent=False)
         self.normalize = bool(pretrained) if normalize is None else bool(normalize)
         self._to_unit = None
-        with torch.no_grad():
-            was = self.backbone.training
-            self.backbone.eval()
-            n_features = self._features(torch.zeros(2, *data_shape)).shape[1]
-            self.backbone.train(was)
-        self.head = GaussianHead(n_features, latent_shape)
+        self.head = GaussianHead(self._feature_count(data_shape), latent_shape)
+
+    @torch.no_grad()
+    def _feature_count(self, data_shape) -> int:
+        """The width of the backbone's features for an image of ``data_shape`` (a probe forward pass; on the meta
+        device when the model is built without weights, ``build_model(card, empty=True)``)."""
+        backbone = self.backbone
+        device = next(backbone.parameters()).device
+        if device.type == "meta":  # the buffers (batch-norm statistics) are real: move a copy wholly to meta
+            backbone = copy.deepcopy(backbone).to("meta")
+        was = backbone.training
+        backbone.eval()
+        n = self._pool(backbone(torch.zeros(2, *data_shape, device=device))).shape[1]
+        backbone.train(was)
+        return int(n)
 
     def bind(self, model) -> None:
         """Remember how to turn the likelihood's data space back into images in [0, 1]."""
@@ -80,9 +90,12 @@ class TimmEncoder(nn.Module):
             lik = self._to_unit() if self._to_unit is not None else None
             x01 = lik.to_unit(x) if lik is not None else x
             x = (x01 - self.norm_mean.to(x01.dtype)) / self.norm_std.to(x01.dtype)
+        return self._pool(self.backbone(x))
+
+    def _pool(self, out) -> Tensor:
         if self.features == "pooled":
-            return self.backbone(x).flatten(1)
-        fmap = self.backbone(x)[0]
+            return out.flatten(1)
+        fmap = out[0]
         return fmap.mean((2, 3)) if self.pool == "avg" else fmap.flatten(1)
 
     def forward(self, x: Tensor) -> DiagGaussian:

@@ -127,18 +127,82 @@ def weight_files(spec: dict) -> dict[str | None, str]:
     return dict(file) if isinstance(file, dict) else {None: file}
 
 
+def weights_source(card: Card, revision: str | None = None) -> str | None:
+    """Where ``zoo.load`` takes a card's weights from: ``"hub"`` when the card pins a Hub revision (or ``revision``
+    asks for one) or has no packaged file, ``"packaged"`` for the file shipped beside the card otherwise; None
+    when the card has no weights."""
+    spec = card.zoo.get("weights")
+    if not spec:
+        return None
+    if spec.get("packaged") and revision is None and not (spec.get("repo") and spec.get("revision")):
+        return "packaged"
+    return "hub"
+
+
+def packaged_path(card: Card) -> Path:
+    """The card's packaged weights file (``zoo.weights.packaged``, relative to the card's folder), checked
+    against the card's sha256."""
+    from zoo.hub import hash_file
+
+    spec = card.zoo["weights"]
+    if card.path is None:
+        raise WeightsError(f"model {card.name!r}: 'zoo.weights.packaged' is relative to the card's folder, and this "
+                           f"card was not read from a file")
+    path = card.path.parent / spec["packaged"]
+    if not path.is_file():
+        raise WeightsError(f"model {card.name!r}: its packaged weights {path} are missing (field 'zoo.weights.packaged' "
+                           f"of {card.path}); reinstall latent-zoo, or load it with pretrained=False")
+    digest = hash_file(path, "sha256")
+    if digest != spec["sha256"]:
+        raise WeightsError(f"model {card.name!r}: the packaged weights {path} have sha256 {digest}, not the card's "
+                           f"{spec['sha256']} ({card.path}): the file is damaged or was replaced; reinstall latent-zoo")
+    return path
+
+
 def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = None) -> None:
-    """Download (or take from cache) the weights the card pins and load them into ``model``.
+    """Load the weights the card names into ``model``: the pinned Hub file (downloaded or from cache), or the
+    file packaged beside the card (``zoo.weights.packaged``) when no Hub revision is pinned, or when the Hub
+    cannot be reached and the packaged file is the same bytes (the card has one sha256 for both).
 
     A checkpoint in several files (``file: {part: path, ...}``, e.g. a latent diffusion model's ``vqvae``
     and ``unet``) is read as one state dict whose keys are prefixed ``part.``, for the card's converter."""
-    spec = card.zoo.get("weights")
-    if not spec:
+    from zoo.hub import HubUnreachable
+
+    source = weights_source(card, revision)
+    if source is None:
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"use zoo.load({card.name!r}, pretrained=False), or train it with "
                            f"`zoo train {card.name}` and load the run folder")
+    spec = card.zoo["weights"]
+    if source == "hub":
+        try:
+            _load_hub_weights(model, card, revision)
+            return
+        except HubUnreachable as e:
+            if not spec.get("packaged") or revision is not None:
+                raise
+            note = f"the Hub file could not be fetched ({e}); loaded the packaged copy with the same sha256"
+    else:
+        note = None
+    _load_packaged_weights(model, card, note)
+
+
+def _load_packaged_weights(model: LatentModel, card: Card, note: str | None) -> None:
     from zoo.store.weights import load_weights, read_state
 
+    spec = card.zoo["weights"]
+    path = packaged_path(card)
+    load_weights(model, read_state(path), f"{path} (packaged with {card.name!r})")
+    model.info.update({"source": "packaged", "weights": str(path), "sha256": spec["sha256"], "file": spec["packaged"],
+                       "repo": spec.get("repo"), "revision": None, "converter": None})
+    if note:
+        model.info["note"] = note
+
+
+def _load_hub_weights(model: LatentModel, card: Card, revision: str | None) -> None:
+    from zoo.store.weights import load_weights, read_state
+
+    spec = card.zoo["weights"]
     fetched = _fetch_card_weights(card, revision)
     state: dict = {}
     for part, (path, _, _) in fetched.items():
@@ -149,8 +213,9 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
     single = None in fetched
     files = spec["file"] if single else ", ".join(f"{p}: {f}" for p, f in spec["file"].items())
     load_weights(model, state, f"{spec['repo']}@{commit}/{files}")
-    model.info.update({"repo": spec["repo"], "revision": commit, "requested_revision": revision or spec.get("revision")
-                       or "main", "file": spec["file"], "converter": spec.get("converter"),
+    model.info.update({"source": "hub", "repo": spec["repo"], "revision": commit,
+                       "requested_revision": revision or spec.get("revision") or "main", "file": spec["file"],
+                       "converter": spec.get("converter"),
                        "sha256": fetched[None][2] if single else {p: v[2] for p, v in fetched.items()},
                        "weights": str(fetched[None][0]) if single else {p: str(v[0]) for p, v in fetched.items()}})
 
@@ -227,11 +292,16 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         return {"repo": repo_id, "revision": commit, "path": folder, "files": files}
     card = get_card(text)
-    if not card.zoo.get("weights"):
+    source = weights_source(card, revision)
+    if source is None:
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"nothing to download")
+    if source == "packaged":  # shipped with the package: nothing to fetch, the file is checked
+        spec = card.zoo["weights"]
+        return {"repo": spec.get("repo"), "revision": None, "path": packaged_path(card), "source": "packaged",
+                "files": [spec["packaged"]]}
     fetched = _fetch_card_weights(card, revision)
     spec = card.zoo["weights"]
     paths = [v[0] for v in fetched.values()]
-    return {"repo": spec["repo"], "revision": next(iter(fetched.values()))[1],
+    return {"repo": spec["repo"], "revision": next(iter(fetched.values()))[1], "source": "hub",
             "path": paths[0] if len(paths) == 1 else paths, "files": list(weight_files(spec).values())}

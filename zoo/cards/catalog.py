@@ -15,9 +15,11 @@ def model_names() -> list[str]:
     return sorted(n for n in get_registry().cards if not n.startswith("_"))
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``."""
-    return [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``; ``pretrained=True``
+    keeps those with weights to load (packaged with the zoo, or on the Hub), as timm's ``list_models``."""
+    names = [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in names if get_card(n).zoo.get("weights")] if pretrained else names
 
 
 def get_card(name: str) -> Card:

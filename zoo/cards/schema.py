@@ -21,7 +21,7 @@ ZOO_FIELDS = {"name", "description", "extends", "data", "latent", "encoder", "de
               "objective", "train", "sampler", "weights", "results"}
 REQUIRED = ("data", "latent", "encoder", "decoder", "prior")
 DATA_FIELDS = {"source", "shape", "image_key", "revision", "config", "split", "test_split"}
-WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter"}
+WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter", "packaged"}
 OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
 
 
@@ -231,21 +231,37 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
     if "train" in zoo and not isinstance(zoo["train"], dict):
         raise fail("train", "must be a mapping")
     if "weights" in zoo:
-        _check_mapping(zoo["weights"], "weights", WEIGHT_FIELDS, fail)
-        if not isinstance(zoo["weights"].get("repo"), str):
-            raise fail("weights.repo", "missing or not a string")
-        file = zoo["weights"].get("file")
+        _check_weights(zoo["weights"], fail)
+    if "results" in zoo and not isinstance(zoo["results"], dict):
+        raise fail("results", "must be a mapping")
+    return zoo
+
+
+def _check_weights(spec: Any, fail) -> None:
+    """``zoo.weights``: a Hub file (repo, file, revision, sha256, converter) and/or a file shipped beside the card
+    (``packaged``, sha256 required).  With both, a pinned Hub revision is preferred and the packaged file is the
+    same bytes (one sha256), used when the Hub cannot be reached."""
+    _check_mapping(spec, "weights", WEIGHT_FIELDS, fail)
+    packaged = spec.get("packaged")
+    if packaged is not None:
+        parts = str(packaged).replace("\\", "/").split("/")
+        if not isinstance(packaged, str) or not packaged.endswith(".safetensors") or packaged.startswith("/") \
+                or ".." in parts:
+            raise fail("weights.packaged", f"must be a .safetensors file relative to the card's folder, got {packaged!r}")
+        if not isinstance(spec.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", spec["sha256"]):
+            raise fail("weights.sha256", "a packaged weights file needs its sha256 (64 hex digits)")
+    if packaged is None or "repo" in spec:
+        if not isinstance(spec.get("repo"), str):
+            raise fail("weights.repo", "missing or not a string (or give 'packaged': a file shipped beside the card)")
+        file = spec.get("file")
         several = isinstance(file, dict) and file and all(isinstance(k, str) and k and isinstance(v, str)
                                                           for k, v in file.items())
         if not isinstance(file, str) and not several:
             raise fail("weights.file", "missing, or neither a file name nor a mapping part -> file name "
                                        "(a checkpoint in several files, e.g. {vqvae: vqvae/x.safetensors, unet: ...})")
-        sha = zoo["weights"].get("sha256")
-        if sha is not None and not isinstance(sha, (str, dict)):
-            raise fail("weights.sha256", "must be a hex digest (or a mapping part -> digest for several files)")
-    if "results" in zoo and not isinstance(zoo["results"], dict):
-        raise fail("results", "must be a mapping")
-    return zoo
+    sha = spec.get("sha256")
+    if sha is not None and not isinstance(sha, (str, dict)):
+        raise fail("weights.sha256", "must be a hex digest (or a mapping part -> digest for several files)")
 
 
 def _check_mapping(value: Any, name: str, allowed: set[str], fail) -> None:

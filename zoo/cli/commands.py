@@ -57,13 +57,15 @@ def register_commands(register):
 def cmd_list(args) -> None:
     from zoo.cards.catalog import list_models
 
-    for name in list_models(args.pattern):
+    for name in list_models(args.pattern, pretrained=args.pretrained):
         print(name)
 
 
 def add_list(sub) -> None:
     p = sub.add_parser("list", help="list named models")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vae-*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="only models with weights to load (packaged with latent-zoo, or pinned on the Hub)")
     p.set_defaults(func=cmd_list)
 
 

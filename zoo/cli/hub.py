@@ -37,7 +37,10 @@ def cmd_download(args: argparse.Namespace) -> None:
 
         print(json.dumps(result, indent=2, default=str))
         return
-    print(f"{result['repo']}@{result['revision']}")
+    if result.get("source") == "packaged":
+        print(f"{args.name}: weights packaged with latent-zoo (nothing to download; sha256 checked)")
+    else:
+        print(f"{result['repo']}@{result['revision']}")
     for path in result["path"] if isinstance(result["path"], list) else [result["path"]]:
         print(f"  {path}")
     for name in result["files"]:

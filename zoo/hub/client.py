@@ -45,6 +45,10 @@ class FileNotFound(HubError):
     """The repo and revision exist but the file does not."""
 
 
+class HubUnreachable(HubError):
+    """The file is not in the local cache and the Hub cannot be asked (offline, or no connection)."""
+
+
 class ChecksumError(HubError):
     """A downloaded file does not hash to what was expected; the bad cached copy was deleted."""
 
@@ -119,11 +123,11 @@ def _translate(repo_id: str, revision: str | None, filename: str | None = None) 
     except LocalEntryNotFoundError as e:
         what = f"file {filename!r}" if filename else "snapshot"
         if _offline():
-            raise HubError(
+            raise HubUnreachable(
                 f"The {what} of {repo_id}@{rev} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) "
                 f"and HF_HUB_OFFLINE=1 forbids downloading it. Fetch it while online first with `zoo download NAME` "
                 f"(NAME being the zoo model stored at hf://{repo_id}@{rev}), or unset HF_HUB_OFFLINE.") from e
-        raise HubError(
+        raise HubUnreachable(
             f"Could not reach the Hub at {constants.ENDPOINT} to fetch the {what} of {repo_id}@{rev}, and it is "
             f"not in the local cache ({constants.HF_HUB_CACHE}). Check your connection or HF_ENDPOINT.") from e
     except EntryNotFoundError as e:
@@ -138,7 +142,7 @@ def _translate(repo_id: str, revision: str | None, filename: str | None = None) 
         raise HubError(f"Hub request for {_where(repo_id, revision, filename)} failed: {e}") from e
     except Exception as e:
         if type(e).__name__ in _CONNECTION_ERRORS:
-            raise HubError(f"Could not reach the Hub at {constants.ENDPOINT} for {_where(repo_id, revision, filename)}:"
+            raise HubUnreachable(f"Could not reach the Hub at {constants.ENDPOINT} for {_where(repo_id, revision, filename)}:"
                            f" {e}. Check your connection or HF_ENDPOINT.") from e
         raise
 

@@ -752,18 +752,15 @@ def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
                          f"but model {card.name!r} expects {list(card.data_shape)}")
 
 
-RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_information", "mutual_information_se",
-               "mutual_information_upper", "mi_saturated", "marginal_kl", "active_units", "latent_dims", "nll",
-               "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n")
-
-
 def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig, spec: str, *,
                         steps: int, seconds: float, command: str) -> dict[str, Any]:
     """The measured numbers that go into the card (``zoo.results`` and the Hub's model-index)."""
     from zoo import __version__
 
-    results = {k: _round(report.get(k)) for k in RESULT_KEYS if report.get(k) is not None}
+    from zoo.cards.measured import card_results
     from zoo.data.splits import split_label
+
+    results = card_results(report)
 
     results.update({"dataset": spec, "split": report.get("split", "test"),
                     "split_label": split_label(spec, report.get("split", "test")), "beta": card.beta,
@@ -780,7 +777,3 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
 
 def default_command(name: str, spec: str, out: str | Path) -> str:
     return shlex.join(["zoo", "train", name, "--data", spec, "--out", str(out)])
-
-
-def _round(v):
-    return round(v, 4) if isinstance(v, float) else v

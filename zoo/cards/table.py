@@ -1,0 +1,93 @@
+"""The model catalogue as a Markdown table, generated from the installed cards (README's model table).
+
+One row per model: name, family, parameters, data, the headline result with its estimator, where the
+weights come from, and the licence.  Every number is read from a card: the parameter count from the
+architecture the card builds (on the meta device: nothing is allocated), the results from ``zoo.results``
+(measured from the weights the card names), so the table cannot drift from the cards.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.cards.schema import Card
+
+TABLE_START = "<!-- latent-zoo:models:start -->"
+TABLE_END = "<!-- latent-zoo:models:end -->"
+HEADER = ("| model | family | parameters | data | headline result (estimator) | weights | licence |\n"
+          "|---|---|---:|---|---|---|---|")
+
+
+def parameter_count(card: Card) -> int:
+    """The number of parameters of the architecture the card builds (built on the meta device)."""
+    from zoo.assemble import build_model
+
+    model = build_model(card, empty=True)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The card's headline numbers with how each was estimated; 'not measured' without results."""
+    from zoo.cards.render import nll_label
+
+    if not isinstance(results.get("elbo"), (int, float)) or results.get("measured") is False:
+        return "not measured here"
+    se = f" ± {results['elbo_se']:.2f}" if isinstance(results.get("elbo_se"), (int, float)) else ""
+    text = f"ELBO {results['elbo']:.2f}{se} nats"
+    if isinstance(results.get("nll"), (int, float)) and results.get("nll_kind") != "negative ELBO":
+        text += f"; {nll_label(results)} {results['nll']:.2f}"
+    bpd = results.get("nll_bpd", results.get("elbo_bpd"))
+    if isinstance(bpd, (int, float)):
+        text += f" ({bpd:.3f} bits/dim)"
+    split = results.get("split", "test")
+    return f"{text}; {split} split, N={results.get('n')}"
+
+
+def weights_cell(card: Card) -> str:
+    from zoo.loading import weights_source
+
+    spec = card.zoo.get("weights") or {}
+    source = weights_source(card)
+    if source is None:
+        return f"none (`zoo train {card.name}`)"
+    if source == "packaged":
+        return f"packaged with latent-zoo (sha256 `{spec['sha256'][:12]}`)"
+    revision = f"@{str(spec['revision'])[:7]}" if spec.get("revision") else ""
+    converted = f", converted ({spec['converter']})" if spec.get("converter") else ""
+    return f"Hub `{spec['repo']}{revision}`{converted}"
+
+
+def licence_cell(card: Card) -> str:
+    licence = card.metadata.get("license") or "not stated"
+    upstream = card.metadata.get("base_model")
+    return f"{licence} (upstream: `{upstream}`)" if upstream and (card.zoo.get("weights") or {}).get("converter") \
+        else str(licence)
+
+
+def row(card: Card) -> str:
+    from zoo.cards.hub_schema import model_family
+
+    data = card.zoo["data"]
+    shape = "x".join(str(v) for v in data["shape"])
+    cells = (f"`{card.name}`", model_family(card), _millions(parameter_count(card)), f"`{data['source']}` {shape}",
+             headline(card.zoo.get("results") or {}), weights_cell(card), licence_cell(card))
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def model_table(names: list[str] | None = None) -> str:
+    """The Markdown table of the installed models (all of them, or ``names``), sorted by name."""
+    from zoo.cards.catalog import get_card, model_names
+
+    return "\n".join([HEADER] + [row(get_card(n)) for n in (names or model_names())])
+
+
+def with_model_table(text: str, table: str | None = None) -> str:
+    """``text`` (README.md) with the table between the markers replaced by a freshly generated one."""
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ValueError(f"no model table markers ({TABLE_START} ... {TABLE_END}) in the text")
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    return f"{head}{TABLE_START}\n{table if table is not None else model_table()}\n{TABLE_END}{tail}"
