@@ -19,11 +19,12 @@ from .layers import activation as act_layer
 
 
 class MaskedLinear(nn.Linear):
-    """``y = x (W * mask)^T + b`` with a fixed 0/1 mask ``[out, in]`` (a buffer: saved, moved with the module)."""
+    """``y = x (W * mask)^T + b`` with a fixed 0/1 mask ``[out, in]`` (a buffer moved with the module, not saved:
+    the degrees rebuild it)."""
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor):
         super().__init__(in_features, out_features)
-        self.register_buffer("mask", mask.to(self.weight.dtype))
+        self.register_buffer("mask", mask.to(self.weight.dtype), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
