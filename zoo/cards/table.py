@@ -84,10 +84,50 @@ def model_table(names: list[str] | None = None) -> str:
     return "\n".join([HEADER] + [row(get_card(n)) for n in (names or model_names())])
 
 
+RESULTS_START = "<!-- latent-zoo:results:start -->"
+RESULTS_END = "<!-- latent-zoo:results:end -->"
+RESULTS_HEADER = ("| model | data | ELBO ± SE | NLL (estimator) | I_q [lower, upper] | active units | TC "
+                  "| training (s, 1 thread) |\n|---|---|---:|---|---|---:|---:|---:|")
+
+
+def _num(value: Any, spec: str = ".2f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+
+def results_row(card: Card) -> str:
+    """One card's measured results (``zoo.results``): the numbers diagnose gave on the card's split."""
+    from zoo.cards.render import nll_label
+
+    r = card.zoo.get("results") or {}
+    nll = f"{_num(r.get('nll'))} ({nll_label(r).removeprefix('NLL ').strip('()')})" if isinstance(r.get("nll"), (int, float)) else "n/a"
+    mi = (f"[{_num(r.get('mutual_information'), '.3f')}, {_num(r.get('mutual_information_upper'), '.3f')}]"
+          + (" saturated" if r.get("mi_saturated") else "")) if r.get("mutual_information") is not None else "n/a"
+    units = f"{r['active_units']}/{r.get('latent_dims', '?')}" if r.get("active_units") is not None else "n/a"
+    cells = (f"`{card.name}`", f"`{card.zoo['data']['source']}`", f"{_num(r.get('elbo'))} ± {_num(r.get('elbo_se'))}",
+             nll, mi, units, _num(r.get("total_correlation"), ".3f"), _num(r.get("train_seconds"), ".0f"))
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def results_table(sources: tuple[str, ...] = ("zoo:mnist-5k", "zoo:digits")) -> str:
+    """The measured results of every card trained on ``sources`` (the cards that ship weights), by data then name."""
+    from zoo.cards.catalog import get_card, model_names
+
+    cards = [get_card(n) for n in model_names()]
+    cards = sorted((c for c in cards if c.zoo["data"]["source"] in sources),
+                   key=lambda c: (sources.index(c.zoo["data"]["source"]), c.name))
+    return "\n".join([RESULTS_HEADER] + [results_row(c) for c in cards])
+
+
+def with_table(text: str, start: str, end: str, table: str) -> str:
+    """``text`` with what lies between the markers ``start`` and ``end`` replaced by ``table``."""
+    if start not in text or end not in text:
+        raise ValueError(f"no table markers ({start} ... {end}) in the text")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
 def with_model_table(text: str, table: str | None = None) -> str:
-    """``text`` (README.md) with the table between the markers replaced by a freshly generated one."""
-    if TABLE_START not in text or TABLE_END not in text:
-        raise ValueError(f"no model table markers ({TABLE_START} ... {TABLE_END}) in the text")
-    head, rest = text.split(TABLE_START, 1)
-    tail = rest.split(TABLE_END, 1)[1]
-    return f"{head}{TABLE_START}\n{table if table is not None else model_table()}\n{TABLE_END}{tail}"
+    """``text`` (README.md) with the model table and the results table between their markers regenerated."""
+    text = with_table(text, TABLE_START, TABLE_END, table if table is not None else model_table())
+    return with_table(text, RESULTS_START, RESULTS_END, results_table()) if RESULTS_START in text else text
