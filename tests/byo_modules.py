@@ -41,3 +41,11 @@ class NoLikelihoodDecoder(nn.Module):
 
     def forward(self, z: Tensor):
         return z
+
+
+class UndeclaredEncoder(TinyEncoder):
+    """Needs a constructor argument it does not declare in ``config``: a card could not rebuild it."""
+
+    def __init__(self, latent: int):
+        super().__init__(latent=latent)
+        del self.config

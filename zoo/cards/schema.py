@@ -27,7 +27,7 @@ OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
 # either may carry provenance that is not passed to the component (fitted_from: what a fitted prior was fitted on)
 PROVENANCE_FIELDS = ("fitted_from",)
 MODULE_FIELDS = {"module", "args", *PROVENANCE_FIELDS}
-_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*")  # <locals>: built in Python, refused on save
 
 
 @dataclass
