@@ -108,11 +108,12 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
     new_card = fitted_card(card, fitted, run=run, codes=codes, draws=draws, n_codes=len(z), seed=seed,
                            seconds=seconds, options=options)
     new = assemble_fitted(model, new_card, fitted, trust_modules=trust_modules)
-    before = diagnose(model, x, iwae_k=iwae_k, max_points=max_points, seed=seed)
-    report = diagnose(new, x, iwae_k=iwae_k, max_points=max_points, seed=seed)
+    measure = {"split": split, "iwae_k": iwae_k, "max_points": max_points, "seed": seed}
+    before = diagnose(model, spec, **measure)
+    report = diagnose(new, spec, **measure)
     command = command or shlex.join(["zoo", "fit-prior", str(run), "--prior", prior, "--out", str(out),
                                      *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]])
-    results = measured_results(report, before, new_card, spec, split, command, seed)
+    results = measured_results(report, before, new_card, spec, command, seed, trained=card.zoo.get("results") or {})
     new.card = new_card.with_results(results)
     write_run(new, out, overwrite=overwrite)
     return new.eval()
@@ -144,16 +145,22 @@ def assemble_fitted(model: LatentModel, card, fitted: c.FittedPrior, *, trust_mo
     return new.to(model.device).eval()
 
 
-def measured_results(report: dict[str, Any], before: dict[str, Any], card, spec: str, split: str, command: str,
-                     seed: int) -> dict[str, Any]:
-    """The card's results: the training loop's result keys from ``report``, and ``before`` for comparison."""
-    from zoo import __version__
-    from zoo.training.loop import RESULT_KEYS, _round
+def measured_results(report: dict[str, Any], before: dict[str, Any], card, spec: str, command: str,
+                     seed: int, *, trained: dict[str, Any]) -> dict[str, Any]:
+    """The card's results, written by the training loop's results writer from ``report`` (the encoder and decoder's
+    training steps and time are the run's), plus ``before``: the same numbers with the run's own prior."""
+    from zoo.training.config import TrainConfig
+    from zoo.training.loop import results_from_report
 
-    results = {k: _round(report.get(k)) for k in RESULT_KEYS if report.get(k) is not None}
-    results.update({"dataset": spec, "split": split, "seed": seed, "zoo_version": __version__, "command": command,
-                    "before": {k: _round(before.get(k)) for k in COMPARED if before.get(k) is not None}})
+    results = results_from_report(report, card, TrainConfig.from_card(card), spec, steps=int(trained.get("steps", 0)),
+                                  seconds=float(trained.get("train_seconds", 0.0)), command=command)
+    results.update({"fit_seed": seed,
+                    "before": {k: _rounded(before.get(k)) for k in COMPARED if before.get(k) is not None}})
     return results
+
+
+def _rounded(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v
 
 
 def write_run(model: LatentModel, out: Path, *, overwrite: bool) -> None:
