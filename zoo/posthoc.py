@@ -112,6 +112,8 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
     before = diagnose(model, spec, **measure)
     report = diagnose(new, spec, **measure)
     command = command or shlex.join(["zoo", "fit-prior", str(run), "--prior", prior, "--out", str(out),
+                                     f"--codes={codes}", f"--draws={draws}", f"--seed={seed}", f"--k={iwae_k}",
+                                     f"--max-points={max_points}",
                                      *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]])
     results = measured_results(report, before, new_card, spec, command, seed, trained=card.zoo.get("results") or {})
     new.card = new_card.with_results(results)
