@@ -98,6 +98,9 @@ def test_bad_inputs_are_named(run, tmp_path):
     square = build_model(parse_card(text, name="square"))
     with pytest.raises(UnsupportedModelError, match=r"latent of shape \[2, 2\]"):
         check_flat_gaussian(square, torch.rand(2, 1, 8, 8))
+    sphere = zoo.build("svae-digits")  # a flat latent, but a von Mises-Fisher posterior
+    with pytest.raises(UnsupportedModelError, match="VonMisesFisher posterior.*diagonal-Gaussian"):
+        check_flat_gaussian(sphere, torch.rand(2, 1, 8, 8))
 
 
 def test_a_plugin_prior_fitter_through_the_hook(run, tmp_path, fresh_registry):
