@@ -50,6 +50,7 @@ def register_priors(register):
     register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
+    register("two-stage-vae", "zoo_plugins.second_stage:SecondStageVAEPrior")
 
 
 @hookimpl
@@ -73,6 +74,13 @@ def register_converters(register):
 @hookimpl
 def register_fitters(register):
     register("em", "zoo_plugins.gmm:fit_em_from_data")
+
+
+@hookimpl
+def register_prior_fitters(register):
+    register("gmm", "zoo_plugins.posthoc:GMM")
+    register("maf", "zoo_plugins.posthoc:MAF")
+    register("vae", "zoo_plugins.posthoc:VAE")
 
 
 @hookimpl

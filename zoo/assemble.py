@@ -24,23 +24,34 @@ from zoo.registry import Component, get_registry
 _PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
 
-def build_model(card: Card, *, empty: bool = False) -> LatentModel:
+def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False) -> LatentModel:
     """Assemble the model a card describes, with freshly initialised weights.
 
     ``empty=True``: parameters on the meta device (no memory, no random initialisation; buffers stay
     real), for a model whose every weight a strict load fills next (``load_state_dict(assign=True)``),
-    e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used."""
+    e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used.
+
+    A bring-your-own component (``module: "pkg.mod:ClassName"`` in the card, see :mod:`zoo.byo`) is
+    imported and constructed only with ``trust_modules=True``: importing runs that module's code."""
     if empty:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return build_model(card)
+            return build_model(card, trust_modules=trust_modules)
     registry = get_registry()
     parts: dict[str, Any] = {}
     sources: dict[str, str] = {}
     plugins: dict[str, dict[str, Any]] = {}
     for kind in COMPONENTS:
         name, args = card.component(kind)
+        if card.module_path(kind) is not None:
+            from zoo.byo import module_from_card
+
+            parts[kind] = module_from_card(card, kind, trust=trust_modules)
+            sources[kind] = f"module {name!r}"
+            _check_component(card, kind, parts[kind], sources[kind])
+            plugins[kind] = {"module": name}
+            continue
         try:
             entry = registry.get(kind, name)
         except PluginError as e:

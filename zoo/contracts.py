@@ -65,7 +65,7 @@ Optional, any component
                             estimated for this component, by key ``mi``, ``nll``, ``kl_per_dim``,
                             ``active_units`` (added to ``zoo diagnose``'s estimator texts)
 
-Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, Sampler, DataSource, Command.
+Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, PriorFitter, Sampler, DataSource, Command.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
     "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior", "Codebook",
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
-    "Converter", "Fitter", "Sampler", "SamplerOption", "DataSource",
+    "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
     "posterior_type", "notes_of", "manifold_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
 ]
@@ -289,11 +289,38 @@ class Fitter(Protocol):
 
 @dataclass(frozen=True)
 class SamplerOption:
-    """One option a sampler accepts (becomes ``zoo sample --NAME``)."""
+    """One option a sampler (``zoo sample --NAME``) or a prior fitter (``zoo fit-prior --NAME``) accepts."""
 
     type: Callable[[str], Any]
     default: Any
     help: str
+
+
+@dataclass
+class FittedPrior:
+    """What a PriorFitter returns: the registered prior it fitted (``name``, card arguments ``args``), the
+    fitted module itself (its state dict becomes the new run's ``prior.*`` weights) and the per-iteration
+    objective it logged (mean log-density of the latents in nats, or the fitter's bound on it)."""
+
+    name: str
+    args: dict[str, Any]
+    module: Any
+    history: list[float]
+    method: str = ""
+
+
+@runtime_checkable
+class PriorFitter(Protocol):
+    """Fits a density to latent codes after training (``zoo fit-prior RUN --prior NAME``), e.g. EM for a
+    Gaussian mixture on a VAE's aggregate posterior.
+
+    Called as ``fit(z, latent_shape=..., seed=..., **options)`` with z the codes ``[N, D]`` (posterior
+    means or samples on the training split); ``options`` names what it accepts.  Returns a FittedPrior
+    whose ``name`` is a registered prior that ``args`` rebuild (the card's ``prior`` section)."""
+
+    options: Mapping[str, SamplerOption]
+
+    def __call__(self, z: Tensor, *, latent_shape: tuple[int, ...], seed: int, **options: Any) -> FittedPrior: ...
 
 
 @runtime_checkable

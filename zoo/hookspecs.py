@@ -54,6 +54,11 @@ def register_fitters(register):
 
 
 @hookspec
+def register_prior_fitters(register):
+    """``register(name, fit)``; a contracts.PriorFitter run by ``zoo fit-prior RUN --prior NAME`` on a run's latents."""
+
+
+@hookspec
 def register_samplers(register):
     """``register(name, sampler)``; a contracts.Sampler for priors that list it in ``samplers``."""
 

@@ -79,15 +79,16 @@ class LatentModel(nn.Module):
     def from_pretrained(cls, repo_or_path: str | Any, *, revision: str | None = None, token: str | bool | None = None,
                         cache_dir: str | None = None, local_files_only: bool | None = None,
                         force_download: bool = False, device: Any = None, dtype: torch.dtype | None = None,
-                        weights: str | None = None) -> "LatentModel":
+                        weights: str | None = None, trust_modules: bool = False) -> "LatentModel":
         """``zoo.load`` with huggingface_hub's download options: a card name, a run folder (``save_pretrained``),
-        ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled."""
+        ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled; a card naming
+        its own Python classes (zoo.byo) is imported only with ``trust_modules=True``."""
         from zoo.hub.client import hub_options
         from zoo.loading import load
 
         with hub_options(token=token, cache_dir=cache_dir, local_files_only=local_files_only,
                          force_download=force_download):
-            model = load(repo_or_path, revision=revision, device=device, weights=weights)
+            model = load(repo_or_path, revision=revision, device=device, weights=weights, trust_modules=trust_modules)
         return model.to(dtype) if dtype is not None else model
 
     def save_pretrained(self, folder: str | Any) -> Any:

@@ -1,7 +1,7 @@
 """The plugin registry: reads the ``zoo`` entry points once and collects everything they register.
 
 Kinds (one hook each, :mod:`zoo.hookspecs`; contracts in :mod:`zoo.contracts`): encoder,
-decoder, prior, likelihood, converter, fitter, sampler, data (sources), command, and cards.
+decoder, prior, likelihood, converter, fitter, prior-fitter, sampler, data (sources), command, and cards.
 
 Each plugin is isolated: one that fails to import, fails pluggy's validation, or raises anything
 (``SystemExit`` included; only ``KeyboardInterrupt`` passes) at import or in a hook is recorded by
@@ -28,11 +28,12 @@ from zoo import hookspecs
 from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
-KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command")
+KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "prior-fitter", "sampler", "data",
+         "command")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
-         "fitter": "register_fitters", "sampler": "register_samplers", "data": "register_data_sources",
+         "fitter": "register_fitters", "prior-fitter": "register_prior_fitters", "sampler": "register_samplers", "data": "register_data_sources",
          "command": "register_commands", "card": "register_cards"}
 
 

@@ -4,6 +4,7 @@
     train                                      (zoo.cli.train)
     push, download                             (zoo.cli.hub)
     sweep                                      (zoo.cli.sweep)
+    fit-prior                                  (zoo.cli.fit_prior)
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def register_commands(register):
     register("push", "zoo.cli.hub:add_push")
     register("download", "zoo.cli.hub:add_download")
     register("sweep", "zoo.cli.sweep:add_parser")
+    register("fit-prior", "zoo.cli.fit_prior:add_parser")
 
 
 # -- list / info / plugins ------------------------------------------------------------------------

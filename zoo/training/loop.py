@@ -23,6 +23,7 @@ per job (set up, step, log, evaluate, checkpoint, finish).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -92,19 +93,31 @@ def _say(message: str) -> None:
     print(f"zoo train: {message}", file=sys.stderr, flush=True)
 
 
-def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
+def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
           overwrite: bool = False, image_key: str | None = None, data_config: str | None = None,
           callbacks: list | None = None,
           **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
+    ``name`` is a card name, a Card, or a LatentModel built in Python (``zoo.build(encoder=MyModule(), ...)``,
+    zoo.byo), which is trained in place; its run folder's card names the modules' import paths.
+
     ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
     without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
     the image column of ``data`` (default: the card's, else the data set's first image column).
     ``callbacks``: callables ``cb(event, loop, **info)`` for your own code, called at the events
     "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``)."""
-    card = name if isinstance(name, Card) else get_card(name)
+    given = None
+    if isinstance(name, nn.Module):  # a model built in Python (zoo.build(encoder=..., ...)): trained as it is
+        given = name
+        if getattr(given, "card", None) is None:
+            raise CardError("zoo.train(model): the model has no card; build it with zoo.build or zoo.load")
+        card = given.card
+        if data is not None and card.zoo["data"]["source"] == "unspecified":
+            card = dataclasses.replace(card, zoo={**card.zoo, "data": {**card.zoo["data"], "source": data}})
+    else:
+        card = name if isinstance(name, Card) else get_card(name)
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
@@ -112,6 +125,7 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
     loop.image_key, loop.data_config = image_key, data_config
     loop.callbacks = list(callbacks or [])
+    loop.given = given
     try:
         loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
         return loop.run()
@@ -135,6 +149,7 @@ class TrainLoop:
         self.image_key: str | None = None
         self.data_config: str | None = None
         self.callbacks: list = []
+        self.given: nn.Module | None = None  # a model passed in (bring your own modules) instead of built from the card
 
     # -- set up ---------------------------------------------------------------------------------
     def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
@@ -276,7 +291,9 @@ class TrainLoop:
 
         card, config, acc = self.card, self.config, self.accelerator
         torch.manual_seed(config.seed)
-        model = build_model(card)
+        model = build_model(card) if self.given is None else self.given
+        if self.given is not None:
+            model.card = card
         if self.ckpt is not None:
             load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
         opt_cls = _torch_class("optim", config.optimizer)
@@ -296,7 +313,8 @@ class TrainLoop:
         self.eval_model = None
         if self.ema is not None:
             with isolated_rng(self.device, 0):
-                self.eval_model = build_model(card).to(self.device).eval()
+                self.eval_model = (build_model(card) if self.given is None
+                                   else copy.deepcopy(self.given)).to(self.device).eval()
 
     def _make_scheduler(self):
         """constant / cosine / linear after a linear warm-up (ours, a LambdaLR), or a torch.optim.lr_scheduler
