@@ -28,12 +28,14 @@ from zoo import hookspecs
 from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
-KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command")
+KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command",
+         "objective")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
          "fitter": "register_fitters", "sampler": "register_samplers", "data": "register_data_sources",
-         "command": "register_commands", "card": "register_cards"}
+         "command": "register_commands", "objective": "register_objectives",
+         "card": "register_cards"}
 
 
 @dataclass(frozen=True)
