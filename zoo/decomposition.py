@@ -49,16 +49,15 @@ def tc_terms(log_q_own: Tensor, log_qz: Tensor, log_qz_marginals: Tensor, log_pz
 def mss_log_weights(batch: int, dataset_size: int, *, device=None, dtype=None) -> Tensor:
     """log w_ij of the minibatch-stratified sampling estimator (Chen et al. 2018, appendix C.2), ``[M, M]``:
     q(z_i) ~= sum_j w_ij q(z_i|x_j) for a minibatch of M points from N, with w_ii = 1/N (z_i's own point),
-    w_ij = 1/(M-1) for the others, except one stratum point per row, w = (N - M + 1) / (N (M - 1)).
+    w_ij = 1/(M-1) for M-2 others and (N - M + 1) / (N (M - 1)) for one stratum point (here i+1 mod M).
     Each row sums to 1."""
     n, m = int(dataset_size), int(batch) - 1
     if m < 1 or n < batch:
         raise ValueError(f"the minibatch-stratified estimator needs 2 <= batch ({batch}) <= dataset_size ({n})")
-    strat = (n - m) / (n * m)
     w = torch.full((batch, batch), 1.0 / m, dtype=torch.float64)
-    w.view(-1)[::m + 1] = 1.0 / n
-    w.view(-1)[1::m + 1] = strat
-    w[m - 1, 0] = strat
+    rows = torch.arange(batch)
+    w[rows, rows] = 1.0 / n                                   # z_i's own point
+    w[rows, (rows + 1) % batch] = (n - m) / (n * m)           # the stratum point, one per row
     return w.log().to(device=device, dtype=dtype or torch.float32)
 
 
