@@ -171,8 +171,9 @@ def dip_penalty(cov: Tensor, lambda_od: float, lambda_d: float) -> Tensor:
 class DIPVAE:
     """DIP-VAE (Kumar et al. 2018): the ELBO plus :func:`dip_penalty` on a covariance pushed to I:
     ``variant: i`` Cov_p(x)[E_q(z|x) z] (eq. 6, default lambda_d = 10 lambda_od),
-    ``variant: ii`` Cov_q(z)[z] of the aggregate posterior (eq. 8, default lambda_d = lambda_od), here from
-    z ~ q(z|x) of the batch (E_x Cov_q(z|x) + Cov_x E_q z, estimated without assuming q's family)."""
+    ``variant: ii`` Cov_q(z)[z] = E_x Cov_q(z|x) + Cov_x E_q z of the aggregate posterior (eq. 8, default
+    lambda_d = lambda_od), over the minibatch: in closed form for a posterior with a diagonal covariance
+    (zoo.contracts.DiagonalCovariance), else the covariance of z ~ q(z|x) of the batch."""
 
     def __init__(self, *, data_shape: Sequence[int], latent_shape: Sequence[int], variant: str = "i",
                  lambda_od: float = 10.0, lambda_d: float | None = None, beta: float = 1.0):
@@ -185,7 +186,11 @@ class DIPVAE:
 
     def penalised_covariance(self, q: Any, z: Tensor) -> Tensor:
         """The covariance the penalty acts on, ``[D, D]``."""
-        return covariance((q.mean if self.variant == "i" else z).flatten(1))
+        if self.variant == "i":
+            return covariance(q.mean.flatten(1))
+        if c.has(q, c.DiagonalCovariance):
+            return covariance(q.mean.flatten(1)) + torch.diag_embed(q.variance.flatten(1).mean(0))
+        return covariance(z.flatten(1))
 
     def __call__(self, model: Any, x: Tensor) -> tuple[Tensor, ELBO]:
         q, z, log_lik, rate = _sampled_terms(model, x)

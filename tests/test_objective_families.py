@@ -183,7 +183,7 @@ def test_iwae_dreg_trains_and_reloads(tmp_path):
     x = loaded.prepare(load_tensors("zoo:digits", "test")[:32])
     torch.manual_seed(0)
     loss, terms = loaded.objective(x, prepared=True)
-    assert float(loss) == pytest.approx(-float(terms["iwae"].mean()), rel=1e-6)
+    assert loss.item() == pytest.approx(-terms["iwae"].mean().item(), rel=1e-6)
     loss.backward()                    # the DReG hook: the encoder still gets a finite, nonzero gradient
     grads = torch.cat([p.grad.flatten() for p in loaded.encoder.parameters()])
     assert torch.isfinite(grads).all() and grads.abs().sum() > 0

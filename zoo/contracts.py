@@ -35,6 +35,8 @@ Optional, posterior
     Codebook                ``codes() -> long [B, *positions]`` and ``num_codes``: a posterior that picks one
                             entry of a shared codebook per position (VQ-VAE); diagnose reports codebook
                             usage and perplexity, the discrete analogue of active units
+    DiagonalCovariance      ``variance``: Var_q[z_d|x] per dimension, ``[B, *latent]``, for a posterior whose
+                            covariance is diagonal (DIP-VAE-II's closed-form Cov_q(z))
     Detachable              ``detach()``: the same distribution with its parameters' gradients stopped (the
                             doubly-reparameterised IWAE gradient, ``objective: {iwae_k: K, gradient: dreg}``)
     ``fixed = True``        a parameter-free noising process (no active units, no MI to report)
@@ -89,7 +91,7 @@ from torch import Tensor
 __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
     "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "PerDimAggregatePosterior",
-    "EnumerablePosterior", "Codebook", "Detachable",
+    "EnumerablePosterior", "Codebook", "Detachable", "DiagonalCovariance",
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
     "Converter", "Fitter", "Sampler", "SamplerOption", "DataSource", "Objective", "CoupledObjective",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
@@ -246,6 +248,13 @@ class Codebook(Protocol):
 
     def codes(self) -> Tensor:
         """The code index chosen at each position, integer ``[B, *positions]``."""
+
+
+@runtime_checkable
+class DiagonalCovariance(Protocol):
+    @property
+    def variance(self) -> Tensor:
+        """Var_q[z_d | x] for each latent dimension, ``[B, *latent_shape]``; the covariance is diagonal."""
 
 
 @runtime_checkable

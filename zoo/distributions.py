@@ -40,6 +40,11 @@ class DiagGaussian:
     def stddev(self) -> Tensor:
         return self.log_scale.exp()
 
+    @property
+    def variance(self) -> Tensor:
+        """sigma^2 per dimension (the covariance is diagonal)."""
+        return (2 * self.log_scale).exp()
+
     def rsample(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample: ``[B, ...]`` or ``[n, B, ...]`` when ``n`` is given."""
         shape = self.mean.shape if n is None else (n, *self.mean.shape)
