@@ -331,6 +331,11 @@ class TrainLoop:
             if not torch.isfinite(loss):
                 self._stop_nonfinite(self.step + 1, float(loss.detach()), f"the objective's {name!r} loss")
             acc.backward(loss)
+            if self.world > 1:  # the coupled loss runs outside DDP: average its gradients over the processes
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad = acc.reduce(p.grad, "mean")
             optimizer.step()
             self.coupled_loss[name] = float(loss.detach())
         self.model.zero_grad(set_to_none=True)
