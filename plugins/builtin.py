@@ -89,6 +89,17 @@ def register_samplers(register):
 
 
 @hookimpl
+def register_objectives(register):
+    register("beta-tcvae", "zoo_plugins.objectives_disentangle:BetaTCVAE")
+    register("factorvae", "zoo_plugins.objectives_disentangle:FactorVAE")
+    register("dip-vae-i", "zoo_plugins.objectives_disentangle:dip_vae_i")
+    register("dip-vae-ii", "zoo_plugins.objectives_disentangle:dip_vae_ii")
+    register("miwae", "zoo_plugins.objectives_iwae:MIWAE")
+    register("ciwae", "zoo_plugins.objectives_iwae:CIWAE")
+    register("piwae", "zoo_plugins.objectives_iwae:PIWAE")
+
+
+@hookimpl
 def register_data_sources(register):
     register("mnist-5k", "zoo_plugins.datasets:MNIST_5K")
     register("digits", "zoo_plugins.datasets:DIGITS")

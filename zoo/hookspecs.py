@@ -74,5 +74,10 @@ def register_commands(register):
 
 
 @hookspec
+def register_objectives(register):
+    """``register(name, factory)``; ``factory(data_shape=, latent_shape=, **args)`` -> a contracts.Objective (``objective: {name: NAME}``)."""
+
+
+@hookspec
 def register_cards(register):
     """``register(path)`` for a card file or a folder of ``*.md`` cards."""

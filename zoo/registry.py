@@ -29,12 +29,13 @@ from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
 KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "prior-fitter", "sampler", "data",
-         "command")
+         "command", "objective")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
-         "fitter": "register_fitters", "prior-fitter": "register_prior_fitters", "sampler": "register_samplers", "data": "register_data_sources",
-         "command": "register_commands", "card": "register_cards"}
+         "fitter": "register_fitters", "prior-fitter": "register_prior_fitters", "sampler": "register_samplers",
+         "data": "register_data_sources", "command": "register_commands", "objective": "register_objectives",
+         "card": "register_cards"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ ZOO_FIELDS = {"name", "description", "extends", "data", "latent", "encoder", "de
 REQUIRED = ("data", "latent", "encoder", "decoder", "prior")
 DATA_FIELDS = {"source", "shape", "image_key", "revision", "config", "split", "test_split"}
 WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter", "packaged"}
-OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
+OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss", "gradient", "name"}  # with a name other than elbo: + its options
+GRADIENTS = ("reparam", "dreg")  # objective.gradient of the iwae_k bound
 # a component spec is {name: REGISTERED, **args} or {module: "pkg.mod:ClassName", args: {...}} (bring your own);
 # either may carry provenance that is not passed to the component (fitted_from: what a fitted prior was fitted on)
 PROVENANCE_FIELDS = ("fitted_from",)
@@ -237,7 +238,14 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
         if "fitted_from" in spec and not isinstance(spec["fitted_from"], dict):
             raise fail(f"{kind}.fitted_from", "must be a mapping (the run and codes the prior was fitted on)")
     if "objective" in zoo:
-        _check_mapping(zoo["objective"], "objective", OBJECTIVE_FIELDS, fail)
+        named = isinstance(zoo["objective"], dict) and zoo["objective"].get("name", "elbo") != "elbo"
+        _check_mapping(zoo["objective"], "objective", set(zoo["objective"]) if named else OBJECTIVE_FIELDS, fail)
+        name = zoo["objective"].get("name", "elbo")
+        if not isinstance(name, str) or not name:
+            raise fail("objective.name", f"must be the name of a registered objective (or 'elbo'), got {name!r}")
+        gradient = zoo["objective"].get("gradient", "reparam")
+        if not named and gradient not in GRADIENTS:
+            raise fail("objective.gradient", f"must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
         beta = zoo["objective"].get("beta", 1.0)
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
             raise fail("objective.beta", f"must be a number >= 0, got {beta!r}")
