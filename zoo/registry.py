@@ -28,12 +28,14 @@ from zoo import hookspecs
 from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
-KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command")
+KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command",
+         "features")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
          "fitter": "register_fitters", "sampler": "register_samplers", "data": "register_data_sources",
-         "command": "register_commands", "card": "register_cards"}
+         "command": "register_commands", "card": "register_cards",
+         "features": "register_feature_networks"}
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class Registry:
                 raise PluginError(f"{kind} {name!r}: an object given as a string must be 'module:attribute', "
                                   f"got {factory!r}")
             factory = LazyFactory(factory)
-        if factory is None or (kind != "data" and not callable(factory)):
+        if factory is None or (kind not in ("data", "features") and not callable(factory)):
             raise PluginError(f"{kind} {name!r}: {factory!r} is not callable")
         return [Component(kind, name, factory, owner)]
 
