@@ -1,7 +1,9 @@
 """``evaluate_model``: a model's samples against a data split, FID/KID/precision-recall on named features.
 
 The reference images are the split *as the model's likelihood sees them* (``model.to_images(model.prepare(x))``:
-binarised for a Bernoulli decoder), the samples ``model.sample(n)`` (the decoder's mean, as ``zoo sample``).
+binarised for a Bernoulli decoder).  The samples live in the same space: x ~ p(x|z) for a discrete
+likelihood (Bernoulli, discretized: binary or 8-bit images like the reference), the decoder's mean for a
+continuous one (where pixel noise would dominate every feature statistic).
 """
 from __future__ import annotations
 
@@ -50,14 +52,15 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     seed = default_seed(model) if seed is None else seed
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), generator=generator))
+    mean = not model.decoder.likelihood.discrete
+    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator))
                       for i in range(0, len(real), 500)])
     if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
         raise UsageError(f"model {model.name!r} samples images of shape {list(fake.shape[1:])}, "
                          f"but --data {data} has {list(real.shape[1:])}")
     out = fidelity_metrics(fake, real, features=feats, metrics=tuple(metrics), inception_path=inception_path)
     out.update({"model": model.name, "data": data, "split": split, "seed": seed,
-                "samples": "model.sample (the decoder's mean)",
+                "samples": "the decoder's mean" if mean else "x ~ p(x|z) (a discrete likelihood)",
                 "reference": f"{data} [{split}] in the model's data space"})
     return out
 
@@ -70,3 +73,32 @@ def quality_results(report: dict[str, Any]) -> dict[str, Any]:
                 "quality_n": report["n_generated"], "quality_split": report["split"],
                 "quality_metrics_by": report["metrics_by"], "quality_seed": report["seed"]})
     return out
+
+
+def record_in_folder(folder, quality: dict[str, Any]) -> None:
+    """Merge sample-quality results into a run folder's card: config.json's ``zoo.results`` and README.md
+    (front matter, its model-index and results table), each written atomically."""
+    import json
+    from pathlib import Path
+
+    from zoo.store.atomic import write_atomic
+    from zoo.store.run_folder import CARD, CONFIG, read_folder_card
+
+    folder = Path(folder)
+    card = read_folder_card(folder)
+    card = card.with_results({**(card.zoo.get("results") or {}), **quality})
+    config_path = folder / CONFIG
+    if config_path.is_file():
+        config = json.loads(config_path.read_text())
+        config["zoo"]["results"] = card.zoo["results"]
+        write_atomic(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
+    write_atomic(folder / CARD, card.to_markdown())
+
+
+def record_in_card(path, quality: dict[str, Any]) -> None:
+    """Merge sample-quality results into a card file's ``zoo.results`` (other lines kept as written)."""
+    from zoo.cards import read_card
+    from zoo.cards.edit import set_zoo_fields
+
+    card = read_card(path)
+    set_zoo_fields(path, {"results": {**(card.zoo.get("results") or {}), **quality}})
