@@ -98,3 +98,27 @@ def test_evaluate_writes_fid_with_its_features_into_the_run_card(tmp_path):
     assert metrics["fid"]["value"] == results["fid"] and "digits-cnn" in metrics["fid"]["args"]["features"]
     assert {"precision", "recall", "kid", "elbo"} <= set(metrics)
     assert "model-index" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_inception_features_come_from_the_local_file_and_record_its_sha256(tmp_path):
+    """The Inception path end to end with a stand-in weights file (random weights: no download, no real file)."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    from zoo.quality.features import sha256_of
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("torch-fidelity tried to download the Inception weights")
+
+    with mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, sd, *a, **k: None), \
+            mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
+        stand_in = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path / "inception.pth"
+    torch.save(stand_in.state_dict(), path)
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randint(0, 256, (6, 1, 8, 8), generator=g, dtype=torch.uint8) for _ in range(2))
+    with mock.patch.object(fe, "load_state_dict_from_url", no_download):
+        out = fidelity_metrics(a, b, features="inception", inception_path=path, metrics=("fid",))
+    assert out["features_sha256"] == sha256_of(path) and out["features_file"] == str(path)
+    assert "inception" in out["features"] and out["fid"] >= 0
