@@ -2,6 +2,7 @@
 
     python tools/train_features.py                 # both: zoo:digits and zoo:mnist-5k
     python tools/train_features.py --data zoo:digits
+    python tools/train_features.py --check         # the shipped files: accuracy, FID test-vs-train vs noise
 
 A small classifier CNN (zoo.quality.features.FeatureCNN) is trained on the embedded *training*
 split only (seeded, Adam, one torch thread); its pooled last conv layer gives the features of
@@ -70,13 +71,42 @@ def train_one(spec: str, out: Path, *, seed: int = 0) -> dict:
             "test_accuracy": acc, "epochs": epochs, "seconds": round(time.time() - start, 1)}
 
 
+def check(spec: str) -> dict:
+    """The shipped (sha256-pinned) network of ``spec``: test accuracy, and FID / precision / recall of the test
+    split against the training split, beside pixel-shuffled test images and uniform noise."""
+    from zoo.data import load_tensors
+    from zoo.quality.features import feature_network_for
+    from zoo.quality.fidelity import fidelity_metrics
+
+    net = feature_network_for(spec)
+    x, y = labelled(spec, "test")
+    with torch.no_grad():
+        acc = float((net.load()(x).argmax(1) == y).float().mean())
+    train, test = load_tensors(spec, "train"), load_tensors(spec, "test")
+    g = torch.Generator().manual_seed(0)
+    d = test[0].numel()
+    shuffled = torch.stack([t.flatten()[torch.randperm(d, generator=g)].view(t.shape) for t in test])
+    noise = torch.randint(0, 256, test.shape, generator=g, dtype=torch.uint8)
+    info = {"data": spec, "network": net.name, "test_accuracy": round(acc, 4)}
+    for label, imgs in (("test", test), ("shuffled", shuffled), ("noise", noise)):
+        m = fidelity_metrics(imgs, train, features=net, metrics=("fid", "prc"))
+        info.update({f"fid_{label}": round(m["fid"], 2), f"precision_{label}": round(m["precision"], 3),
+                     f"recall_{label}": round(m["recall"], 3)})
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(RECIPES), action="append", help="which (default: all)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "plugins" / "weights")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check", action="store_true", help="measure the shipped networks instead of training")
     args = p.parse_args(argv)
+    if args.check:
+        for spec in args.data or sorted(RECIPES):
+            print(" ".join(f"{k}={v}" for k, v in check(spec).items()))
+        return 0
     for spec in args.data or sorted(RECIPES):
         info = train_one(spec, args.out_dir / RECIPES[spec][1], seed=args.seed)
         print(" ".join(f"{k}={v}" for k, v in info.items()))
