@@ -111,7 +111,8 @@ def fidelity_metrics(generated: Tensor, reference: Tensor, *, features: FeatureN
     """FID / KID / precision-recall of ``generated`` against ``reference`` (uint8 ``[N, C, H, W]``).
 
     ``features``: a FeatureNetwork or ``"inception"``.  Every number comes back with the features
-    that made it (``features``, ``features_sha256``).  KID's subsets are min(1000, N) images."""
+    that made it (``features``, ``features_sha256``).  KID averages subsets of min(1000, N/2) images (their
+    std is ``kid_std``)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise UsageError(f"--metrics: unknown {unknown}; choose from {list(METRICS)}")
@@ -138,8 +139,8 @@ def fidelity_metrics(generated: Tensor, reference: Tensor, *, features: FeatureN
         raw = tf.calculate_metrics(
             input1=_Images(generated, rgb), input2=_Images(reference, rgb), cuda=False, batch_size=256,
             feature_extractor=name, fid="fid" in metrics, kid="kid" in metrics, prc="prc" in metrics,
-            kid_subset_size=min(1000, n), prc_neighborhood=prc_neighborhood, cache=False, save_cpu_ram=True,
-            verbose=False, rng_seed=seed, **kwargs)
+            kid_subset_size=max(2, min(1000, n // 2)), prc_neighborhood=prc_neighborhood, cache=False,
+            save_cpu_ram=True, verbose=False, rng_seed=seed, **kwargs)
     out: dict[str, Any] = {}
     keys = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid",
             "kernel_inception_distance_std": "kid_std", "precision": "precision", "recall": "recall"}
