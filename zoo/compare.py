@@ -155,7 +155,8 @@ def format_table(result: dict[str, Any]) -> str:
         au = f"{r['active_units']} / {r['latent_dims']}" if r.get("active_units") is not None else "n/a"
         layers = ", ".join(f"{v:.2f}" for v in r["kl_per_layer"]) if r.get("kl_per_layer") else ""
         lines.append(f"| {r['model']} | {r['family']} | {_f(r.get('bpd'), '.3f')} +- {_f(r.get('bpd_se'), '.3f')} | "
-                     f"{_f(r.get('nll_bpd'), '.3f')} ({r.get('nll_kind')}) | {rate} | {_mi_cell(r)} | {au} | {layers} | "
+                     f"{_f(r.get('nll_bpd'), '.3f')} ({r.get('nll_kind')}) | {rate} | {_mi_cell(r)} | {au} | "
+                     f"{layers} | "
                      f"{_f(r.get('fid'), '.2f')} | {_f(r.get('precision'), '.2f')} / {_f(r.get('recall'), '.2f')} |")
     lines += ["", "Features of FID and precision/recall: " + "; ".join(features) + ".",
               "Obtained: " + "; ".join(f"{r['model']}: {r['obtained']}" for r in result["models"]) + "."]
