@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 
 def cmd_compare(args) -> None:
@@ -12,7 +13,7 @@ def cmd_compare(args) -> None:
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None
     result = compare(args.models, args.data, args.out, split=args.split, mi_split=args.mi_split,
                      quality_n=args.n, features=args.features, overrides=overrides, command=command)
-    print((__import__("pathlib").Path(args.out) / "compare.md").read_text())
+    print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {args.out}/compare.md, compare.json"
           + ("" if result.get("figure_error") else ", compare.png"))
 
