@@ -97,7 +97,11 @@ def test_evaluate_writes_fid_with_its_features_into_the_run_card(tmp_path):
     metrics = {m["type"]: m for m in model_index(card)[0]["results"][0]["metrics"]}
     assert metrics["fid"]["value"] == results["fid"] and "digits-cnn" in metrics["fid"]["args"]["features"]
     assert {"precision", "recall", "kid", "elbo"} <= set(metrics)
-    assert "model-index" in (tmp_path / "run" / "README.md").read_text()
+    text = (tmp_path / "run" / "README.md").read_text()
+    assert "model-index" in text
+    from zoo.cards.hub_schema import check_hub_metadata
+
+    check_hub_metadata(text, source="README.md")  # the Hub can read the metrics
 
 
 def test_inception_features_come_from_the_local_file_and_record_its_sha256(tmp_path):
