@@ -125,8 +125,9 @@ def _f(v: Any, spec: str = ".3f") -> str:
 def _mi_cell(r: dict[str, Any]) -> str:
     if r.get("information_curve"):
         cur = r["information_curve"]
-        return (f"fixed encoder; I(x_0;x_t) = log N ({cur['log_n']:.2f}) up to t={_last_saturated(cur)}, "
-                f"below it from t={cur['identified_from_t']}")
+        return (f"n/a: fixed encoder; I(x_0;x_t) saturated at log N ({cur['log_n']:.2f}) up to "
+                f"t={_last_saturated(cur)}, below it from t={cur['identified_from_t']}, bracket within 5% from "
+                f"t={cur.get('bracket_within_5pct_from_t')}")
     if r.get("mi_lower") is None:
         return "n/a"
     sat = " SATURATED" if r.get("mi_saturated") else ""
@@ -148,7 +149,8 @@ def format_table(result: dict[str, Any]) -> str:
              f"bits/dim, rate, active units and sample quality on [{split}]; I_q and I(x_0;x_t) on [{mi_split}] "
              f"(log N = {_f(log_n, '.2f')}).", "",
              f"| model | family | -ELBO bits/dim (+- SE) [{split}] | NLL bits/dim | rate nats | I_q(x;z) "
-             f"[lower +- SE, upper] [{mi_split}] | active units | KL per layer | FID | precision / recall |",
+             f"[lower +- SE, upper] [{mi_split}] | active units | KL per layer (bottom first) | FID | "
+             "precision / recall |",
              "|---|---|---:|---:|---:|---|---:|---|---:|---|"]
     for r in result["models"]:
         rate = f"{_f(r.get('rate'))}" + (" (upper bound)" if r.get("rate_kind") == "upper bound" else "")
