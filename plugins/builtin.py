@@ -115,3 +115,9 @@ def cards_folder() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "cards"
     return installed if installed.is_dir() else here.parent / "cards"
+
+
+@hookimpl
+def register_feature_networks(register):
+    register("digits-cnn", "zoo_plugins.feature_nets:DIGITS")
+    register("mnist-5k-cnn", "zoo_plugins.feature_nets:MNIST_5K")

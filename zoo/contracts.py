@@ -292,6 +292,12 @@ class SurrogateLoss(Protocol):
 
 
 @runtime_checkable
+class GaussianForwardProcess(Protocol):
+    def forward_marginals(self) -> tuple[Tensor, Tensor]:
+        """(a_t, s_t), each ``[T]`` for t = 1..T: the noising process q(x_t|x_0) = N(a_t x_0, s_t^2 I) (diffusion)."""
+
+
+@runtime_checkable
 class DiscreteSupport(Protocol):
     def support(self) -> Tensor:
         """Every value z can take, ``[K, *latent_shape]``; exp(log_prob) sums to 1 over it."""

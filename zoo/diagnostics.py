@@ -34,6 +34,7 @@ from zoo.evaluation import Evaluation, evaluate
 from zoo.model import LatentModel
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_d]) > 0.01
+SATURATION = 0.95        # an I_q lower bound above this fraction of log N only says I_q >= it (saturated)
 
 
 @torch.no_grad()
@@ -243,13 +244,11 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
         return _exact_discrete_split(model, q, rate)
     z = q.rsample(samples)                                     # [S, N, ...]
     split = {} if c.has(q, c.PerDimAggregatePosterior) else None
-    lower_terms, upper_terms = _paired_terms(q, z, n, split=split)
-    lower, lower_se = _mean_se(lower_terms.mean(0))           # per point, averaged over its S samples
-    upper, upper_se = _mean_se(upper_terms.mean(0))
+    lower, lower_se, upper, upper_se = paired_bounds(q, z=z, split=split)
     log_n = math.log(n)
     hi = rate if rate is not None and rate >= 0 else math.inf
     mi = min(max(lower, 0.0), hi)
-    saturated = lower > 0.95 * log_n
+    saturated = lower > SATURATION * log_n
     estimator = (f"paired InfoNCE lower bound with the exact aggregate posterior over N={n} points, {samples} "
                  f"z-samples per point (Poole et al. 2019; log q(z|x_n) and log q(z) from the same samples), "
                  f"I_q <= log N = {log_n:.2f}; bracket up to the leave-one-out upper bound; standard errors over "
@@ -275,6 +274,21 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
             out["mi_estimator"] += ("; the rate is the prior's bound (prior.exact = False), so the marginal KL "
                                     "= rate - I_q is an upper bound")
     return out
+
+
+def paired_bounds(q, samples: int = 10, *, z: Tensor | None = None, split: dict[str, Tensor] | None = None
+                  ) -> tuple[float, float, float, float]:
+    """(lower, lower SE, upper, upper SE): the paired InfoNCE and leave-one-out bounds on I_q(x;z) with the
+    exact aggregate posterior of the N points in ``q`` (an AggregatePosterior), ``samples`` z ~ q(z|x_n) per
+    point (or the given ``z``, [S, N, ...]), standard errors over the N points; ``split`` as in
+    :func:`_paired_terms`.  The one estimator of every I_q in latent-zoo (diagnose's split, the diffusion
+    forward process's I(x_0; x_t) curve in zoo.forward_information)."""
+    n = q.mean.shape[0]
+    z = q.rsample(samples) if z is None else z                 # [S, N, ...]
+    lower_terms, upper_terms = _paired_terms(q, z, n, split=split)
+    lower, lower_se = _mean_se(lower_terms.mean(0))           # per point, averaged over its S samples
+    upper, upper_se = _mean_se(upper_terms.mean(0))
+    return lower, lower_se, upper, upper_se
 
 
 def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024, split: dict[str, Tensor] | None = None
@@ -350,7 +364,7 @@ def _exact_discrete_split(model: LatentModel, q, rate: float | None) -> dict[str
     mi, mi_se = _mean_se((log_q.exp() * (log_q - log_agg)).sum(1))   # KL(q(z|x_n) || q(z)) per point
     marginal = float((log_agg.exp() * (log_agg - log_p)).sum())
     return {"mutual_information": mi, "mutual_information_se": mi_se, "mutual_information_upper": mi,
-            "mi_saturated": mi > 0.95 * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
+            "mi_saturated": mi > SATURATION * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
             "marginal_kl_lower": marginal,
             "mi_estimator": f"exact: sums over the {log_q.shape[1]} values of the discrete latent and the N={n} "
                             f"points (I_q <= log N = {math.log(n):.2f}; rate = I_q + marginal KL exactly)"}

@@ -69,6 +69,11 @@ def register_data_sources(register):
 
 
 @hookspec
+def register_feature_networks(register):
+    """``register(name, network)``; a zoo.quality.features.FeatureNetwork for FID-like numbers (``zoo evaluate``)."""
+
+
+@hookspec
 def register_commands(register):
     """``register(name, add_parser)``; ``add_parser(subparsers)`` adds ``zoo NAME`` (set ``func`` default)."""
 

@@ -29,13 +29,13 @@ from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
 KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "prior-fitter", "sampler", "data",
-         "command", "objective")
+         "command", "objective", "features")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
          "fitter": "register_fitters", "prior-fitter": "register_prior_fitters", "sampler": "register_samplers",
          "data": "register_data_sources", "command": "register_commands", "objective": "register_objectives",
-         "card": "register_cards"}
+         "card": "register_cards", "features": "register_feature_networks"}
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Registry:
                 raise PluginError(f"{kind} {name!r}: an object given as a string must be 'module:attribute', "
                                   f"got {factory!r}")
             factory = LazyFactory(factory)
-        if factory is None or (kind != "data" and not callable(factory)):
+        if factory is None or (kind not in ("data", "features") and not callable(factory)):
             raise PluginError(f"{kind} {name!r}: {factory!r} is not callable")
         return [Component(kind, name, factory, owner)]
 

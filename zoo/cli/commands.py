@@ -5,6 +5,7 @@
     push, download                             (zoo.cli.hub)
     sweep                                      (zoo.cli.sweep)
     fit-prior                                  (zoo.cli.fit_prior)
+    evaluate, compare                          (zoo.cli.evaluate, zoo.cli.compare)
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def register_commands(register):
     register("download", "zoo.cli.hub:add_download")
     register("sweep", "zoo.cli.sweep:add_parser")
     register("fit-prior", "zoo.cli.fit_prior:add_parser")
+    register("evaluate", "zoo.cli.evaluate:add_parser")
+    register("compare", "zoo.cli.compare:add_parser")
 
 
 # -- list / info / plugins ------------------------------------------------------------------------
