@@ -50,6 +50,7 @@ def register_priors(register):
     register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
+    register("two-stage-vae", "zoo_plugins.second_stage:SecondStageVAEPrior")
 
 
 @hookimpl
@@ -76,8 +77,26 @@ def register_fitters(register):
 
 
 @hookimpl
+def register_prior_fitters(register):
+    register("gmm", "zoo_plugins.posthoc:GMM")
+    register("maf", "zoo_plugins.posthoc:MAF")
+    register("vae", "zoo_plugins.posthoc:VAE")
+
+
+@hookimpl
 def register_samplers(register):
     register("ddim", "zoo_plugins.diffusion.ddpm:DDIM")
+
+
+@hookimpl
+def register_objectives(register):
+    register("beta-tcvae", "zoo_plugins.objectives_disentangle:BetaTCVAE")
+    register("factorvae", "zoo_plugins.objectives_disentangle:FactorVAE")
+    register("dip-vae-i", "zoo_plugins.objectives_disentangle:dip_vae_i")
+    register("dip-vae-ii", "zoo_plugins.objectives_disentangle:dip_vae_ii")
+    register("miwae", "zoo_plugins.objectives_iwae:MIWAE")
+    register("ciwae", "zoo_plugins.objectives_iwae:CIWAE")
+    register("piwae", "zoo_plugins.objectives_iwae:PIWAE")
 
 
 @hookimpl
@@ -96,3 +115,9 @@ def cards_folder() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "cards"
     return installed if installed.is_dir() else here.parent / "cards"
+
+
+@hookimpl
+def register_feature_networks(register):
+    register("digits-cnn", "zoo_plugins.feature_nets:DIGITS")
+    register("mnist-5k-cnn", "zoo_plugins.feature_nets:MNIST_5K")

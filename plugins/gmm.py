@@ -251,17 +251,27 @@ def fit_em(model, x: Tensor, iters: int = 100, *, tol: float = 0.0, reg_covar: f
         history.append(ll)
         if len(history) > 1 and history[-1] - history[-2] < tol:
             break
-        flat = data.flatten(1)                                       # [N, D]
-        nk = resp.sum(0) + 10 * torch.finfo(dtype).eps               # [K]
-        means = resp.T @ flat / nk[:, None]
-        var = resp.T @ (flat ** 2) / nk[:, None] - means ** 2
-        var = (var.clamp(min=0) + reg_covar).log().clamp(min=floor)
-        prior.logits.copy_((nk / n).log())
+        log_weights, means, log_var = diag_gmm_m_step(resp, data.flatten(1), reg_covar=reg_covar, min_log_var=floor)
+        prior.logits.copy_(log_weights)
         dec.means.copy_(means.reshape(dec.means.shape))
-        dec.log_scales.copy_((0.5 * var).reshape(dec.log_scales.shape))
+        dec.log_scales.copy_((0.5 * log_var).reshape(dec.log_scales.shape))
     else:
         history.append(e_step()[1])
     return history
+
+
+def diag_gmm_m_step(resp: Tensor, flat: Tensor, *, reg_covar: float, min_log_var: float
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """The M-step of a diagonal-covariance Gaussian mixture (Bishop 2006, eq. 9.24-9.27): responsibilities
+    ``resp`` [N, K] and points ``flat`` [N, D] -> (log pi_k [K], mu_k [K, D], log sigma_k^2 [K, D]),
+        pi_k = N_k / N,  mu_k = sum_n r_nk x_n / N_k,
+        sigma_k^2 = max(sum_n r_nk (x_n - mu_k)^2 / N_k + reg_covar, exp(min_log_var)).
+    Shared by :func:`fit_em` (images) and the post-hoc latent mixture (:mod:`zoo_plugins.posthoc`)."""
+    nk = resp.sum(0) + 10 * torch.finfo(flat.dtype).eps          # [K]
+    means = resp.T @ flat / nk[:, None]
+    var = resp.T @ (flat ** 2) / nk[:, None] - means ** 2
+    log_var = (var.clamp(min=0) + reg_covar).log().clamp(min=min_log_var)
+    return (nk / len(flat)).log(), means, log_var
 
 
 def fit_em_from_data(model, x: Tensor, *, seed: int = 0, iters: int = 100, tol: float = 1e-6) -> list[float]:

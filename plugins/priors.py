@@ -54,13 +54,16 @@ class MixtureOfGaussians(nn.Module):
         self.log_scales = nn.Parameter(torch.zeros(components, d))
         self.logits = nn.Parameter(torch.zeros(components), requires_grad=learn_weights)
 
+    def log_joint(self, z: Tensor) -> Tensor:
+        """log pi_k + log N(z; mu_k, sigma_k^2) for every component, ``[N, K]`` (z flattened to ``[N, D]``)."""
+        zf = z.reshape(-1, 1, self.means.shape[1])
+        comp = DiagGaussian(self.means, self.log_scales).log_prob_per_dim(zf).sum(-1)  # [N, K]
+        return comp + torch.log_softmax(self.logits, 0)
+
     def log_prob(self, z: Tensor) -> Tensor:
         """log sum_k pi_k N(z; mu_k, sigma_k^2), nats; any leading dimensions."""
         lead = z.shape[: z.dim() - len(self.latent_shape)]
-        zf = z.reshape(-1, 1, self.means.shape[1])
-        comp = DiagGaussian(self.means, self.log_scales).log_prob_per_dim(zf).sum(-1)  # [N, K]
-        out = torch.logsumexp(comp + torch.log_softmax(self.logits, 0), dim=-1)
-        return out.reshape(lead)
+        return torch.logsumexp(self.log_joint(z), dim=-1).reshape(lead)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         k = torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True, generator=generator)

@@ -14,9 +14,10 @@ from zoo.testing import check_prior
 
 
 IMAGE_PRIORS = {"ddpm"}  # priors over image-shaped latents [C, H, W]: checked below
+BOUND_PRIORS = {"two-stage-vae"}  # log_prob is a bound (exact = False): checked in tests/test_posthoc.py
 
 
-@pytest.mark.parametrize("name", sorted(set(get_registry().names("prior")) - IMAGE_PRIORS))
+@pytest.mark.parametrize("name", sorted(set(get_registry().names("prior")) - IMAGE_PRIORS - BOUND_PRIORS))
 def test_builtin_prior_conforms(name):
     report = check_prior(name, latent_shape=(2,), mc_samples=100_000)
     assert {"shapes", "generator", "normalised", "gradients", "dtype", "safetensors", "in a VAE"} <= set(report["passed"])

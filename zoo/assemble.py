@@ -24,23 +24,34 @@ from zoo.registry import Component, get_registry
 _PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
 
-def build_model(card: Card, *, empty: bool = False) -> LatentModel:
+def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False) -> LatentModel:
     """Assemble the model a card describes, with freshly initialised weights.
 
     ``empty=True``: parameters on the meta device (no memory, no random initialisation; buffers stay
     real), for a model whose every weight a strict load fills next (``load_state_dict(assign=True)``),
-    e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used."""
+    e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used.
+
+    A bring-your-own component (``module: "pkg.mod:ClassName"`` in the card, see :mod:`zoo.byo`) is
+    imported and constructed only with ``trust_modules=True``: importing runs that module's code."""
     if empty:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return build_model(card)
+            return build_model(card, trust_modules=trust_modules)
     registry = get_registry()
     parts: dict[str, Any] = {}
     sources: dict[str, str] = {}
     plugins: dict[str, dict[str, Any]] = {}
     for kind in COMPONENTS:
         name, args = card.component(kind)
+        if card.module_path(kind) is not None:
+            from zoo.byo import module_from_card
+
+            parts[kind] = module_from_card(card, kind, trust=trust_modules)
+            sources[kind] = f"module {name!r}"
+            _check_component(card, kind, parts[kind], sources[kind])
+            plugins[kind] = {"module": name}
+            continue
         try:
             entry = registry.get(kind, name)
         except PluginError as e:
@@ -51,15 +62,37 @@ def build_model(card: Card, *, empty: bool = False) -> LatentModel:
         plugins[kind] = {"name": name, "distribution": entry.owner.distribution,
                          "version": entry.owner.version, "module": entry.owner.module}
     _check_combination(card, parts, sources)
+    objective = _build_objective(card, registry, sources, plugins)
     try:
         model = LatentModel(parts["encoder"], parts["decoder"], parts["prior"],
                             data_shape=card.data_shape, latent_shape=card.latent_shape,
-                            name=card.name, beta=card.beta, config=card.zoo, sources=sources)
+                            name=card.name, beta=card.beta, config=card.zoo, sources=sources,
+                            objective=objective)
     except (ContractError, ShapeError) as e:
         raise CardError(f"{where(card)}: fields 'zoo.encoder', 'zoo.decoder', 'zoo.prior': {e}") from None
     model.plugins = plugins
     model.card = card
     return model
+
+
+def _build_objective(card: Card, registry, sources: dict[str, str], plugins: dict[str, dict[str, Any]]):
+    """The registered objective ``zoo.objective.name`` names (None for the built-in ``elbo``)."""
+    args = dict(card.zoo.get("objective") or {})
+    name = args.pop("name", "elbo")
+    if name == "elbo":
+        return None
+    try:
+        entry = registry.get("objective", name)
+    except PluginError as e:
+        raise CardError(f"{where(card)}: field 'zoo.objective.name': {e}") from None
+    sources["objective"] = f"{name!r} from {entry.owner}"
+    objective = _call(entry, card, "objective", name, args, sources["objective"])
+    if not c.has(objective, c.Objective):
+        raise CardError(f"{where(card)}: field 'zoo.objective': objective {sources['objective']} returned a "
+                        f"{type(objective).__name__}, not a callable (zoo.contracts.Objective)")
+    plugins["objective"] = {"name": name, "distribution": entry.owner.distribution,
+                            "version": entry.owner.version, "module": entry.owner.module}
+    return objective
 
 
 def _call(entry: Component, card: Card, kind: str, name: str, args: dict[str, Any], who: str):
@@ -145,6 +178,9 @@ def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -
         raise CardError(f"{where(card)}: field 'zoo.objective.loss': {loss!r} needs a prior with "
                         f"training_loss(q, loss) (zoo.contracts.SurrogateLoss); the prior {who['prior']} has none "
                         f"(use 'elbo')")
+    if objective.get("gradient", "reparam") == "dreg" and int(objective.get("iwae_k", 1)) <= 1:
+        raise CardError(f"{where(card)}: field 'zoo.objective.gradient': 'dreg' is a gradient of the importance-"
+                        f"weighted bound; set iwae_k > 1 beside it")
     if int(objective.get("iwae_k", 1)) > 1 and not c.is_exact(prior):
         raise CardError(f"{where(card)}: field 'zoo.objective.iwae_k': the importance-weighted bound needs an exact "
                         f"log p(z), but the prior {who['prior']} declares exact = False (its log_prob is a bound)")

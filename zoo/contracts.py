@@ -29,10 +29,16 @@ Optional, posterior
     ClosedFormEntropy       ``entropy() -> [B]``: H[q(z|x)] in closed form
     PerDimLogProb           ``log_prob_per_dim(z)``: log q elementwise (per latent dimension)
     AggregatePosterior      ``cross_log_prob(z) -> [M, B]`` and ``cat(parts)``: exact aggregate posterior
+    PerDimAggregatePosterior ``cross_log_prob_per_dim(z) -> [M, B, D]``: the same per latent dimension; diagnose
+                            then splits the rate into index-code MI, total correlation and dimension-wise KL
     EnumerablePosterior     ``enumerate() -> (values [K, ...], log q [B, K])``: a small discrete support
     Codebook                ``codes() -> long [B, *positions]`` and ``num_codes``: a posterior that picks one
                             entry of a shared codebook per position (VQ-VAE); diagnose reports codebook
                             usage and perplexity, the discrete analogue of active units
+    DiagonalCovariance      ``variance``: Var_q[z_d|x] per dimension, ``[B, *latent]``, for a posterior whose
+                            covariance is diagonal (DIP-VAE-II's closed-form Cov_q(z))
+    Detachable              ``detach()``: the same distribution with its parameters' gradients stopped (the
+                            doubly-reparameterised IWAE gradient, ``objective: {iwae_k: K, gradient: dreg}``)
     ``fixed = True``        a parameter-free noising process (no active units, no MI to report)
 
 Optional, prior
@@ -65,7 +71,14 @@ Optional, any component
                             estimated for this component, by key ``mi``, ``nll``, ``kl_per_dim``,
                             ``active_units`` (added to ``zoo diagnose``'s estimator texts)
 
-Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, Sampler, DataSource, Command.
+Training objectives (card ``zoo.objective: {name: NAME, ...}``, registered with ``register_objectives``)
+    Objective               ``objective(model, x) -> (loss, ELBO terms)``; absent or ``elbo``: the built-in
+                            beta-ELBO / IWAE path of ``LatentModel.objective``
+    CoupledObjective        ``coupled_parameters(model)`` and ``coupled_loss(name, model, x)``: parameter sets
+                            with optimisers of their own, stepped after the main one on the same batch
+                            (FactorVAE's discriminator, PIWAE's inference network)
+
+Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, PriorFitter, Sampler, DataSource, Command.
 """
 from __future__ import annotations
 
@@ -77,9 +90,11 @@ from torch import Tensor
 
 __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
-    "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "EnumerablePosterior", "Codebook",
+    "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "PerDimAggregatePosterior",
+    "EnumerablePosterior", "Codebook", "Detachable", "DiagonalCovariance",
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
-    "Converter", "Fitter", "Sampler", "SamplerOption", "DataSource",
+    "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource", "Objective",
+    "CoupledObjective",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
     "posterior_type", "notes_of", "manifold_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
 ]
@@ -210,6 +225,15 @@ class AggregatePosterior(Protocol):
 
 
 @runtime_checkable
+class PerDimAggregatePosterior(Protocol):
+    """An aggregate posterior whose marginals q(z_d) = 1/N sum_n q(z_d|x_n) are available (total correlation)."""
+
+    def cross_log_prob_per_dim(self, z: Tensor) -> Tensor:
+        """log q(z_{m,d} | x_b) for every pair and (flattened) latent dimension: z ``[M, ...]`` -> ``[M, B, D]``;
+        its sum over d is ``cross_log_prob(z)``."""
+
+
+@runtime_checkable
 class EnumerablePosterior(Protocol):
     """A discrete posterior with a small support: the ELBO and log p(x) become exact sums."""
 
@@ -225,6 +249,19 @@ class Codebook(Protocol):
 
     def codes(self) -> Tensor:
         """The code index chosen at each position, integer ``[B, *positions]``."""
+
+
+@runtime_checkable
+class DiagonalCovariance(Protocol):
+    @property
+    def variance(self) -> Tensor:
+        """Var_q[z_d | x] for each latent dimension, ``[B, *latent_shape]``; the covariance is diagonal."""
+
+
+@runtime_checkable
+class Detachable(Protocol):
+    def detach(self) -> Any:
+        """The same posterior with its parameters detached: log_prob(z) then carries gradient through z only."""
 
 
 # ------------------------------------------------------------------------------- optional: prior
@@ -252,6 +289,12 @@ class StructuredInference(Protocol):
 class SurrogateLoss(Protocol):
     def training_loss(self, q: Any, loss: str) -> tuple[Tensor, Any]:
         """(scalar loss, ELBO terms for logging) for card ``objective: {loss: NAME}``."""
+
+
+@runtime_checkable
+class GaussianForwardProcess(Protocol):
+    def forward_marginals(self) -> tuple[Tensor, Tensor]:
+        """(a_t, s_t), each ``[T]`` for t = 1..T: the noising process q(x_t|x_0) = N(a_t x_0, s_t^2 I) (diffusion)."""
 
 
 @runtime_checkable
@@ -289,11 +332,38 @@ class Fitter(Protocol):
 
 @dataclass(frozen=True)
 class SamplerOption:
-    """One option a sampler accepts (becomes ``zoo sample --NAME``)."""
+    """One option a sampler (``zoo sample --NAME``) or a prior fitter (``zoo fit-prior --NAME``) accepts."""
 
     type: Callable[[str], Any]
     default: Any
     help: str
+
+
+@dataclass
+class FittedPrior:
+    """What a PriorFitter returns: the registered prior it fitted (``name``, card arguments ``args``), the
+    fitted module itself (its state dict becomes the new run's ``prior.*`` weights) and the per-iteration
+    objective it logged (mean log-density of the latents in nats, or the fitter's bound on it)."""
+
+    name: str
+    args: dict[str, Any]
+    module: Any
+    history: list[float]
+    method: str = ""
+
+
+@runtime_checkable
+class PriorFitter(Protocol):
+    """Fits a density to latent codes after training (``zoo fit-prior RUN --prior NAME``), e.g. EM for a
+    Gaussian mixture on a VAE's aggregate posterior.
+
+    Called as ``fit(z, latent_shape=..., seed=..., **options)`` with z the codes ``[N, D]`` (posterior
+    means or samples on the training split); ``options`` names what it accepts.  Returns a FittedPrior
+    whose ``name`` is a registered prior that ``args`` rebuild (the card's ``prior`` section)."""
+
+    options: Mapping[str, SamplerOption]
+
+    def __call__(self, z: Tensor, *, latent_shape: tuple[int, ...], seed: int, **options: Any) -> FittedPrior: ...
 
 
 @runtime_checkable
@@ -322,6 +392,29 @@ class DataSource(Protocol):
     credit: str
 
     def read(self) -> tuple[Any, Any]: ...
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A training objective, card ``zoo.objective: {name: NAME, **options}``; the registered factory is
+    called as ``factory(data_shape=, latent_shape=, **options)`` (``beta`` among the options: ``--beta``
+    sets it).  An objective with parameters of its own is an ``nn.Module``: they are saved with the model."""
+
+    def __call__(self, model: Any, x: Tensor) -> tuple[Tensor, Any]:
+        """(scalar loss to minimise, nats per image; the model's ``ELBO`` terms of the batch, for logging)
+        for ``x`` already in the likelihood's data space."""
+
+
+@runtime_checkable
+class CoupledObjective(Protocol):
+    """An objective that trains some parameters with optimisers of their own (a second player)."""
+
+    def coupled_parameters(self, model: Any) -> Mapping[str, Mapping[str, Any]]:
+        """name -> ``{"params": [...], **optimiser options}``: each set gets an optimiser of the run's class
+        (options such as ``lr`` override the run's) and is left out of the main optimiser."""
+
+    def coupled_loss(self, name: str, model: Any, x: Tensor) -> Tensor:
+        """The scalar loss optimiser ``name`` minimises on the same batch, stepped after the main step."""
 
 
 # -------------------------------------------------------------------------------------- queries

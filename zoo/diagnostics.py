@@ -12,6 +12,10 @@ H[q(z)] is a Monte Carlo average of -log q(z) over z ~ q(z|x_n); every other ter
 form where the posterior and prior allow it, so the identity holds exactly and a collapsed
 posterior (q(z|x) = p(z) for all x) reads I = 0, not log N.
 
+For a posterior with per-dimension cross densities (``zoo.contracts.PerDimAggregatePosterior``, every
+diagonal-Gaussian posterior) the rate is also split into index-code MI, total correlation and
+dimension-wise KL (Chen et al. 2018) with the same full-set aggregate posterior (zoo.decomposition).
+
 A posterior that picks codebook entries (``zoo.contracts.Codebook``, VQ-VAE) also gets codebook
 usage (codes assigned at least once) and perplexity exp(H[code frequencies]) <= usage <= K.  A
 posterior's or prior's declared ``notes`` say why a diagnostic is not available or how it is
@@ -30,6 +34,7 @@ from zoo.evaluation import Evaluation, evaluate
 from zoo.model import LatentModel
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_d]) > 0.01
+SATURATION = 0.95        # an I_q lower bound above this fraction of log N only says I_q >= it (saturated)
 
 
 @torch.no_grad()
@@ -228,8 +233,9 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     never negative.  Near log N the lower bound is *saturated*: it then only says I_q >= log N, and an
     identified value needs N well above e^rate (more points: ``--max-points``, or the training split)."""
     if q is None or not c.has(q, c.AggregatePosterior):
-        return {"mutual_information": None, "marginal_kl": None,
-                "mi_estimator": "not available: the posterior has no cross_log_prob/cat"}
+        return {"mutual_information": None, "marginal_kl": None, "total_correlation": None,
+                "mi_estimator": "not available: the posterior has no cross_log_prob/cat",
+                "tc_estimator": "not available: the posterior has no aggregate posterior (cross_log_prob_per_dim)"}
     n = q.mean.shape[0]
     if n < 2:
         return {"mutual_information": None, "marginal_kl": None,
@@ -237,13 +243,12 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     if model.enumerates(q) and c.has(model.prior, c.DiscreteSupport):
         return _exact_discrete_split(model, q, rate)
     z = q.rsample(samples)                                     # [S, N, ...]
-    lower_terms, upper_terms = _paired_terms(q, z, n)
-    lower, lower_se = _mean_se(lower_terms.mean(0))           # per point, averaged over its S samples
-    upper, upper_se = _mean_se(upper_terms.mean(0))
+    split = {} if c.has(q, c.PerDimAggregatePosterior) else None
+    lower, lower_se, upper, upper_se = paired_bounds(q, z=z, split=split)
     log_n = math.log(n)
     hi = rate if rate is not None and rate >= 0 else math.inf
     mi = min(max(lower, 0.0), hi)
-    saturated = lower > 0.95 * log_n
+    saturated = lower > SATURATION * log_n
     estimator = (f"paired InfoNCE lower bound with the exact aggregate posterior over N={n} points, {samples} "
                  f"z-samples per point (Poole et al. 2019; log q(z|x_n) and log q(z) from the same samples), "
                  f"I_q <= log N = {log_n:.2f}; bracket up to the leave-one-out upper bound; standard errors over "
@@ -256,7 +261,10 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     if upper > hi:  # I_q <= rate always: the rate is then the tighter upper end of the bracket
         estimator += f"; the leave-one-out bound ({upper:.2f}) is above the rate, so the bracket ends at the rate"
         upper, upper_se = hi, 0.0
-    out = {"mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
+    tc = _tc_split(model, q, z, split) if split is not None else {
+        "total_correlation": None, "tc_estimator": "not available: the posterior has no cross_log_prob_per_dim "
+                                                   "(zoo.contracts.PerDimAggregatePosterior)"}
+    out = {**tc, "mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
            "mutual_information_upper_se": upper_se, "mi_saturated": saturated, "mi_log_n": log_n,
            "mi_estimator": estimator}
     if rate is not None:
@@ -268,22 +276,82 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     return out
 
 
-def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+def paired_bounds(q, samples: int = 10, *, z: Tensor | None = None, split: dict[str, Tensor] | None = None
+                  ) -> tuple[float, float, float, float]:
+    """(lower, lower SE, upper, upper SE): the paired InfoNCE and leave-one-out bounds on I_q(x;z) with the
+    exact aggregate posterior of the N points in ``q`` (an AggregatePosterior), ``samples`` z ~ q(z|x_n) per
+    point (or the given ``z``, [S, N, ...]), standard errors over the N points; ``split`` as in
+    :func:`_paired_terms`.  The one estimator of every I_q in latent-zoo (diagnose's split, the diffusion
+    forward process's I(x_0; x_t) curve in zoo.forward_information)."""
+    n = q.mean.shape[0]
+    z = q.rsample(samples) if z is None else z                 # [S, N, ...]
+    lower_terms, upper_terms = _paired_terms(q, z, n, split=split)
+    lower, lower_se = _mean_se(lower_terms.mean(0))           # per point, averaged over its S samples
+    upper, upper_se = _mean_se(upper_terms.mean(0))
+    return lower, lower_se, upper, upper_se
+
+
+def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024, split: dict[str, Tensor] | None = None
+                  ) -> tuple[Tensor, Tensor]:
     """[S, N] terms log q(z_ns|x_n) - log q(z_ns) and the same with x_n left out of the mixture.
 
     log q(z_ns|x_n) is the diagonal of the same cross_log_prob matrix, so both terms are computed
-    alike (a collapsed posterior reads exactly 0); rows in chunks keep memory at chunk x N."""
+    alike (a collapsed posterior reads exactly 0); rows in chunks keep memory at chunk x N.  With
+    ``split`` (a dict, for a zoo.contracts.PerDimAggregatePosterior) the matrix is computed per latent
+    dimension and ``split`` receives ``[S, N]`` log q(z_ns) and sum_d log q(z_ns,d) over the same N points
+    (:func:`zoo.decomposition.mixture_log_density`, weights 1/N)."""
+    from zoo.decomposition import mixture_log_density
+
     lower = torch.empty(z.shape[0], n, dtype=torch.float64)
     upper = torch.empty(z.shape[0], n, dtype=torch.float64)
+    if split is not None:
+        split["log_qz"], split["log_qz_marginals"] = torch.empty_like(lower), torch.empty_like(lower)
+        chunk = max(1, min(chunk, 2 ** 21 // (n * max(1, z[0, 0].numel()))))
+    log_w = torch.full((n,), -math.log(n), dtype=torch.float64)
     for s in range(z.shape[0]):
         for start in range(0, n, chunk):
             rows = torch.arange(start, min(start + chunk, n))
-            cross = q.cross_log_prob(z[s, start:start + chunk]).double().cpu()   # [rows, N(x)]
+            if split is None:
+                cross = q.cross_log_prob(z[s, start:start + chunk]).double().cpu()   # [rows, N(x)]
+            else:
+                per_dim = q.cross_log_prob_per_dim(z[s, start:start + chunk]).double().cpu()  # [rows, N, D]
+                split["log_qz"][s, rows], split["log_qz_marginals"][s, rows] = mixture_log_density(per_dim, log_w)
+                cross = per_dim.sum(2)
             own = cross[torch.arange(len(rows)), rows]
             lower[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n))
             cross[torch.arange(len(rows)), rows] = -math.inf                    # leave x_n out
             upper[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n - 1))
     return lower, upper
+
+
+def _tc_split(model: LatentModel, q, z: Tensor, split: dict[str, Tensor]) -> dict[str, Any]:
+    """Index-code MI, total correlation and dimension-wise KL (Chen et al. 2018, eq. 2; zoo.decomposition)
+    with the exact aggregate posterior of the N points and its per-dimension marginals, from the same
+    z_ns as I_q.  log q(z|x) and log p(z) enter in closed form where the rate is (H[q(z|x)], the prior's
+    cross-entropy), so the three sum to the reported rate exactly; else at the samples."""
+    from zoo.decomposition import tc_terms
+
+    s, n = split["log_qz"].shape
+    closed = c.has(q, c.ClosedFormEntropy) and c.has(model.prior, c.ClosedFormCrossEntropy)
+    if closed:
+        own = (-q.entropy()).double().cpu().expand(s, n)
+        log_p = (-model.prior.cross_entropy(q)).double().cpu().expand(s, n)
+    else:
+        own = q.log_prob(z).double().cpu()                                   # [S, N]
+        log_p = model.prior.log_prob(z).double().cpu()
+    terms = tc_terms(own, split["log_qz"], split["log_qz_marginals"], log_p)
+    out: dict[str, Any] = {}
+    for key, values in zip(("index_code_mi", "total_correlation", "dimension_wise_kl"), terms):
+        out[key], out[f"{key}_se"] = _mean_se(values.mean(0))
+    factorised = c.has(model.prior, c.PerDimKL)
+    out["tc_estimator"] = (
+        f"full-set estimator: log q(z) and each log q(z_d) as mixtures over all N={n} points, {s} z-samples per "
+        f"point (the same as I_q's); log q(z|x) and log p(z) "
+        + ("in closed form, so MI + TC + dimension-wise KL = rate exactly" if closed else
+           "at the samples, so the three sum to a Monte Carlo rate")
+        + ("" if factorised else "; the prior has no per-dimension KL, so the third term is "
+           "E_q(z)[sum_d log q(z_d) - log p(z)], not a sum of KLs"))
+    return out
 
 
 def _exact_discrete_split(model: LatentModel, q, rate: float | None) -> dict[str, Any]:
@@ -296,7 +364,7 @@ def _exact_discrete_split(model: LatentModel, q, rate: float | None) -> dict[str
     mi, mi_se = _mean_se((log_q.exp() * (log_q - log_agg)).sum(1))   # KL(q(z|x_n) || q(z)) per point
     marginal = float((log_agg.exp() * (log_agg - log_p)).sum())
     return {"mutual_information": mi, "mutual_information_se": mi_se, "mutual_information_upper": mi,
-            "mi_saturated": mi > 0.95 * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
+            "mi_saturated": mi > SATURATION * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
             "marginal_kl_lower": marginal,
             "mi_estimator": f"exact: sums over the {log_q.shape[1]} values of the discrete latent and the N={n} "
                             f"points (I_q <= log N = {math.log(n):.2f}; rate = I_q + marginal KL exactly)"}
@@ -351,6 +419,10 @@ def format_report(report: dict[str, Any]) -> str:
     for label, nats, bpd, note in rows:
         lines.append(f"  {label:32s} {f(nats):>12s} {f(bpd, '.4f') if bpd is not None else '':>10s}"
                      f"{'  ' + note if note else ''}".rstrip())
+    if report.get("total_correlation") is not None:
+        lines.append(f"  rate = index-code MI {report['index_code_mi']:.3f} + total correlation "
+                     f"{report['total_correlation']:.3f} +- {report['total_correlation_se']:.3f} + dimension-wise KL "
+                     f"{report['dimension_wise_kl']:.3f} (nats)")
     if report.get("active_units") is not None:
         lines.append(f"  active units (Cov_x E_q[z_d] > {report['active_threshold']}): "
                      f"{report['active_units']} / {report['latent_dims']}")
@@ -384,6 +456,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("active_units_note"):
         lines.append(f"  active units: {report['active_units_note']}")
     lines.append(f"  MI estimator: {report.get('mi_estimator')}")
+    if report.get("tc_estimator"):
+        lines.append(f"  TC estimator: {report['tc_estimator']}")
     if report.get("nll_estimator"):
         lines.append(f"  NLL estimator: {report['nll_estimator']}")
     return "\n".join(lines)

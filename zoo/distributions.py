@@ -40,6 +40,11 @@ class DiagGaussian:
     def stddev(self) -> Tensor:
         return self.log_scale.exp()
 
+    @property
+    def variance(self) -> Tensor:
+        """sigma^2 per dimension (the covariance is diagonal)."""
+        return (2 * self.log_scale).exp()
+
     def rsample(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample: ``[B, ...]`` or ``[n, B, ...]`` when ``n`` is given."""
         shape = self.mean.shape if n is None else (n, *self.mean.shape)
@@ -75,6 +80,13 @@ class DiagGaussian:
             c = ((mu * inv) ** 2).sum(1)
             rows.append(const - 0.5 * (a - 2 * b + c))
         return torch.cat(rows)
+
+    def cross_log_prob_per_dim(self, z: Tensor) -> Tensor:
+        """log q(z_{m,d} | x_b) for every pair and latent dimension: z ``[M, ...]`` -> ``[M, B, D]`` (D the
+        flattened event), for the aggregate posterior's marginals q(z_d) (total correlation)."""
+        mu, log_scale = self.mean.flatten(1), self.log_scale.flatten(1)
+        zf = z.flatten(1).unsqueeze(1)                                          # [M, 1, D]
+        return -0.5 * LOG_2PI - log_scale - 0.5 * ((zf - mu) * (-log_scale).exp()) ** 2
 
     def detach(self) -> "DiagGaussian":
         return DiagGaussian(self.mean.detach(), self.log_scale.detach())

@@ -51,3 +51,11 @@ class DataError(ZooError):
 
 class TrainingError(ZooError):
     """Training stopped: a non-finite loss, or a setting that cannot work."""
+
+
+class UnsupportedModelError(ZooError, ValueError):
+    """A model an operation does not apply to (e.g. ``zoo fit-prior`` on a latent that is not a flat Gaussian vector)."""
+
+
+class UntrustedCodeError(CardError):
+    """A card that names Python code to import (``module: "pkg.mod:Class"``) loaded without ``trust_modules=True``."""

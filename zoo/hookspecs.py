@@ -54,6 +54,11 @@ def register_fitters(register):
 
 
 @hookspec
+def register_prior_fitters(register):
+    """``register(name, fit)``; a contracts.PriorFitter run by ``zoo fit-prior RUN --prior NAME`` on a run's latents."""
+
+
+@hookspec
 def register_samplers(register):
     """``register(name, sampler)``; a contracts.Sampler for priors that list it in ``samplers``."""
 
@@ -64,8 +69,18 @@ def register_data_sources(register):
 
 
 @hookspec
+def register_feature_networks(register):
+    """``register(name, network)``; a zoo.quality.features.FeatureNetwork for FID-like numbers (``zoo evaluate``)."""
+
+
+@hookspec
 def register_commands(register):
     """``register(name, add_parser)``; ``add_parser(subparsers)`` adds ``zoo NAME`` (set ``func`` default)."""
+
+
+@hookspec
+def register_objectives(register):
+    """``register(name, factory)``; ``factory(data_shape=, latent_shape=, **args)`` -> a contracts.Objective (``objective: {name: NAME}``)."""
 
 
 @hookspec

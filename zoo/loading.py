@@ -18,29 +18,40 @@ from zoo.errors import WeightsError
 from zoo.model import LatentModel
 
 
-def build(name: str) -> LatentModel:
-    """The model of card ``name`` with freshly initialised weights."""
-    return build_model(get_card(name))
+def build(name: str | None = None, **components: Any) -> LatentModel:
+    """The model of card ``name`` with freshly initialised weights; or, without a name, a model from your own
+    modules and/or registered names: ``build(encoder=..., decoder=..., prior="standard-normal",
+    data_shape=..., latent_shape=...)`` (see :mod:`zoo.byo`)."""
+    if name is not None and not components:
+        return build_model(get_card(name))
+    if name is not None:
+        components["name"] = name
+    from zoo.byo import build as build_modules
+
+    return build_modules(**components)
 
 
 def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | None = None,
-         device: Any = None, weights: str | None = None) -> LatentModel:
+         device: Any = None, weights: str | None = None, trust_modules: bool = False) -> LatentModel:
     """Load a named model (``"vae-mnist"``), a trained folder, or a Hub repo (``"org/name"``, ``"hf://org/name@rev"``).
 
     An ``"org/name"`` whose checkpoint an installed card converts (``zoo.weights.repo`` with a ``converter``, e.g.
     ``"stabilityai/sd-vae-ft-mse"``) loads that card; ``"hf://org/name"`` always means the Hub repo itself.
 
     ``pretrained=False`` returns the card's architecture freshly initialised.  ``weights`` picks
-    a weights file in a folder or repo (e.g. ``model_raw.safetensors``)."""
+    a weights file in a folder or repo (e.g. ``model_raw.safetensors``).  ``trust_modules=True`` lets a card that
+    names its own Python classes (``module: "pkg.mod:ClassName"``, zoo.byo) import them; without it such a card is
+    refused (UntrustedCodeError), so loading a downloaded card never runs code it names."""
     from zoo.store.run_folder import load_folder
 
     kind, target = resolve(name_or_path)
     if kind == "folder":
-        return load_folder(target, weights=weights, device=device)
+        return load_folder(target, weights=weights, device=device, trust_modules=trust_modules)
     if kind == "hub":
         from zoo.hub import load_repo
 
-        return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained)
+        return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained,
+                         trust_modules=trust_modules)
     card = get_card(target)
     if pretrained and card.zoo.get("weights"):
         model = build_model(card, empty=True)  # every weight is filled by the (strict) load that follows

@@ -10,7 +10,8 @@ and the distribution that registered it when one does not.
 
 Training objective (card ``zoo.objective``): ``model.objective(x)`` -> (loss, terms), the
 beta-ELBO, or with ``iwae_k: K > 1`` the K-sample importance-weighted bound (Burda et al. 2015),
-or with ``loss: NAME`` a surrogate of the prior's ``training_loss(q, NAME)`` (DDPM's L_simple).
+or with ``loss: NAME`` a surrogate of the prior's ``training_loss(q, NAME)`` (DDPM's L_simple),
+or with ``name: NAME`` a registered objective (zoo.contracts.Objective: beta-TCVAE, FactorVAE, ...).
 """
 from __future__ import annotations
 
@@ -52,8 +53,10 @@ class LatentModel(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module, *,
                  data_shape: tuple[int, ...], latent_shape: tuple[int, ...],
                  name: str = "model", beta: float = 1.0, config: dict[str, Any] | None = None,
-                 sources: dict[str, str] | None = None):
+                 sources: dict[str, str] | None = None, objective: Any = None):
         super().__init__()
+        # a registered objective (card zoo.objective.name); an nn.Module one saves its parameters with the model
+        self.training_objective = objective
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.data_shape = tuple(data_shape)
         self.latent_shape = tuple(latent_shape)
@@ -79,15 +82,16 @@ class LatentModel(nn.Module):
     def from_pretrained(cls, repo_or_path: str | Any, *, revision: str | None = None, token: str | bool | None = None,
                         cache_dir: str | None = None, local_files_only: bool | None = None,
                         force_download: bool = False, device: Any = None, dtype: torch.dtype | None = None,
-                        weights: str | None = None) -> "LatentModel":
+                        weights: str | None = None, trust_modules: bool = False) -> "LatentModel":
         """``zoo.load`` with huggingface_hub's download options: a card name, a run folder (``save_pretrained``),
-        ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled."""
+        ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled; a card naming
+        its own Python classes (zoo.byo) is imported only with ``trust_modules=True``."""
         from zoo.hub.client import hub_options
         from zoo.loading import load
 
         with hub_options(token=token, cache_dir=cache_dir, local_files_only=local_files_only,
                          force_download=force_download):
-            model = load(repo_or_path, revision=revision, device=device, weights=weights)
+            model = load(repo_or_path, revision=revision, device=device, weights=weights, trust_modules=trust_modules)
         return model.to(dtype) if dtype is not None else model
 
     def save_pretrained(self, folder: str | Any) -> Any:
@@ -290,12 +294,18 @@ class LatentModel(nn.Module):
             log 1/K sum_i p(x|z_i) [p(z_i) / q(z_i|x)]^beta,  z_i ~ q(z|x),
         which is the IWAE bound at beta = 1; ``terms`` then hold the K-sample average of the
         ELBO terms and ``terms.extras["iwae"]`` the bound.  ``beta`` defaults to the card's.
+        ``gradient: dreg`` with ``iwae_k`` K > 1: the same bound, with the doubly-reparameterised encoder
+            gradient (Tucker et al. 2018, :func:`dreg_scale`).
         ``loss`` other than ``elbo`` (e.g. ``simple`` for DDPM): ``prior.training_loss(q, loss)``
-        returns (loss, terms); ``elbo()`` still reports the true bound."""
+        returns (loss, terms); ``elbo()`` still reports the true bound.
+        ``name`` other than ``elbo``: the registered objective's ``objective(model, x)`` (its options, beta
+        included, come from the card; the ``beta`` argument is not used)."""
+        x = x if prepared else self.prepare(x)
+        if self.training_objective is not None:
+            return self.training_objective(self, x)
         beta = self.beta if beta is None else float(beta)
         objective = self.config.get("objective") or {}
         k = int(objective.get("iwae_k", 1))
-        x = x if prepared else self.prepare(x)
         loss_name = objective.get("loss", "elbo")
         if loss_name != "elbo":  # a surrogate the prior defines, e.g. DDPM's L_simple
             if not c.has(self.prior, c.SurrogateLoss):
@@ -309,8 +319,33 @@ class LatentModel(nn.Module):
         if self.enumerates(q):  # the enumerated ELBO of an exact posterior is already log p(x)
             terms = self._exact_elbo(x, q)
             return terms.loss(beta), terms
+        if objective.get("gradient", "reparam") == "dreg":
+            return self._dreg_objective(x, k, q, beta)
         log_lik, log_ratio = self.log_weights(x, k, q)
         bound = torch.logsumexp(log_lik + beta * log_ratio, 0) - math.log(k)
+        terms = ELBO((log_lik + log_ratio).mean(0), -log_lik.mean(0), -log_ratio.mean(0), {"iwae": bound})
+        return -bound.mean(), terms
+
+    def _dreg_objective(self, x: Tensor, k: int, q, beta: float) -> tuple[Tensor, ELBO]:
+        """The K-sample bound with the DReG gradient (Tucker et al. 2018, eq. 7): log q is scored with q's
+        parameters stopped, so the encoder's gradient flows through z only, and a hook scales dL/dz_i by
+        :func:`dreg_scale`; the decoder's and prior's gradient stays IWAE's, sum_i w~_i d log w_i.
+        The loss value is minus the bound, as without DReG."""
+        if not c.has(q, c.Detachable):
+            raise CardError(f"objective.gradient 'dreg' needs a posterior with detach() (zoo.contracts.Detachable); "
+                            f"{self.sources.get('encoder', type(self.encoder).__name__)} gives a "
+                            f"{type(q).__name__} without it (use gradient: reparam)")
+        b = x.shape[0]
+        z = q.rsample(k)                                                        # [k, B, ...]
+        log_lik = torch.stack([self._log_lik(z[i], x) for i in range(k)])
+        log_p = self._check(self.prior.log_prob(z), (k, b), "prior", "log_prob(z) of [k, B, ...] samples")
+        log_q = self._check(q.detach().log_prob(z), (k, b), "encoder", "posterior log_prob(z) of [k, B, ...] samples")
+        log_ratio = log_p - log_q
+        log_w = log_lik + beta * log_ratio
+        if z.requires_grad:
+            scale = dreg_scale(torch.softmax(log_w.detach(), 0), beta)
+            z.register_hook(lambda g: g * scale.reshape(*scale.shape, *([1] * (g.dim() - scale.dim()))))
+        bound = torch.logsumexp(log_w, 0) - math.log(k)
         terms = ELBO((log_lik + log_ratio).mean(0), -log_lik.mean(0), -log_ratio.mean(0), {"iwae": bound})
         return -bound.mean(), terms
 
@@ -339,4 +374,14 @@ class LatentModel(nn.Module):
         who = self.sources.get(kind, type(getattr(self, kind)).__name__)
         raise ContractError(f"model {self.name!r}: the {kind} {who} returned {what} of shape {got}; the contract "
                             f"(zoo.contracts) asks for one value per sample, shape {list(shape)}")
+
+
+
+def dreg_scale(weights: Tensor, beta: float = 1.0) -> Tensor:
+    """The factor on d log w_i / dz_i that turns IWAE's weighted pathwise gradient into DReG's
+    (Tucker et al. 2018, eq. 7): the encoder gradient is sum_i w~_i^2 d log w_i/dz_i dz_i/dphi at beta = 1.
+    In general (weights ``[k, B]`` normalised, w_i = p(x|z_i) [p(z_i)/q(z_i|x)]^beta), the score term
+    -beta E[w~_i d log q/dphi] becomes -beta E[w~_i (1 - w~_i) d log w_i/dz_i dz_i/dphi], so the factor
+    on the pathwise term is (1 - beta) + beta w~_i.  Dimensionless."""
+    return (1.0 - beta) + beta * weights
 

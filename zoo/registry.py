@@ -1,7 +1,7 @@
 """The plugin registry: reads the ``zoo`` entry points once and collects everything they register.
 
 Kinds (one hook each, :mod:`zoo.hookspecs`; contracts in :mod:`zoo.contracts`): encoder,
-decoder, prior, likelihood, converter, fitter, sampler, data (sources), command, and cards.
+decoder, prior, likelihood, converter, fitter, prior-fitter, sampler, data (sources), command, and cards.
 
 Each plugin is isolated: one that fails to import, fails pluggy's validation, or raises anything
 (``SystemExit`` included; only ``KeyboardInterrupt`` passes) at import or in a hook is recorded by
@@ -28,12 +28,14 @@ from zoo import hookspecs
 from zoo.errors import PluginError
 
 BUILTIN_DISTRIBUTION = "latent-zoo"
-KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "sampler", "data", "command")
+KINDS = ("encoder", "decoder", "prior", "likelihood", "converter", "fitter", "prior-fitter", "sampler", "data",
+         "command", "objective", "features")
 COMPONENT_KINDS = ("encoder", "decoder", "prior")
 HOOKS = {"encoder": "register_encoders", "decoder": "register_decoders", "prior": "register_priors",
          "likelihood": "register_likelihoods", "converter": "register_converters",
-         "fitter": "register_fitters", "sampler": "register_samplers", "data": "register_data_sources",
-         "command": "register_commands", "card": "register_cards"}
+         "fitter": "register_fitters", "prior-fitter": "register_prior_fitters", "sampler": "register_samplers",
+         "data": "register_data_sources", "command": "register_commands", "objective": "register_objectives",
+         "card": "register_cards", "features": "register_feature_networks"}
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class Registry:
                 raise PluginError(f"{kind} {name!r}: an object given as a string must be 'module:attribute', "
                                   f"got {factory!r}")
             factory = LazyFactory(factory)
-        if factory is None or (kind != "data" and not callable(factory)):
+        if factory is None or (kind not in ("data", "features") and not callable(factory)):
             raise PluginError(f"{kind} {name!r}: {factory!r} is not callable")
         return [Component(kind, name, factory, owner)]
 

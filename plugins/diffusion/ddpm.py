@@ -178,6 +178,11 @@ class DDPMPrior(nn.Module):
     def num_timesteps(self) -> int:
         return self.schedule.num_timesteps
 
+    def forward_marginals(self) -> tuple[Tensor, Tensor]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) for t = 1..T: q(x_t|x_0) (zoo.contracts.GaussianForwardProcess)."""
+        ab = self.schedule.alphas_cumprod.double()
+        return ab.sqrt(), (1.0 - ab).sqrt()
+
     def eps(self, x: Tensor, t: Tensor) -> Tensor:
         """epsilon_theta(x_t, t), t the 0-based step index (ValueError outside 0..T-1)."""
         t = check_timesteps(self.schedule, t if torch.is_tensor(t) else torch.tensor(t))

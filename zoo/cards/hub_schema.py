@@ -24,7 +24,13 @@ METRICS = {  # results key -> (metric type, human name)
     "mutual_information": ("mutual_information", "I_q(x;z) (nats)"),
     "marginal_kl": ("marginal_kl", "KL(q(z)||p(z)) (nats)"),
     "active_units": ("active_units", "active units"),
+    # sample quality (zoo evaluate): each metric's args name the features that made it
+    "fid": ("fid", "FID (on the features named in args)"),
+    "kid": ("kid", "KID (on the features named in args)"),
+    "precision": ("precision", "precision, k-NN manifold (Kynkaanniemi et al. 2019)"),
+    "recall": ("recall", "recall, k-NN manifold (Kynkaanniemi et al. 2019)"),
 }
+QUALITY = ("fid", "kid", "precision", "recall")
 ELBO_ESTIMATOR = "one z ~ q(z|x) per test point (exact sum over z for discrete posteriors), averaged over N"
 # provenance copied into every metric's ``args`` (model-index has no per-result slot for them)
 RUN_ARGS = ("n", "seed", "zoo_version")
@@ -138,6 +144,11 @@ def model_index(card: Card) -> list[dict[str, Any]]:
         "marginal_kl": {"estimator": results.get("mi_estimator")},
         "active_units": {"latent_dims": results.get("latent_dims"), "threshold": "Cov_x E_q[z_d] > 0.01"},
     }
+    quality_args = {"features": results.get("quality_features"), "features_sha256": results.get("quality_features_sha256"),
+                    "n_samples": results.get("quality_n"), "split": results.get("quality_split"),
+                    "computed_by": results.get("quality_metrics_by")}
+    estimators.update({k: dict(quality_args) for k in QUALITY})
+    estimators["kid"]["std"] = results.get("kid_std")
     metrics = []
     for key, (t, label) in METRICS.items():
         value = results.get(key)

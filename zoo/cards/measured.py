@@ -7,7 +7,8 @@ from typing import Any
 # the diagnose() numbers a card keeps (the rest of a report stays in the run folder's results)
 RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_information", "mutual_information_se",
                "mutual_information_upper", "mi_saturated", "marginal_kl", "active_units", "latent_dims", "nll",
-               "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n")
+               "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n",
+               "index_code_mi", "total_correlation", "total_correlation_se", "dimension_wise_kl")
 DEFAULT_EVAL_IWAE_K = 100      # TrainConfig.eval_iwae_k
 DEFAULT_EVAL_BATCH_SIZE = 500  # TrainConfig.eval_batch_size
 

@@ -22,7 +22,13 @@ ZOO_FIELDS = {"name", "description", "extends", "data", "latent", "encoder", "de
 REQUIRED = ("data", "latent", "encoder", "decoder", "prior")
 DATA_FIELDS = {"source", "shape", "image_key", "revision", "config", "split", "test_split"}
 WEIGHT_FIELDS = {"repo", "revision", "file", "sha256", "converter", "packaged"}
-OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss"}
+OBJECTIVE_FIELDS = {"beta", "iwae_k", "loss", "gradient", "name"}  # with a name other than elbo: + its options
+GRADIENTS = ("reparam", "dreg")  # objective.gradient of the iwae_k bound
+# a component spec is {name: REGISTERED, **args} or {module: "pkg.mod:ClassName", args: {...}} (bring your own);
+# either may carry provenance that is not passed to the component (fitted_from: what a fitted prior was fitted on)
+PROVENANCE_FIELDS = ("fitted_from",)
+MODULE_FIELDS = {"module", "args", *PROVENANCE_FIELDS}
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*")  # <locals>: built in Python, refused on save
 
 
 @dataclass
@@ -51,8 +57,16 @@ class Card:
         return float(self.zoo.get("objective", {}).get("beta", 1.0))
 
     def component(self, kind: str) -> tuple[str, dict[str, Any]]:
-        spec = dict(self.zoo[kind])
+        """(registered name, or the ``module`` import path of a bring-your-own component; its arguments).
+        Provenance fields (``fitted_from``) are not arguments."""
+        spec = {k: v for k, v in self.zoo[kind].items() if k not in PROVENANCE_FIELDS}
+        if "module" in spec:
+            return spec["module"], dict(spec.get("args") or {})
         return spec.pop("name"), spec
+
+    def module_path(self, kind: str) -> str | None:
+        """The ``"pkg.mod:ClassName"`` a bring-your-own component is imported from, or None for a registered one."""
+        return self.zoo[kind].get("module")
 
     # -- writing -------------------------------------------------------------------------------
     def to_markdown(self, *, repo_id: str | None = None) -> str:
@@ -213,10 +227,25 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
         spec = zoo[kind]
         if not isinstance(spec, dict):
             raise fail(kind, "must be a mapping with a 'name' and the component's arguments")
-        if not isinstance(spec.get("name"), str) or not spec["name"]:
-            raise fail(f"{kind}.name", "missing or not a string")
+        if "module" in spec:
+            _check_mapping(spec, kind, MODULE_FIELDS, fail)
+            if not isinstance(spec["module"], str) or not _IMPORT_PATH.fullmatch(spec["module"]):
+                raise fail(f"{kind}.module", f"must be an import path 'package.module:ClassName', got {spec['module']!r}")
+            if not isinstance(spec.get("args", {}), dict):
+                raise fail(f"{kind}.args", "must be a mapping of the module's constructor arguments")
+        elif not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise fail(f"{kind}.name", "missing or not a string (or give 'module: package.module:ClassName')")
+        if "fitted_from" in spec and not isinstance(spec["fitted_from"], dict):
+            raise fail(f"{kind}.fitted_from", "must be a mapping (the run and codes the prior was fitted on)")
     if "objective" in zoo:
-        _check_mapping(zoo["objective"], "objective", OBJECTIVE_FIELDS, fail)
+        named = isinstance(zoo["objective"], dict) and zoo["objective"].get("name", "elbo") != "elbo"
+        _check_mapping(zoo["objective"], "objective", set(zoo["objective"]) if named else OBJECTIVE_FIELDS, fail)
+        name = zoo["objective"].get("name", "elbo")
+        if not isinstance(name, str) or not name:
+            raise fail("objective.name", f"must be the name of a registered objective (or 'elbo'), got {name!r}")
+        gradient = zoo["objective"].get("gradient", "reparam")
+        if not named and gradient not in GRADIENTS:
+            raise fail("objective.gradient", f"must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
         beta = zoo["objective"].get("beta", 1.0)
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
             raise fail("objective.beta", f"must be a number >= 0, got {beta!r}")

@@ -4,6 +4,8 @@
     train                                      (zoo.cli.train)
     push, download                             (zoo.cli.hub)
     sweep                                      (zoo.cli.sweep)
+    fit-prior                                  (zoo.cli.fit_prior)
+    evaluate, compare                          (zoo.cli.evaluate, zoo.cli.compare)
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ def register_commands(register):
     register("push", "zoo.cli.hub:add_push")
     register("download", "zoo.cli.hub:add_download")
     register("sweep", "zoo.cli.sweep:add_parser")
+    register("fit-prior", "zoo.cli.fit_prior:add_parser")
+    register("evaluate", "zoo.cli.evaluate:add_parser")
+    register("compare", "zoo.cli.compare:add_parser")
 
 
 # -- list / info / plugins ------------------------------------------------------------------------

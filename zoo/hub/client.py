@@ -309,7 +309,7 @@ def fetch_repo(repo_id: str, *, revision: str | None = None, weights: str | None
 
 
 def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None,
-              pretrained: bool = True) -> Any:
+              pretrained: bool = True, trust_modules: bool = False) -> Any:
     """Load a model pushed with ``zoo push`` from ``"org/name"`` or ``"hf://org/name@rev"``.
 
     Fetches config.json, README.md and one weights file (default ``model.safetensors``) from a single commit and
@@ -323,9 +323,9 @@ def load_repo(uri: str, *, revision: str | None = None, weights: str | None = No
     file = weights or DEFAULT_WEIGHTS
     folder, commit = fetch_repo(repo_id, revision=rev, weights=file if pretrained else None)
     if pretrained:
-        model = load_folder(folder, weights=file, device=device)
+        model = load_folder(folder, weights=file, device=device, trust_modules=trust_modules)
     else:
-        model = build_model(read_folder_card(folder))
+        model = build_model(read_folder_card(folder), trust_modules=trust_modules)
         if device is not None:
             model.to(device)
         model.eval()

@@ -30,6 +30,11 @@ def save_model(model: LatentModel, folder: str | Path, card: Card, *,
     from zoo import __version__
 
     folder = Path(folder)
+    for kind in ("encoder", "decoder", "prior"):
+        if card.module_path(kind) is not None:  # a bring-your-own module: the card must be able to rebuild it
+            from zoo.byo import check_reloadable
+
+            check_reloadable(kind, getattr(model, kind))
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"zoo.name": card.name, "zoo.version": __version__}
     save_weights(model, folder / weights_name, meta)
@@ -63,11 +68,12 @@ def read_folder_card(folder: str | Path) -> Card:
     raise WeightsError(f"{folder} is not a saved model: it has neither {CONFIG} nor {CARD}")
 
 
-def load_folder(folder: str | Path, *, weights: str | None = None, device: Any = None) -> LatentModel:
-    """Rebuild the model saved in ``folder`` and load its safetensors weights."""
+def load_folder(folder: str | Path, *, weights: str | None = None, device: Any = None,
+                trust_modules: bool = False) -> LatentModel:
+    """Rebuild the model saved in ``folder`` and load its safetensors weights (``trust_modules``: zoo.load)."""
     folder = Path(folder)
     card = read_folder_card(folder)
-    model = build_model(card, empty=True)  # every weight comes from the file
+    model = build_model(card, empty=True, trust_modules=trust_modules)  # every weight comes from the file
     path = folder / (weights or WEIGHTS)
     load_weights(model, read_weights(path), str(path))
     model.card = card

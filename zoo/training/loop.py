@@ -23,6 +23,7 @@ per job (set up, step, log, evaluate, checkpoint, finish).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -92,19 +93,31 @@ def _say(message: str) -> None:
     print(f"zoo train: {message}", file=sys.stderr, flush=True)
 
 
-def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: float | None = None,
+def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
           overwrite: bool = False, image_key: str | None = None, data_config: str | None = None,
           callbacks: list | None = None,
           **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
+    ``name`` is a card name, a Card, or a LatentModel built in Python (``zoo.build(encoder=MyModule(), ...)``,
+    zoo.byo), which is trained in place; its run folder's card names the modules' import paths.
+
     ``resume=True`` continues from the newest good checkpoint in ``out/checkpoints``;
     without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
     the image column of ``data`` (default: the card's, else the data set's first image column).
     ``callbacks``: callables ``cb(event, loop, **info)`` for your own code, called at the events
     "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``)."""
-    card = name if isinstance(name, Card) else get_card(name)
+    given = None
+    if isinstance(name, nn.Module):  # a model built in Python (zoo.build(encoder=..., ...)): trained as it is
+        given = name
+        if getattr(given, "card", None) is None:
+            raise CardError("zoo.train(model): the model has no card; build it with zoo.build or zoo.load")
+        card = given.card
+        if data is not None and card.zoo["data"]["source"] == "unspecified":
+            card = dataclasses.replace(card, zoo={**card.zoo, "data": {**card.zoo["data"], "source": data}})
+    else:
+        card = name if isinstance(name, Card) else get_card(name)
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
@@ -112,6 +125,7 @@ def train(name: str | Card, *, out: str | Path, data: str | None = None, beta: f
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
     loop.image_key, loop.data_config = image_key, data_config
     loop.callbacks = list(callbacks or [])
+    loop.given = given
     try:
         loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
         return loop.run()
@@ -135,6 +149,7 @@ class TrainLoop:
         self.image_key: str | None = None
         self.data_config: str | None = None
         self.callbacks: list = []
+        self.given: nn.Module | None = None  # a model passed in (bring your own modules) instead of built from the card
 
     # -- set up ---------------------------------------------------------------------------------
     def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
@@ -276,19 +291,25 @@ class TrainLoop:
 
         card, config, acc = self.card, self.config, self.accelerator
         torch.manual_seed(config.seed)
-        model = build_model(card)
+        model = build_model(card) if self.given is None else self.given
+        if self.given is not None:
+            model.card = card
         if self.ckpt is not None:
             load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
         opt_cls = _torch_class("optim", config.optimizer)
+        coupled = self._coupled_optimisers(model, opt_cls)
+        own = {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
         try:
-            optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                **(config.optimizer_args or {}))
+            optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
+                                weight_decay=config.weight_decay, **(config.optimizer_args or {}))
         except (TypeError, ValueError) as e:
             raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
                             f"{e}") from None
         self.objective, self.optimizer = acc.prepare(Objective(model, card.beta), optimizer)
+        self.coupled = dict(zip(coupled, _as_tuple(acc.prepare(*coupled.values())))) if coupled else {}
+        self.coupled_loss: dict[str, float] = {}  # the last step's loss of each coupled optimiser (logged)
         self.model = acc.unwrap_model(self.objective).model
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in own]
         self.raw_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
         self.scheduler = self._make_scheduler()
         self.step_schedule = config.lr_schedule != "constant" or config.warmup_steps > 0
@@ -296,7 +317,46 @@ class TrainLoop:
         self.eval_model = None
         if self.ema is not None:
             with isolated_rng(self.device, 0):
-                self.eval_model = build_model(card).to(self.device).eval()
+                self.eval_model = (build_model(card) if self.given is None
+                                   else copy.deepcopy(self.given)).to(self.device).eval()
+
+    def _coupled_optimisers(self, model: nn.Module, opt_cls) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers of a zoo.contracts.CoupledObjective's own parameter sets (of the run's optimiser
+        class; the objective's options such as ``lr`` override the run's), by name."""
+        from zoo import contracts as c
+
+        objective = model.training_objective
+        if objective is None or not c.has(objective, c.CoupledObjective):
+            return {}
+        config, out = self.config, {}
+        for name, spec in objective.coupled_parameters(model).items():
+            options = {"lr": config.lr, "weight_decay": config.weight_decay, **(config.optimizer_args or {}),
+                       **{k: v for k, v in spec.items() if k != "params"}}
+            try:
+                out[name] = opt_cls(list(spec["params"]), **options)
+            except (TypeError, ValueError) as e:
+                raise CardError(f"{self.card.name}: the objective's optimiser {name!r} ({opt_cls.__name__} with "
+                                f"{options}): {e}") from None
+        return out
+
+    def _coupled_steps(self, xs: torch.Tensor) -> None:
+        """After the main step: each coupled optimiser minimises its own loss on the same batch (its
+        parameters' gradients from the main loss are dropped first; the model's are dropped after)."""
+        objective, acc = self.model.training_objective, self.accelerator
+        for name, optimizer in self.coupled.items():
+            self.model.zero_grad(set_to_none=True)
+            loss = objective.coupled_loss(name, self.model, self.model.prepare(xs))
+            if not torch.isfinite(loss):
+                self._stop_nonfinite(self.step + 1, float(loss.detach()), f"the objective's {name!r} loss")
+            acc.backward(loss)
+            if self.world > 1:  # the coupled loss runs outside DDP: average its gradients over the processes
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad = acc.reduce(p.grad, "mean")
+            optimizer.step()
+            self.coupled_loss[name] = float(loss.detach())
+        self.model.zero_grad(set_to_none=True)
 
     def _make_scheduler(self):
         """constant / cosine / linear after a linear warm-up (ours, a LambdaLR), or a torch.optim.lr_scheduler
@@ -325,6 +385,9 @@ class TrainLoop:
 
         ckpt, meta = self.ckpt, self.ckpt.meta
         self.optimizer.load_state_dict(unflatten_optimizer(ckpt.tensors["optimizer"], meta["optimizer"]))
+        for name, optimizer in self.coupled.items():
+            optimizer.load_state_dict(unflatten_optimizer(ckpt.tensors.get(f"optimizer-{name}", {}),
+                                                          meta.get("coupled_optimizers", {})[name]))
         self.scheduler.load_state_dict(meta["scheduler"])
         if self.accelerator.scaler is not None and meta.get("scaler"):
             self.accelerator.scaler.load_state_dict(meta["scaler"])
@@ -467,6 +530,8 @@ class TrainLoop:
         if self.step_schedule:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.coupled:
+            self._coupled_steps(xs)
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
@@ -493,6 +558,7 @@ class TrainLoop:
                   "train/images_per_s": rate * self.config.batch_size, "train/epoch": self.batches.epoch}
         if self.grad_norm is not None:
             values["train/grad_norm"] = float(self.grad_norm)
+        values.update({f"train/{name}_loss": v for name, v in self.coupled_loss.items()})
         self.metrics.log(self.step, values)
         self._emit("log", values=values)
         self.bar.set_postfix(loss=f"{values['train/loss']:.2f}", img_s=f"{values['train/images_per_s']:.0f}",
@@ -577,12 +643,16 @@ class TrainLoop:
         self._check_weights(step)
         opt_tensors, opt_meta = flatten_optimizer(self.raw_optimizer.state_dict())
         tensors = {"model": self.model.state_dict(), "optimizer": opt_tensors}
+        coupled_meta = {}
+        for name, optimizer in self.coupled.items():
+            tensors[f"optimizer-{name}"], coupled_meta[name] = flatten_optimizer(
+                getattr(optimizer, "optimizer", optimizer).state_dict())
         if self.ema is not None:
             tensors["ema"] = self.ema.state_dict()
         acc = self.accelerator
         meta = {"card": self.card.name, "architecture": architecture(self.card), "total": self.total,
                 "data": {**self.batches.position(), "global_batch": self.config.batch_size, "spec": self.spec},
-                "config": dataclasses.asdict(self.config), "optimizer": opt_meta,
+                "config": dataclasses.asdict(self.config), "optimizer": opt_meta, "coupled_optimizers": coupled_meta,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
                 "ema_updates": self.ema.num_updates if self.ema is not None else 0, "precision": self.precision}
@@ -699,6 +769,11 @@ class TrainLoop:
         final.card = card  # save_pretrained / push_to_hub of the returned model write what was measured
         final.info.update({"weights": str(self.out / "model.safetensors"), "source": str(self.out),
                            "weights_kind": self._weights_kind})
+
+
+def _as_tuple(value: Any) -> tuple:
+    """accelerate's prepare returns one object for one argument, a tuple for several."""
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _flat(d: dict[str, Any]) -> dict[str, Any]:
