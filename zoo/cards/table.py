@@ -99,7 +99,9 @@ def results_row(card: Card) -> str:
     from zoo.cards.render import nll_label
 
     r = card.zoo.get("results") or {}
-    nll = f"{_num(r.get('nll'))} ({nll_label(r).removeprefix('NLL ').strip('()')})" if isinstance(r.get("nll"), (int, float)) else "n/a"
+    label = nll_label(r).removeprefix("NLL ")
+    label = label[1:-1] if label.startswith("(") and label.endswith(")") else label
+    nll = f"{_num(r.get('nll'))} ({label})" if isinstance(r.get("nll"), (int, float)) else "n/a"
     mi = (f"[{_num(r.get('mutual_information'), '.3f')}, {_num(r.get('mutual_information_upper'), '.3f')}]"
           + (" saturated" if r.get("mi_saturated") else "")) if r.get("mutual_information") is not None else "n/a"
     units = f"{r['active_units']}/{r.get('latent_dims', '?')}" if r.get("active_units") is not None else "n/a"
