@@ -43,9 +43,9 @@ def describe(spec: str, *, revision: str | None = None, image_key: str | None = 
     if kind == "builtin":
         b = target
         return {"spec": spec, "source": "builtin", "splits": dict(b.splits), "shape": b.shape,
-                "num_classes": 10, "license": b.license, "credit": b.credit,
+                "num_classes": len(b.label_names) if b.label_names else 10, "license": b.license, "credit": b.credit,
                 "homepage": b.homepage, "notes": b.notes,
-                "cache": str(_builtin_dir(b))}
+                "cache": str(_builtin_dir(b)), **({"factors": list(b.factors)} if b.factors else {})}
     datasets = _datasets()
     if kind == "local":
         dd = _load_local_dict(target, spec)
