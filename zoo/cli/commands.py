@@ -4,6 +4,7 @@
     train                                      (zoo.cli.train)
     push, download                             (zoo.cli.hub)
     sweep                                      (zoo.cli.sweep)
+    traverse, interpolate                      (zoo.cli.explore)
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def register_commands(register):
     register("push", "zoo.cli.hub:add_push")
     register("download", "zoo.cli.hub:add_download")
     register("sweep", "zoo.cli.sweep:add_parser")
+    register("traverse", "zoo.cli.explore:add_traverse")
+    register("interpolate", "zoo.cli.explore:add_interpolate")
 
 
 # -- list / info / plugins ------------------------------------------------------------------------
