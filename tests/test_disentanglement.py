@@ -90,3 +90,17 @@ def test_sweep_on_shapes_adds_mig_to_table_and_plots(make_card, tmp_path):
     assert [float(t["mig"]) for t in table] == pytest.approx([r["mig"] for r in rows])
     assert "| MIG |" in (tmp_path / "sweep.md").read_text()
     assert (tmp_path / "mig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vae_shapes_card_ships_small_weights_and_its_mig_remeasures():
+    import zoo
+
+    card = zoo.get_card("vae-shapes")
+    weights = card.path.parent / card.zoo["weights"]["packaged"]
+    assert weights.stat().st_size <= 1_000_000
+    model = zoo.load("vae-shapes")
+    assert model.info["source"] == "packaged"
+    report = zoo.diagnose(model, "zoo:shapes", split="test", iwae_k=0)   # MIG uses the means: no randomness
+    results = card.zoo["results"]
+    assert round(report["mig"], 4) == results["mig"]
+    assert {k: round(v, 4) for k, v in report["mig_per_factor"].items()} == results["mig_per_factor"]
