@@ -98,14 +98,16 @@ def _builtin_dir(b: EmbeddedDataset) -> Path:
 
 
 def _cache_ok(root: Path, b: EmbeddedDataset) -> bool:
+    from zoo.contracts import factors_of  # (zoo.contracts imports torch: not at import time of zoo.data)
+
     try:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError):
         return False
     return (meta.get("splits") == b.splits and (root / "dataset" / "dataset_dict.json").is_file()
-            and meta.get("factors", []) == list(b.factors)
+            and meta.get("factors", []) == list(factors_of(b))
             and all((root / f"{s}.npy").is_file() for s in b.splits)
-            and (not b.factors or all((root / f"{s}-factors.npy").is_file() for s in b.splits)))
+            and (not factors_of(b) or all((root / f"{s}-factors.npy").is_file() for s in b.splits)))
 
 
 _BUILD_LOCK = threading.Lock()
@@ -153,23 +155,28 @@ def _materialise(b: EmbeddedDataset) -> Path:
 
 
 def _build(b: EmbeddedDataset, out: Path) -> None:
+    from zoo.contracts import factors_of, label_names_of
+
     datasets = _datasets()
+    factors = factors_of(b)
     images, labels, *rest = b.read()
-    values = np.asarray(rest[0], dtype=np.float64) if b.factors else None
-    if values is not None and values.shape != (len(images), len(b.factors)):
+    if factors and not rest:
+        raise DataError(f"{b.spec} declares the factors {list(factors)} but its reader returned no factor values")
+    values = np.asarray(rest[0], dtype=np.float64) if factors else None
+    if values is not None and values.shape != (len(images), len(factors)):
         raise DataError(f"{b.spec}: the reader gave factor values of shape {values.shape}, expected "
-                        f"{(len(images), len(b.factors))} for the factors {list(b.factors)}")
+                        f"{(len(images), len(factors))} for the factors {list(factors)}")
     n_test = b.splits["test"]
     if len(images) != sum(b.splits.values()):
         raise DataError(f"{b.spec}: expected {sum(b.splits.values())} images, the source has "
                         f"{len(images)}")
     train_idx, test_idx = _stratified_split(labels, n_test)
-    names = list(b.label_names) if b.label_names else [str(i) for i in range(10)]
+    names = list(label_names_of(b) or [str(i) for i in range(10)])
     features = datasets.Features({
         "image": datasets.Image(),
         "label": datasets.ClassLabel(names=names),
         "index": datasets.Value("int32"),
-        **{f: datasets.Value("float64") for f in b.factors},
+        **{f: datasets.Value("float64") for f in factors},
     })
     parts = {}
     for split, idx in (("train", train_idx), ("test", test_idx)):
@@ -178,7 +185,7 @@ def _build(b: EmbeddedDataset, out: Path) -> None:
                                     features=features)
         columns = {"image": list(images[idx]), "label": labels[idx].tolist(), "index": idx.tolist()}
         if values is not None:
-            columns.update({f: values[idx, k].tolist() for k, f in enumerate(b.factors)})
+            columns.update({f: values[idx, k].tolist() for k, f in enumerate(factors)})
             np.save(out / f"{split}-factors.npy", np.ascontiguousarray(values[idx]))
         parts[split] = datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
         np.save(out / f"{split}.npy", np.ascontiguousarray(images[idx][:, None]))
@@ -186,7 +193,7 @@ def _build(b: EmbeddedDataset, out: Path) -> None:
         datasets.DatasetDict(parts).save_to_disk(str(out / "dataset"))
     meta = {"spec": b.spec, "version": CACHE_VERSION, "splits": b.splits, "shape": list(b.shape),
             "split_rule": f"stratified by label, numpy.random.default_rng({SPLIT_SEED})",
-            **({"factors": list(b.factors)} if b.factors else {})}
+            **({"factors": list(factors)} if factors else {})}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 

@@ -30,18 +30,20 @@ class Factors:
 
 def load_factors(spec: str, split: str = "train") -> Factors | None:
     """The factor values of a split of ``spec``, or None when the source declares no factors."""
+    from zoo.contracts import factors_of
     from zoo.data.embedded import _materialise
     from zoo.data.sources import _resolve
 
     kind, target = _resolve(spec)
-    if kind != "builtin" or not target.factors:
+    names = factors_of(target) if kind == "builtin" else ()
+    if not names:
         return None
     if split not in target.splits:
         raise DataError(f"--data {spec!r} has no split {split!r}; available: {list(target.splits)}")
     root = _materialise(target)
     path = root / f"{split}-factors.npy"
     values = np.load(path)
-    if values.shape != (target.splits[split], len(target.factors)):
+    if values.shape != (target.splits[split], len(names)):
         raise DataError(f"--data {spec!r}: the cached {path} is damaged (shape {values.shape}); delete {root} "
                         "to rebuild")
-    return Factors(tuple(target.factors), values)
+    return Factors(names, values)
