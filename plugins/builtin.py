@@ -103,6 +103,8 @@ def register_objectives(register):
 def register_data_sources(register):
     register("mnist-5k", "zoo_plugins.datasets:MNIST_5K")
     register("digits", "zoo_plugins.datasets:DIGITS")
+    register("shapes", "zoo_plugins.shapes:SHAPES_32")
+    register("shapes-64", "zoo_plugins.shapes:SHAPES_64")
 
 
 @hookimpl

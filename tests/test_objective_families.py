@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from tests.tiny_runs import card_text, train_and_reload
+from tiny_runs import card_text, train_and_reload
 from zoo.data import load_tensors
 from zoo.diagnostics import diagnose
 

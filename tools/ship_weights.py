@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CARDS = ROOT / "cards"
 WEIGHTS = CARDS / "weights"
 BUDGET_BYTES = 20 * 10 ** 6
-EMBEDDED = ("zoo:mnist-5k", "zoo:digits")
+EMBEDDED = ("zoo:mnist-5k", "zoo:digits", "zoo:shapes")  # the embedded (or generated) data sets
 HUB_ORG = "latent-zoo"  # where `zoo push` would publish the shipped weights (not published yet: no revision)
 TRAINING_FACTS = ("dataset", "split", "split_label", "beta", "seed", "steps", "train_seconds", "zoo_version",
                   "command", "weights", "precision", "processes", "batch_size", "ema", "dataset_revision", "best")

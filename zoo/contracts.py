@@ -96,7 +96,7 @@ __all__ = [
     "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource", "Objective",
     "CoupledObjective",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
-    "posterior_type", "notes_of", "manifold_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
+    "posterior_type", "notes_of", "manifold_of", "factors_of", "label_names_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
 ]
 
 
@@ -383,7 +383,9 @@ class DataSource(Protocol):
     """An embedded data set, ``--data zoo:NAME``: the images ship inside an installed package.
 
     ``read()`` returns (uint8 images ``[N, H, W]`` or ``[N, C, H, W]``, int labels ``[N]``);
-    ``splits`` maps split name -> size (the test split is drawn per label, seeded)."""
+    ``splits`` maps split name -> size (the test split is drawn per label, seeded).  Optional, declared:
+    ``factors`` (names of K known generative factors; ``read()`` then also returns their values ``[N, K]``,
+    kept as columns, and diagnose reports MIG) and ``label_names`` (the label classes; default "0".."9")."""
 
     name: str
     shape: tuple[int, int, int]
@@ -490,6 +492,18 @@ def notes_of(component: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {k: v for k, v in value.items() if k in NOTE_KEYS and isinstance(v, str)}
+
+
+def factors_of(source: Any) -> tuple[str, ...]:
+    """The known generative factors a data source declares (``factors``), or () when it declares none."""
+    value = getattr(source, "factors", ())
+    return tuple(value) if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value) else ()
+
+
+def label_names_of(source: Any) -> tuple[str, ...] | None:
+    """The names of a data source's label classes (``label_names``), or None for the default "0".."9"."""
+    value = getattr(source, "label_names", None)
+    return tuple(value) if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value) else None
 
 
 def manifold_of(prior: Any) -> str | None:

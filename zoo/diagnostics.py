@@ -41,7 +41,7 @@ SATURATION = 0.95        # an I_q lower bound above this fraction of log N only 
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
              iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int | None = None,
              image_key: str | None = None, data_config: str | None = None,
-             fit_points: int | None = None) -> dict[str, Any]:
+             fit_points: int | None = None, factors: Any = None) -> dict[str, Any]:
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
 
     ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
@@ -52,7 +52,10 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     A likelihood with parameters fitted to data (zoo.contracts.FittableLikelihood, e.g. the noise
     scale stated for a deterministic decoder) is first fitted on the first ``fit_points`` images,
     which are then left out of every other number (default None: a quarter of them; 0: keep the
-    parameters as they are)."""
+    parameters as they are).
+
+    Data with known generative factors (``zoo:shapes``; or ``factors``, a :class:`zoo.data.Factors` row-aligned
+    with tensor ``data``) also get the mutual information gap of the posterior means (:mod:`zoo.disentanglement`)."""
     from zoo.errors import InputError
 
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
@@ -66,9 +69,16 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         options = card_source_options(data, model.config.get("data") or {}, image_key)
         if data_config:
             options["config"] = data_config
+        if factors is None and not options.get("image_key") and not data_config:
+            from zoo.data import load_factors
+
+            factors = load_factors(data, split)
         data = load_tensors(data, split, **options)
     model.eval()
+    if factors is not None and len(factors) != len(data):
+        raise InputError(f"diagnose: {len(factors)} rows of factors for {len(data)} images ({source})")
     data = data[:max_points]
+    factors = factors.take(slice(0, max_points)) if factors is not None else None
     if len(data) == 0:
         raise InputError(f"diagnose: no images to evaluate ({source}, split {split!r} is empty)")
     seed = default_seed(model) if seed is None else seed
@@ -81,6 +91,8 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         data = data[n_fit:]
         evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
+        if factors is not None:
+            report.update(disentanglement(evaluation.posteriors, factors.take(slice(n_fit, None))))
         report.update(codebook_usage(evaluation.posteriors))
         posterior = _concat(evaluation.posteriors)
         report.update(aggregate_posterior_split(model, posterior, mi_samples, rate=report["rate"]))
@@ -184,6 +196,21 @@ def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
         report["active_threshold"] = ACTIVE_THRESHOLD
     _per_channel(model, report, kl, variance)
     return report
+
+
+def disentanglement(posteriors: list, factors: Any) -> dict[str, Any]:
+    """MIG of the posterior means against known factors (zoo.disentanglement.mig); nothing for a fixed
+    noising process or a latent whose mean is not a real vector."""
+    from zoo.disentanglement import ESTIMATOR, mig
+
+    if not posteriors or c.is_fixed(posteriors[0]) or not posteriors[0].mean.dtype.is_floating_point:
+        return {}
+    means = torch.cat([q.mean.flatten(1) for q in posteriors]).double().cpu().numpy()
+    if means.shape[1] < 2:
+        return {}
+    out = mig(means, factors.values, factors.names)
+    out["mig_estimator"] = ESTIMATOR
+    return out
 
 
 def codebook_usage(posteriors: list) -> dict[str, Any]:
@@ -426,6 +453,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("active_units") is not None:
         lines.append(f"  active units (Cov_x E_q[z_d] > {report['active_threshold']}): "
                      f"{report['active_units']} / {report['latent_dims']}")
+    if report.get("mig") is not None:
+        per = ", ".join(f"{k} {v:.2f} (z{report['mig_dims'][k][0]})" for k, v in report["mig_per_factor"].items())
+        lines.append(f"  MIG (mutual information gap, Chen et al. 2018): {report['mig']:.3f}; per factor: {per}")
     if report.get("codebook_size"):
         lines.append(f"  codebook: {report['codebook_usage']} / {report['codebook_size']} codes used, perplexity "
                      f"{report['codebook_perplexity']:.2f}")
@@ -458,6 +488,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  MI estimator: {report.get('mi_estimator')}")
     if report.get("tc_estimator"):
         lines.append(f"  TC estimator: {report['tc_estimator']}")
+    if report.get("mig_estimator"):
+        lines.append(f"  MIG estimator: {report['mig_estimator']}")
     if report.get("nll_estimator"):
         lines.append(f"  NLL estimator: {report['nll_estimator']}")
     return "\n".join(lines)

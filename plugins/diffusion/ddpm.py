@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import weakref
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ from zoo.likelihoods import Observation, SignedUnitLikelihood
 
 from .sampling import ddim_sample, ddpm_sample
 from .schedule import (
+    FIRST_VARIANCES,
     NoiseSchedule,
     check_timesteps,
     ddim_timesteps,
@@ -128,6 +130,8 @@ class DDPMPrior(nn.Module):
     Card arguments: ``unet`` (a preset name or UNetConfig fields; in/out channels and size default
     to the latent shape), ``timesteps`` T, ``schedule`` linear (``beta_start``, ``beta_end``),
     scaled-linear (latent diffusion's: sqrt(beta) linear between the same ends) or cosine (``cosine_s``), ``variance`` fixed-small (beta~_t) or fixed-large (beta_t),
+    ``first_variance`` sigma_1^2 at t = 1 under either (beta~_1 = 0): ``beta_tilde_2`` (default, Ho et al.'s code) or
+    ``beta_1`` (diffusers' fixed_large), which moves L_0 alone,
     ``eval_timesteps`` K for the stratified sub-sampled bound (null: exact), ``clip_sample``
     (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound)."""
 
@@ -140,7 +144,7 @@ class DDPMPrior(nn.Module):
     def __init__(self, *, latent_shape, data_shape=None, unet: Any = None, timesteps: int = 1000,
                  schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
                  cosine_s: float = 0.008, variance: str = "fixed-small", eval_timesteps: int | None = None,
-                 clip_sample: bool = True):
+                 clip_sample: bool = True, first_variance: str = "beta_tilde_2"):
         super().__init__()
         shape = tuple(int(v) for v in latent_shape)
         if len(shape) != 3 or shape[1] != shape[2]:
@@ -157,6 +161,10 @@ class DDPMPrior(nn.Module):
             self.schedule = NoiseSchedule.cosine(timesteps, cosine_s)
         else:
             raise ValueError(f"schedule must be 'linear', 'scaled-linear' or 'cosine', got {schedule!r}")
+        if first_variance not in FIRST_VARIANCES:
+            raise ValueError(f"first_variance must be one of {', '.join(FIRST_VARIANCES)} (sigma_1^2 of p(x_0|x_1)), "
+                             f"got {first_variance!r}")
+        self.schedule = dataclasses.replace(self.schedule, first_variance=first_variance)
         if variance not in VARIANCES:
             raise ValueError(f"variance must be 'fixed-small' or 'fixed-large', got {variance!r}")
         self.variance = VARIANCES[variance]

@@ -34,11 +34,12 @@ from zoo.distributions import bits_per_dim as _bits_per_dim
 __all__ = [
     "linear_betas", "scaled_linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
     "q_mean_variance", "q_sample", "q_posterior", "predict_x0", "p_mean_variance", "PMeanVar",
-    "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms", "step_terms",
+    "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms", "step_terms", "FIRST_VARIANCES",
     "variational_bound", "bits_per_dim", "Variance",
 ]
 
 Variance = Literal["fixed_small", "fixed_large"]
+FIRST_VARIANCES = ("beta_tilde_2", "beta_1")  # NoiseSchedule.first_variance: sigma_1^2 of p(x_0|x_1)
 EpsModel = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -86,6 +87,11 @@ class NoiseSchedule:
     posterior_log_variance_clipped: Tensor = field(init=False)
     posterior_mean_coef1: Tensor = field(init=False)  # coefficient of x_0 in mu~_t (eq. 7)
     posterior_mean_coef2: Tensor = field(init=False)  # coefficient of x_t in mu~_t (eq. 7)
+    # sigma_1^2 of the decoder p(x_0|x_1) under both fixed variances (beta~_1 = 0 cannot be used): "beta_tilde_2"
+    # (Ho et al.'s code, for fixed-small and fixed-large alike) or "beta_1" (diffusers' fixed_large: beta_t at t=1 too)
+    first_variance: str = "beta_tilde_2"
+    small_log_variance: Tensor = field(init=False)    # log sigma_t^2 under fixed-small: beta~_t, t=1 as above
+    large_log_variance: Tensor = field(init=False)    # log sigma_t^2 under fixed-large: beta_t, t=1 as above
 
     def __post_init__(self) -> None:
         betas = torch.as_tensor(self.betas, dtype=torch.float64)
@@ -110,6 +116,11 @@ class NoiseSchedule:
         #              + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
         set_(self, "posterior_mean_coef1", betas * ab_prev.sqrt() / (1.0 - ab))
         set_(self, "posterior_mean_coef2", (1.0 - ab_prev) * (1.0 - betas).sqrt() / (1.0 - ab))
+        if self.first_variance not in FIRST_VARIANCES:
+            raise ValueError(f"first_variance must be one of {', '.join(FIRST_VARIANCES)}, got {self.first_variance!r}")
+        sigma1 = first if self.first_variance == "beta_tilde_2" else betas[0]
+        set_(self, "small_log_variance", torch.cat([sigma1.log().reshape(1), post_logvar[1:]]))
+        set_(self, "large_log_variance", torch.cat([sigma1.log().reshape(1), betas[1:].log()]))
 
     @property
     def num_timesteps(self) -> int:
@@ -213,8 +224,9 @@ def p_mean_variance(schedule: NoiseSchedule, eps: Tensor, xt: Tensor, t: Tensor,
 
     mu_theta = mu~_t(x_t, x0_hat) with x0_hat = predict_x0(x_t, eps), which (unclipped) equals
     eq. 11:  mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
-    sigma_t^2: "fixed_small" = beta~_t (log clipped at t=1 to beta~_2), "fixed_large" = beta_t
-    (at t=1 beta~_2, as in Ho et al.'s code, so the decoder is not over-dispersed).
+    sigma_t^2: "fixed_small" = beta~_t, "fixed_large" = beta_t; at t=1 (beta~_1 = 0) both use the schedule's
+    ``first_variance``: beta~_2 (the default, Ho et al.'s code: the decoder is not over-dispersed) or beta_1
+    (diffusers' fixed_large).  The choice moves L_0 = -log p(x_0|x_1) alone.
     ``clip_x0`` clamps x0_hat to [-1, 1] first (sampling-time trick; changes the model).
     """
     t = check_timesteps(schedule, t)
@@ -223,10 +235,9 @@ def p_mean_variance(schedule: NoiseSchedule, eps: Tensor, xt: Tensor, t: Tensor,
         x0 = x0.clamp(-1.0, 1.0)
     mean, _, _ = q_posterior(schedule, x0, xt, t)
     if variance == "fixed_small":
-        logvar = _gather(schedule.posterior_log_variance_clipped, t, xt)
+        logvar = _gather(schedule.small_log_variance, t, xt)
     elif variance == "fixed_large":
-        first = schedule.posterior_variance[1:2] if schedule.num_timesteps > 1 else schedule.betas[:1]
-        logvar = _gather(torch.cat([first, schedule.betas[1:]]).log(), t, xt)
+        logvar = _gather(schedule.large_log_variance, t, xt)
     else:
         raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}")
     logvar = logvar.expand_as(xt)

@@ -8,13 +8,16 @@ from typing import Any
 RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_information", "mutual_information_se",
                "mutual_information_upper", "mi_saturated", "marginal_kl", "active_units", "latent_dims", "nll",
                "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n",
-               "index_code_mi", "total_correlation", "total_correlation_se", "dimension_wise_kl")
+               "index_code_mi", "total_correlation", "total_correlation_se", "dimension_wise_kl",
+               "mig", "mig_per_factor")
 DEFAULT_EVAL_IWAE_K = 100      # TrainConfig.eval_iwae_k
 DEFAULT_EVAL_BATCH_SIZE = 500  # TrainConfig.eval_batch_size
 
 
 def rounded(value: Any) -> Any:
     """A number as a card stores it (4 decimals)."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
     return round(value, 4) if isinstance(value, float) else value
 
 

@@ -71,6 +71,10 @@ def results_section(card: Card, *, repo_id: str | None = None) -> str:
         lines.append(f"| active units | {r['active_units']}"
                      f"{' of ' + str(r['latent_dims']) if r.get('latent_dims') else ''} |  | "
                      f"units with Cov_x E_q[z_d] > 0.01 (Burda et al. 2015) |")
+    if r.get("mig") is not None:
+        per = ", ".join(f"{k} {_fmt(v)}" for k, v in (r.get("mig_per_factor") or {}).items())
+        lines.append(f"| MIG (known factors) | {_fmt(r['mig'])} |  | mutual information gap of the posterior means "
+                     f"(Chen et al. 2018; histogram estimator, 20 bins){': ' + per if per else ''} |")
     if r.get("command"):
         lines += ["", "Every number above was measured at the end of the training run this command makes; "
                   "it reproduces them:", "", f"    {r['command']}", ""]

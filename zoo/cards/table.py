@@ -110,7 +110,7 @@ def results_row(card: Card) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def results_table(sources: tuple[str, ...] = ("zoo:mnist-5k", "zoo:digits")) -> str:
+def results_table(sources: tuple[str, ...] = ("zoo:mnist-5k", "zoo:digits", "zoo:shapes")) -> str:
     """The measured results of every card trained on ``sources`` (the cards that ship weights), by data then name."""
     from zoo.cards.catalog import get_card, model_names
 

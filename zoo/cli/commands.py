@@ -6,6 +6,7 @@
     sweep                                      (zoo.cli.sweep)
     fit-prior                                  (zoo.cli.fit_prior)
     evaluate, compare                          (zoo.cli.evaluate, zoo.cli.compare)
+    traverse, interpolate                      (zoo.cli.explore)
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def register_commands(register):
     register("fit-prior", "zoo.cli.fit_prior:add_parser")
     register("evaluate", "zoo.cli.evaluate:add_parser")
     register("compare", "zoo.cli.compare:add_parser")
+    register("traverse", "zoo.cli.explore:add_traverse")
+    register("interpolate", "zoo.cli.explore:add_interpolate")
 
 
 # -- list / info / plugins ------------------------------------------------------------------------

@@ -26,7 +26,8 @@ def cmd_sweep(args) -> None:
         print(json.dumps({"rows": rows, "folder": str(out)}, indent=2, default=str))
         return
     print((out / "sweep.md").read_text())
-    print(f"wrote {out}/ (sweep.csv, sweep.md, sweep.json, rate_distortion.png, mi_active_units.png, sweep.png) "
+    print(f"wrote {out}/ (sweep.csv, sweep.md, sweep.json, rate_distortion.png, mi_active_units.png, "
+          f"{'mig.png, ' if (out / 'mig.png').is_file() else ''}sweep.png) "
           f"in {time.perf_counter() - started:.1f} s for {len(rows)} models")
 
 

@@ -8,6 +8,9 @@ A *spec* is one of
 ``zoo:digits``
     scikit-learn's 8x8 digits (``sklearn.datasets.load_digits``, 1,797 images).  Pixel values
     0..16 are scaled to 0..255 as ``round(v * 255 / 16)`` (round half to even, so 8 -> 128).
+``zoo:shapes``, ``zoo:shapes-64``
+    dSprites-like binary images (32x32, 64x64) drawn in code from 5 known factors (shape, scale,
+    orientation, x, y; see ``zoo_plugins.shapes``); :func:`load_factors` gives their values per row.
 a Hub dataset id (``owner/name``, e.g. ``ylecun/mnist`` or ``uoft-cs/cifar10``)
     Loaded with :func:`datasets.load_dataset`; anything with one ``/`` that is not an existing
     local path.  The image column is the first ``datasets.Image`` feature, or ``image_key``.
@@ -38,6 +41,7 @@ from __future__ import annotations
 from zoo.errors import DataError
 from zoo.data.batches import iterate_batches
 from zoo.data.embedded import EmbeddedDataset, data_cache_dir, embedded_source
+from zoo.data.factors import Factors, load_factors
 from zoo.data.images import to_tensor
 from zoo.data.info import describe
 from zoo.data.sources import card_source_options, load_dataset
@@ -52,6 +56,8 @@ __all__ = [
     "load_dataset",
     "to_tensor",
     "load_tensors",
+    "load_factors",
+    "Factors",
     "iterate_batches",
     "describe",
     "clear_memo",

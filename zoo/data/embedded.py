@@ -33,8 +33,11 @@ CACHE_VERSION = 1
 class EmbeddedDataset:
     """A data set whose images ship inside an installed package (a contracts.DataSource).
 
-    ``reader()`` returns (uint8 images ``[N, H, W]``, int labels ``[N]``); ``splits`` gives the split
-    sizes (the test split is drawn per label with a fixed seed); the rest is credit and licence."""
+    ``reader()`` returns (uint8 images ``[N, H, W]``, int labels ``[N]``), and a third item, the factor
+    values ``[N, K]`` (float), when ``factors`` names K known generative factors (a data set drawn from
+    them, e.g. ``zoo:shapes``: each becomes a column, and :func:`zoo.data.load_factors` reads them);
+    ``splits`` gives the split sizes (the test split is drawn per label with a fixed seed); the rest
+    is credit and licence."""
 
     name: str
     shape: tuple[int, int, int]
@@ -46,6 +49,8 @@ class EmbeddedDataset:
     notes: str
     hub_id: str | None = None  # the upstream data set on the Hugging Face Hub (for model-index dataset.type)
     title: str = ""            # what the data set is, in a card's model-index dataset.name
+    factors: tuple[str, ...] = ()  # known generative factors: then reader() also returns their values [N, K]
+    label_names: tuple[str, ...] | None = None  # names of the label classes (default "0".."9")
 
     @property
     def spec(self) -> str:
@@ -93,12 +98,16 @@ def _builtin_dir(b: EmbeddedDataset) -> Path:
 
 
 def _cache_ok(root: Path, b: EmbeddedDataset) -> bool:
+    from zoo.contracts import factors_of  # (zoo.contracts imports torch: not at import time of zoo.data)
+
     try:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError):
         return False
     return (meta.get("splits") == b.splits and (root / "dataset" / "dataset_dict.json").is_file()
-            and all((root / f"{s}.npy").is_file() for s in b.splits))
+            and meta.get("factors", []) == list(factors_of(b))
+            and all((root / f"{s}.npy").is_file() for s in b.splits)
+            and (not factors_of(b) or all((root / f"{s}-factors.npy").is_file() for s in b.splits)))
 
 
 _BUILD_LOCK = threading.Lock()
@@ -146,31 +155,45 @@ def _materialise(b: EmbeddedDataset) -> Path:
 
 
 def _build(b: EmbeddedDataset, out: Path) -> None:
+    from zoo.contracts import factors_of, label_names_of
+
     datasets = _datasets()
-    images, labels = b.read()
+    factors = factors_of(b)
+    images, labels, *rest = b.read()
+    if factors and not rest:
+        raise DataError(f"{b.spec} declares the factors {list(factors)} but its reader returned no factor values")
+    values = np.asarray(rest[0], dtype=np.float64) if factors else None
+    if values is not None and values.shape != (len(images), len(factors)):
+        raise DataError(f"{b.spec}: the reader gave factor values of shape {values.shape}, expected "
+                        f"{(len(images), len(factors))} for the factors {list(factors)}")
     n_test = b.splits["test"]
     if len(images) != sum(b.splits.values()):
         raise DataError(f"{b.spec}: expected {sum(b.splits.values())} images, the source has "
                         f"{len(images)}")
     train_idx, test_idx = _stratified_split(labels, n_test)
+    names = list(label_names_of(b) or [str(i) for i in range(10)])
     features = datasets.Features({
         "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=[str(i) for i in range(10)]),
+        "label": datasets.ClassLabel(names=names),
         "index": datasets.Value("int32"),
+        **{f: datasets.Value("float64") for f in factors},
     })
     parts = {}
     for split, idx in (("train", train_idx), ("test", test_idx)):
         info = datasets.DatasetInfo(description=f"latent-zoo built-in dataset {b.spec}. {b.notes}",
                                     citation=b.credit, homepage=b.homepage, license=b.license,
                                     features=features)
-        parts[split] = datasets.Dataset.from_dict(
-            {"image": list(images[idx]), "label": labels[idx].tolist(), "index": idx.tolist()},
-            features=features, info=info, split=split)
+        columns = {"image": list(images[idx]), "label": labels[idx].tolist(), "index": idx.tolist()}
+        if values is not None:
+            columns.update({f: values[idx, k].tolist() for k, f in enumerate(factors)})
+            np.save(out / f"{split}-factors.npy", np.ascontiguousarray(values[idx]))
+        parts[split] = datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
         np.save(out / f"{split}.npy", np.ascontiguousarray(images[idx][:, None]))
     with _quiet_progress():
         datasets.DatasetDict(parts).save_to_disk(str(out / "dataset"))
     meta = {"spec": b.spec, "version": CACHE_VERSION, "splits": b.splits, "shape": list(b.shape),
-            "split_rule": f"stratified by label, numpy.random.default_rng({SPLIT_SEED})"}
+            "split_rule": f"stratified by label, numpy.random.default_rng({SPLIT_SEED})",
+            **({"factors": list(factors)} if factors else {})}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 

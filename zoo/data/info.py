@@ -41,11 +41,13 @@ def describe(spec: str, *, revision: str | None = None, image_key: str | None = 
     kind, target = _resolve(spec)
     spec = str(spec)
     if kind == "builtin":
+        from zoo.contracts import factors_of, label_names_of
+
         b = target
         return {"spec": spec, "source": "builtin", "splits": dict(b.splits), "shape": b.shape,
-                "num_classes": 10, "license": b.license, "credit": b.credit,
+                "num_classes": len(label_names_of(b) or range(10)), "license": b.license, "credit": b.credit,
                 "homepage": b.homepage, "notes": b.notes,
-                "cache": str(_builtin_dir(b))}
+                "cache": str(_builtin_dir(b)), **({"factors": list(factors_of(b))} if factors_of(b) else {})}
     datasets = _datasets()
     if kind == "local":
         dd = _load_local_dict(target, spec)

@@ -23,14 +23,34 @@ def make_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> Tensor:
     return (grid * 255).round().to(torch.uint8).permute(1, 2, 0)
 
 
-def save_grid(images: Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write images in [0, 1] as one PNG grid (atomically); ``scale`` enlarges small images."""
+def save_grid(images: Tensor, path: str | Path, nrow: int | None = None, scale: int = 1,
+              row_labels: list[str] | None = None, pad: int = 2) -> Path:
+    """Write images in [0, 1] as one PNG grid (atomically); ``scale`` enlarges small images;
+    ``row_labels`` (one per row of the grid) are written in a margin left of the rows."""
     from PIL import Image
 
-    grid = make_grid(images, nrow).numpy()
+    grid = make_grid(images, nrow, pad).numpy()
     img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if row_labels is not None:
+        img = _with_row_labels(img, row_labels, (images.shape[2] + pad) * scale, pad * scale)
     path = Path(path)
     save_atomic(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
+
+
+def _with_row_labels(img, labels: list[str], row_height: int, top: int):
+    """``img`` with a white margin on the left holding one text label per grid row (PIL's default font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    width = max((int(draw.textlength(t, font=font)) for t in labels), default=0) + 8
+    out = Image.new(img.mode, (img.width + width, img.height), 255 if img.mode == "L" else (255,) * len(img.mode))
+    out.paste(img, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for r, text in enumerate(labels):
+        y = top + r * row_height + max(0, (row_height - top - 11) // 2)
+        draw.text((4, y), text, fill=0 if img.mode == "L" else (0,) * len(img.mode), font=font)
+    return out

@@ -731,7 +731,11 @@ class TrainLoop:
         step, config = self.step, self.config
         self._held_out(step)
         self._samples(step)
-        report = diagnose(final, self.test_x, iwae_k=config.eval_iwae_k, batch_size=config.eval_batch_size)
+        from zoo.data import load_factors
+
+        factors = load_factors(self.spec, self.test_split) if isinstance(self.spec, str) else None
+        report = diagnose(final, self.test_x, iwae_k=config.eval_iwae_k, batch_size=config.eval_batch_size,
+                          factors=factors if factors is not None and len(factors) == len(self.test_x) else None)
         trained = step - self.start
         report.update({"data": self.spec, "split": self.test_split, "weights": self._weights_kind,
                        "steps_per_second": round(trained / self.train_time, 3) if trained else None,

@@ -8,6 +8,7 @@ every run with ``diagnose`` (the true ELBO, beta = 1) and writes into ``out``:
   sweep.csv, sweep.md         ELBO, distortion, rate, I_q(x;z), KL(q(z)||p(z)), active units per beta
   rate_distortion.png         the rate-distortion curve, each point labelled with its beta
   mi_active_units.png         I_q(x;z) and active units against beta
+  mig.png                     on data with known factors (zoo:shapes): MIG against beta, per factor
   sweep.png                   both panels side by side (the README's figure)
   beta-<b>/                   each trained run (weights, config, card with results)
 """
@@ -25,8 +26,13 @@ from typing import Any
 COLUMNS = [("beta", "beta"), ("elbo", "ELBO"), ("distortion", "distortion"), ("rate", "rate"),
            ("mutual_information", "I_q(x;z)"), ("mutual_information_upper", "I_q upper"),
            ("marginal_kl", "KL(q(z)||p(z))"),
-           ("active_units", "active units"), ("latent_dims", "latent dims"), ("test_elbo", "test ELBO"),
-           ("train_seconds", "train s")]
+           ("active_units", "active units"), ("latent_dims", "latent dims"), ("mig", "MIG"),
+           ("test_elbo", "test ELBO"), ("train_seconds", "train s")]
+
+
+def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The table's columns: MIG only when the data has known factors (some row measured it)."""
+    return [(k, label) for k, label in COLUMNS if k != "mig" or any(r.get("mig") is not None for r in rows)]
 
 
 def parse_betas(text: str) -> list[float]:
@@ -58,13 +64,14 @@ def sweep(name: str, betas: list[float], *, data: str | None = None, out: str | 
 
     from zoo.assemble import build_model
     from zoo.cards.catalog import get_card
-    from zoo.data import load_tensors
+    from zoo.data import load_factors, load_tensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     card = get_card(name) if isinstance(name, str) else name
     spec = data or card.zoo["data"]["source"]
     eval_x = load_tensors(spec, split)
+    factors = load_factors(spec, split)
     if threads is None:
         threads = 1 if sum(p.numel() for p in build_model(card).parameters()) < 2_000_000 else 0
     saved_threads = torch.get_num_threads()
@@ -73,7 +80,7 @@ def sweep(name: str, betas: list[float], *, data: str | None = None, out: str | 
     if overwrite:
         overrides["overwrite"] = True
     try:
-        rows, total = _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, overrides)
+        rows, total = _run_betas(card, betas, spec, (eval_x, factors), out, iwae_k, mi_samples, progress, overrides)
     finally:
         torch.set_num_threads(saved_threads)
     meta = {"model": card.name, "data": spec, "split": split, "n": rows[0]["n"] if rows else 0,
@@ -89,17 +96,20 @@ def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, ove
     from zoo.diagnostics import diagnose
     from zoo.training.loop import train
 
+    eval_x, factors = eval_x
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for beta in betas:
         t0 = time.perf_counter()
         result = train(card, out=out / f"beta-{beta:g}", data=spec, beta=beta, progress=progress, **overrides)
         seconds = time.perf_counter() - t0
-        report = diagnose(result.model, eval_x, iwae_k=iwae_k, mi_samples=mi_samples)
+        report = diagnose(result.model, eval_x, iwae_k=iwae_k, mi_samples=mi_samples, factors=factors)
         row = {"beta": beta, **{k: report.get(k) for k, _ in COLUMNS if k in report},
                "n": report["n"], "test_elbo": result.report.get("elbo"), "train_seconds": round(seconds, 1)}
         if report.get("kl_per_layer") is not None:
             row["kl_per_layer"] = report["kl_per_layer"]
+        if report.get("mig_per_factor") is not None:
+            row["mig_per_factor"] = report["mig_per_factor"]
         rows.append(row)
         if progress:
             print(f"beta {beta:g}: ELBO {row['elbo']:.2f}  rate {row['rate']:.2f}  "
@@ -115,7 +125,7 @@ def _fmt(v, spec: str = ".2f") -> str:
 
 def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     """sweep.csv, sweep.md and sweep.json in ``out``."""
-    keys = [k for k, _ in COLUMNS]
+    keys = [k for k, _ in columns(rows)]
     with open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(keys)
@@ -126,27 +136,32 @@ def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> 
 
 
 def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    head = "| " + " | ".join(label for _, label in COLUMNS) + " |"
-    rule = "|" + "|".join("---:" for _ in COLUMNS) + "|"
+    cols = columns(rows)
+    head = "| " + " | ".join(label for _, label in cols) + " |"
+    rule = "|" + "|".join("---:" for _ in cols) + "|"
     lines = [head, rule]
     for row in rows:
-        cells = [_fmt(row.get(k), ".2f" if k != "beta" else "g") for k, _ in COLUMNS]
+        cells = [_fmt(row.get(k), {"beta": "g", "mig": ".3f"}.get(k, ".2f")) for k, _ in cols]
         lines.append("| " + " | ".join(cells) + " |")
     n = meta.get("n") or 0
     note = (f"\nModel `{meta['model']}` on `{meta['data']}`, measured on the {meta['split']} split "
             f"(N = {n}; I_q(x;z) <= log N = {math.log(n) if n else float('nan'):.2f}). All terms in nats per "
             f"image at beta = 1 (the true ELBO); rate = I_q(x;z) + KL(q(z)||p(z)). Active units: "
-            f"Cov_x E_q[z_d] > 0.01. Total time {meta['seconds']} s ({meta.get('threads')} CPU thread(s)).\n\n    {meta['command']}\n")
+            f"Cov_x E_q[z_d] > 0.01.{_MIG_NOTE if any(r.get('mig') is not None for r in rows) else ''} Total time {meta['seconds']} s ({meta.get('threads')} CPU thread(s)).\n\n    {meta['command']}\n")
     return "\n".join(lines) + "\n" + note
 
 
 def plot(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
-    """rate_distortion.png, mi_active_units.png and sweep.png (both panels) in ``out``."""
+    """rate_distortion.png, mi_active_units.png and sweep.png (both panels) in ``out``; with known factors
+    also mig.png, and sweep.png gets the MIG panel too."""
     from zoo.plots import _pyplot, _save
 
     plt = _pyplot()
     title = f"{meta['model']} on {meta['data']} ({meta['split']})"
-    for fname, panels in (("rate_distortion.png", (_rd,)), ("mi_active_units.png", (_mi,)), ("sweep.png", (_rd, _mi))):
+    figures = [("rate_distortion.png", (_rd,)), ("mi_active_units.png", (_mi,)), ("sweep.png", (_rd, _mi))]
+    if any(r.get("mig") is not None for r in rows):
+        figures = figures[:2] + [("mig.png", (_mig,)), ("sweep.png", (_rd, _mi, _mig))]
+    for fname, panels in figures:
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
         for ax, panel in zip(axes[0], panels):
             panel(ax, rows)
@@ -190,3 +205,26 @@ def _mi(ax, rows) -> None:
         ax2.set_ylim(-0.5, dims + 0.5)
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [l.get_label() for l in lines], loc="upper right", fontsize=9)
+
+
+_MIG_NOTE = (" MIG: mutual information gap of the posterior means against the known factors (Chen et al. 2018; "
+             "histogram estimator, 20 bins: zoo.disentanglement).")
+
+
+def _mig(ax, rows) -> None:
+    betas = [r["beta"] for r in rows]
+    ax.plot(betas, [r.get("mig") if r.get("mig") is not None else math.nan for r in rows], "o-", color="k", lw=2,
+            label="MIG (mean)")
+    names = list((rows[0].get("mig_per_factor") or {}).keys()) if rows else []
+    for name in names:
+        ax.plot(betas, [(r.get("mig_per_factor") or {}).get(name, math.nan) for r in rows], ".--", lw=1, label=name)
+    if all(b > 0 for b in betas):
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(betas, [f"{b:g}" for b in betas])
+    ax.minorticks_off()
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("β")
+    ax.set_ylabel("MIG")
+    ax.set_title("disentanglement (MIG) against β")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
