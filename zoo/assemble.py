@@ -146,21 +146,27 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def _check_component(card: Card, kind: str, obj: Any, who: str) -> None:
-    field = f"zoo.{kind}"
+def contract_problem(kind: str, obj: Any) -> str | None:
+    """What keeps ``obj`` from being a ``kind`` component under zoo.contracts (None when nothing does): not an
+    nn.Module, a required member missing, or (a decoder) a likelihood lacking one."""
+    protocol = _PROTOCOL[kind].__name__
     if not isinstance(obj, nn.Module):
-        raise CardError(f"{where(card)}: field '{field}': {kind} {who} returned a {type(obj).__name__}, "
-                        f"not a torch.nn.Module (zoo.contracts.{_PROTOCOL[kind].__name__})")
+        return f"is not a torch.nn.Module but a {type(obj).__name__} (zoo.contracts.{protocol})"
     lacking = c.missing_members(obj, _PROTOCOL[kind])
     if lacking:
-        raise CardError(f"{where(card)}: field '{field}': {kind} {who} lacks the required member(s) "
-                        f"{_names(lacking)} of zoo.contracts.{_PROTOCOL[kind].__name__}")
+        return f"lacks the required member(s) {_names(lacking)} of zoo.contracts.{protocol}"
     if kind == "decoder":
         lacking = c.missing_members(obj.likelihood, c.Likelihood)
         if lacking:
-            raise CardError(f"{where(card)}: field '{field}': decoder {who}: its likelihood "
-                            f"{type(obj.likelihood).__name__} lacks the required member(s) {_names(lacking)} "
-                            f"of zoo.contracts.Likelihood (name, discrete, prepare, to_unit)")
+            return (f"has a likelihood {type(obj.likelihood).__name__} that lacks the required member(s) "
+                    f"{_names(lacking)} of zoo.contracts.Likelihood (name, discrete, prepare, to_unit)")
+    return None
+
+
+def _check_component(card: Card, kind: str, obj: Any, who: str) -> None:
+    problem = contract_problem(kind, obj)
+    if problem:
+        raise CardError(f"{where(card)}: field 'zoo.{kind}': the {kind} {who} {problem}")
 
 
 def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -> None:

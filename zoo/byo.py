@@ -23,10 +23,8 @@ from typing import Any
 
 from torch import nn
 
-from zoo import contracts as c
 from zoo.errors import CardError, ContractError, UntrustedCodeError
 
-PROTOCOLS = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
 
 def import_path(module: nn.Module) -> str:
@@ -42,19 +40,12 @@ def module_args(module: nn.Module) -> dict[str, Any]:
 
 
 def check_module(kind: str, module: Any) -> None:
-    """A ContractError naming the component's class and each required member it lacks (zoo.contracts)."""
-    who = f"{kind} {type(module).__qualname__}"
-    if not isinstance(module, nn.Module):
-        raise ContractError(f"the {who} is not a torch.nn.Module (zoo.contracts.{PROTOCOLS[kind].__name__})")
-    lacking = c.missing_members(module, PROTOCOLS[kind])
-    if lacking:
-        raise ContractError(f"the {who} lacks the required member(s) {', '.join(map(repr, lacking))} of "
-                            f"zoo.contracts.{PROTOCOLS[kind].__name__}")
-    if kind == "decoder":
-        lacking = c.missing_members(module.likelihood, c.Likelihood)
-        if lacking:
-            raise ContractError(f"the {who}: its likelihood {type(module.likelihood).__name__} lacks the required "
-                                f"member(s) {', '.join(map(repr, lacking))} of zoo.contracts.Likelihood")
+    """A ContractError naming the component's class and what it lacks (zoo.assemble.contract_problem)."""
+    from zoo.assemble import contract_problem
+
+    problem = contract_problem(kind, module)
+    if problem:
+        raise ContractError(f"the {kind} {type(module).__qualname__} {problem}")
 
 
 def check_reloadable(kind: str, module: nn.Module) -> None:
