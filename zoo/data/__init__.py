@@ -10,7 +10,7 @@ A *spec* is one of
     0..16 are scaled to 0..255 as ``round(v * 255 / 16)`` (round half to even, so 8 -> 128).
 ``zoo:shapes``, ``zoo:shapes-64``
     dSprites-like binary images (32x32, 64x64) drawn in code from 5 known factors (shape, scale,
-    orientation, x, y; see ``zoo_plugins.shapes``); :func:`load_factors` gives their values per row.
+    orientation, x, y; see the built-in ``zoo:shapes`` data source); :func:`load_factors` gives their values per row.
 a Hub dataset id (``owner/name``, e.g. ``ylecun/mnist`` or ``uoft-cs/cifar10``)
     Loaded with :func:`datasets.load_dataset`; anything with one ``/`` that is not an existing
     local path.  The image column is the first ``datasets.Image`` feature, or ``image_key``.
