@@ -12,7 +12,7 @@ def cmd_train(args) -> None:
 
     result = train(args.name, out=args.out, data=args.data, beta=args.beta, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.quiet, image_key=args.image_key,
-                   data_config=args.data_config,
+                   data_config=args.data_config, data_shape=args.data_shape,
                    command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None,
                    **flag_values(args))
     if not result.report:  # not the main process of a distributed run
@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="override the card's beta (objective.beta)")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
+    p.add_argument("--data-shape", metavar="C,H,W",
+                   help="train the card's architecture on images of this shape, e.g. 1,28,28 (default: the card's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     add_flags(p)
