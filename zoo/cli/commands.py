@@ -232,6 +232,7 @@ def add_sample(sub) -> None:
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge each pixel this many times (>= 1)")
     p.add_argument("--sampler", help="a registered sampler the model's prior declares (default: the one whose "
                                      "options are given, else the prior's own sample)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample, sampler_options={}, accepts_options=True)
 
 
@@ -276,4 +277,5 @@ def add_diagnose(sub) -> None:
                         "card's values)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_diagnose)
