@@ -268,7 +268,8 @@ def add_diagnose(sub) -> None:
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
-    p.add_argument("--k", type=count_int, default=100, help="IWAE samples (0: skip the IWAE estimate)")
+    p.add_argument("--iwae-k", "--k", dest="k", type=count_int, default=100,
+                   help="IWAE samples (zoo.diagnose(..., iwae_k=)); 0: skip the IWAE estimate")
     p.add_argument("--seed", type=int, help="seed of every random draw (default: one of the model's own, from its name)")
     p.add_argument("--max-points", type=positive_int, default=10000, help="evaluate at most this many images (>= 1)")
     p.add_argument("--fit-points", type=count_int, default=None, metavar="N",
