@@ -28,6 +28,8 @@ def test_train_at_another_image_size(tmp_path):
                        **FAST)
     assert result.model.data_shape == (1, 28, 28)
     assert zoo.load(tmp_path / "run").data_shape == (1, 28, 28)
+    command = zoo.read_card(tmp_path / "run" / "README.md").zoo["results"]["command"]
+    assert "--data zoo:mnist-5k --data-shape 1,28,28 --out" in command      # the command that reproduces it
 
 
 def test_a_shape_the_architecture_cannot_take_points_at_extends(tmp_path):

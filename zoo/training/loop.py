@@ -147,13 +147,16 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
                 raise ShapeError(f"zoo.train(model, data_shape={list(data_shape)}): the model was built for images "
                                  f"{list(given.data_shape)}; build it again with data_shape={tuple(data_shape)}")
         else:
+            original = card.data_shape
             card = with_data_shape(card, data_shape)
+            reshaped = ",".join(str(v) for v in card.data_shape) if card.data_shape != original else None
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
     loop.image_key, loop.data_config = image_key, data_config
+    loop.data_shape_flag = reshaped if data_shape is not None and given is None else None
     loop.callbacks = list(callbacks or [])
     loop.given = given
     try:
@@ -784,7 +787,8 @@ class TrainLoop:
         from zoo.store.run_folder import save_model
 
         config = self.config
-        command = self.command or default_command(self.card.name, self.spec, self.out)
+        command = self.command or default_command(self.card.name, self.spec, self.out,
+                                                  data_shape=getattr(self, "data_shape_flag", None))
         results = results_from_report(report, self.card, config, self.spec, steps=self.step,
                                       seconds=self.train_time, command=command)
         results.update({"weights": self._weights_kind, "precision": self.precision, "processes": self.world,
@@ -887,5 +891,6 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
     return results
 
 
-def default_command(name: str, spec: str, out: str | Path) -> str:
-    return shlex.join(["zoo", "train", name, "--data", spec, "--out", str(out)])
+def default_command(name: str, spec: str, out: str | Path, *, data_shape: str | None = None) -> str:
+    shape = ["--data-shape", data_shape] if data_shape else []
+    return shlex.join(["zoo", "train", name, "--data", spec, *shape, "--out", str(out)])
