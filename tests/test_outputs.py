@@ -62,3 +62,9 @@ def test_forward_of_an_exact_discrete_posterior_has_no_single_z(digits):
     out = model(digits)
     assert out.z is None and out.observation is None
     assert torch.allclose(out.elbo, model.elbo(digits).elbo)
+
+
+def test_elbo_terms_print_a_short_summary(digits):
+    terms = zoo.load("vae-digits").elbo(digits)
+    text = repr(terms)
+    assert text.startswith("ELBO(batch=8, elbo=") and "nats (batch means)" in text and "tensor" not in text

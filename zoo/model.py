@@ -49,6 +49,14 @@ class ELBO:
     def as_dict(self) -> dict[str, Tensor]:
         return {"elbo": self.elbo, "distortion": self.distortion, "rate": self.rate, **self.extras}
 
+    def __repr__(self) -> str:
+        def mean(t: Tensor) -> str:
+            return f"{float(t.detach().float().mean()):.4g}" if t.numel() else "n/a"
+
+        extras = f", extras={sorted(self.extras)}" if self.extras else ""
+        return (f"ELBO(batch={self.elbo.shape[0] if self.elbo.dim() else 1}, elbo={mean(self.elbo)}, "
+                f"distortion={mean(self.distortion)}, rate={mean(self.rate)} nats (batch means){extras})")
+
 
 class LatentModel(nn.Module):
     """The assembled model a card describes; build it with ``zoo.load`` or ``zoo.build``."""
