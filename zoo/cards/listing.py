@@ -65,7 +65,7 @@ def weights_availability(card: Card) -> WeightsAvailability:
            for f in files):
         return WeightsAvailability("hub", label, True, "in the Hub cache")
     if packaged:  # the Hub file is fetched when the Hub answers; offline, the packaged copy (same sha256) loads
-        return WeightsAvailability("hub", label, True, "packaged copy (offline)")
+        return WeightsAvailability("hub", label, True, "packaged copy, used offline")
     return WeightsAvailability("hub", label, False, f"not in the cache: zoo download {card.name} (online)")
 
 

@@ -28,6 +28,19 @@ def cmd_train(args) -> None:
           f"config.json, README.md, checkpoints/, metrics.csv, tensorboard/, samples/)")
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """argparse type of --data-shape: C,H,W positive integers (argparse names the flag in the error)."""
+    import argparse
+
+    from zoo.errors import ShapeError
+    from zoo.training.reshape import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ShapeError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--data-shape: ")) from None
+
+
 def add_parser(sub) -> None:
     from zoo.training.config import add_flags
 
@@ -44,7 +57,7 @@ def add_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="override the card's beta (objective.beta)")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
-    p.add_argument("--data-shape", metavar="C,H,W",
+    p.add_argument("--data-shape", metavar="C,H,W", type=_shape,
                    help="train the card's architecture on images of this shape, e.g. 1,28,28 (default: the card's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
