@@ -74,3 +74,19 @@ def test_plugins_has_a_header(capsys):
     assert main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["KIND", "NAME", "QUALIFIED"] and "registrations from" in lines[-1]
+
+
+def test_a_pinned_hub_card_with_a_packaged_copy_loads_here(tmp_path):
+    """Pinned on the Hub and shipped too (one sha256): offline the packaged copy loads, so it is here."""
+    import dataclasses
+
+    card = zoo.get_card("vae-digits")
+    weights = {**card.zoo["weights"], "revision": "a" * 40}
+    pinned = dataclasses.replace(card, zoo={**card.zoo, "weights": weights})
+    with hub_options(cache_dir=tmp_path):
+        found = weights_availability(pinned)
+        assert (found.source, found.here, found.note) == ("hub", True, "packaged copy, used offline")
+        assert found.label == f"Hub {weights['repo']}@{'a' * 12}"
+        bare = {k: v for k, v in weights.items() if k != "packaged"}
+        gone = weights_availability(dataclasses.replace(card, zoo={**card.zoo, "weights": bare}))
+        assert not gone.here and "zoo download vae-digits" in gone.note
