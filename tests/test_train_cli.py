@@ -70,7 +70,7 @@ def test_diagnose_plot_draws_kl_per_dimension_and_active_units(run, tmp_path, ca
 
 
 def test_list_and_info(capsys):
-    assert main(["list", "vae-*"]) == 0
+    assert main(["list", "vae-*", "--names"]) == 0
     assert capsys.readouterr().out.split() == zoo.list_models("vae-*")
     assert main(["info", "beta-vae-mnist"]) == 0
     out = capsys.readouterr().out

@@ -33,7 +33,7 @@ def main() -> None:
             torch.manual_seed(args.seed)
             q = model.encode(x)                       # x_1 ~ q(x_1|x_0), the same draw for both choices
             z = q.rsample()
-            l0 = -model.decode(z).log_prob(model.prepare(x)).double()
+            l0 = -model.decoder(z).log_prob(model.prepare(x)).double()
         mean, se = float(l0.mean()), float(l0.std() / len(l0) ** 0.5)
         print(f"first_variance {choice:12s}  L_0 = {mean:.3f} +- {se:.3f} nats/image  "
               f"= {float(model.bits_per_dim(mean)):.4f} bits/dim  (N={len(x)}, {args.split})")

@@ -2,8 +2,8 @@
 
     import zoo
     zoo.list_models("vae-*")
-    model = zoo.load("vae-mnist", pretrained=False)
-    terms = model.elbo(x)                # per-sample elbo, distortion, rate (nats)
+    model = zoo.load("vae-mnist")        # its packaged weights (pretrained=False: freshly initialised)
+    out = model(x)                       # ModelOutput: per-sample elbo, distortion, rate (nats), q(z|x), z, p(x|z)
     report = zoo.diagnose(model, "zoo:mnist-5k")
 
 Heavy modules (torch, datasets, huggingface_hub) are imported on first use, so ``import zoo``
@@ -23,7 +23,7 @@ _LAZY = {
     "load": "loading", "build": "loading",
     "diagnose": "diagnostics", "format_report": "diagnostics",
     "train": "training",
-    "LatentModel": "model", "ELBO": "model",
+    "LatentModel": "model", "ELBO": "model", "ModelOutput": "outputs", "ImageObservation": "outputs",
     "Card": "cards", "read_card": "cards",
     "get_registry": "registry",
     "ZooError": "errors",
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.errors import ZooError
     from zoo.loading import build, load
     from zoo.model import ELBO, LatentModel
+    from zoo.outputs import ImageObservation, ModelOutput
     from zoo.registry import get_registry
     from zoo.training.loop import train
 

@@ -51,6 +51,10 @@ def check_module(kind: str, module: Any) -> None:
 def check_reloadable(kind: str, module: nn.Module) -> None:
     """Refuse to save a module the card could not rebuild: a class defined inside a function, or a constructor
     that needs arguments the module does not declare in ``config``."""
+    from zoo.adapters import MeanLogvarEncoder
+
+    if isinstance(module, MeanLogvarEncoder):  # the card rebuilds the wrapped module from its path and config
+        check_reloadable(kind, module.net)
     path = import_path(module)
     if "<locals>" in path:
         raise ContractError(f"the {kind} class {path!r} is defined inside a function: a saved card cannot name it; "
@@ -137,4 +141,63 @@ def build(*, encoder: Any, decoder: Any, prior: Any = "standard-normal", data_sh
     except ShapeError as e:
         raise ContractError(str(e)) from None
     model.plugins, model.card = plugins, card
+    trial_forward(model)
     return model
+
+
+def _returned(value: Any) -> str:
+    """A returned value described for an error: its type, and for a tuple the types (and shapes) inside."""
+    from torch import Tensor
+
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(f"Tensor {list(v.shape)}" if isinstance(v, Tensor) else type(v).__name__ for v in value)
+        return f"a {type(value).__name__} ({inner})"
+    return f"a {type(value).__qualname__}"
+
+
+def trial_forward(model, batch: int = 2) -> None:
+    """Run the assembled model once on ``batch`` random images of its declared data shape (no gradient, eval mode,
+    training flags restored) and refuse, naming the component, a return value the contract does not allow: the
+    encoder must return a posterior (zoo.contracts.Posterior), the decoder an observation (zoo.contracts.Observation),
+    and every per-sample term one value per image.  An encoder returning ``(mu, logvar)`` is pointed at
+    zoo.adapters.MeanLogvarEncoder."""
+    import torch
+
+    from zoo import contracts as c
+
+    who = {kind: model.sources.get(kind, type(getattr(model, kind)).__qualname__) for kind in ("encoder", "decoder")}
+    shape = [batch, *model.data_shape]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = model.prepare(torch.rand(*shape, generator=torch.Generator().manual_seed(0)))
+            try:
+                q = model.encoder(x)
+            except Exception as e:  # noqa: BLE001 - any failure of the module is named with the input it got
+                raise ContractError(f"the encoder {who['encoder']} failed on a trial input of the declared data shape "
+                                    f"{shape}: {type(e).__name__}: {e}") from e
+            lacking = c.missing_members(q, c.Posterior)
+            if lacking:
+                hint = ""
+                if isinstance(q, (tuple, list)) or hasattr(q, "log_covariance"):
+                    hint = ("; an encoder returning (mu, logvar) becomes one with "
+                            "zoo.adapters.MeanLogvarEncoder(your_encoder)")
+                raise ContractError(f"the encoder {who['encoder']} returned {_returned(q)} from forward(x) on a trial "
+                                    f"input {shape}; the contract wants a posterior q(z|x) with rsample(), log_prob(z) "
+                                    f"and mean (zoo.contracts.Posterior){hint}")
+            z = q.rsample()
+            try:
+                obs = model.decoder(z)
+            except Exception as e:  # noqa: BLE001
+                raise ContractError(f"the decoder {who['decoder']} failed on the encoder's sample z of shape "
+                                    f"{list(z.shape)}: {type(e).__name__}: {e}") from e
+            lacking = c.missing_members(obs, c.Observation)
+            if lacking:
+                raise ContractError(f"the decoder {who['decoder']} returned {_returned(obs)} from forward(z); the "
+                                    f"contract wants an observation p(x|z) with log_prob(x), mean and sample() "
+                                    f"(zoo.contracts.Observation; e.g. return self.likelihood(params))")
+            model.elbo(x, prepared=True)   # every per-sample term [B]: a ContractError names the component otherwise
+    finally:
+        for m, training in modes:
+            m.training = training

@@ -261,8 +261,10 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
     identified value needs N well above e^rate (more points: ``--max-points``, or the training split)."""
     if q is None or not c.has(q, c.AggregatePosterior):
         return {"mutual_information": None, "marginal_kl": None, "total_correlation": None,
-                "mi_estimator": "not available: the posterior has no cross_log_prob/cat",
-                "tc_estimator": "not available: the posterior has no aggregate posterior (cross_log_prob_per_dim)"}
+                "mi_estimator": ("not available for this encoder: its posterior does not give the aggregate "
+                                 "posterior q(z) the estimate needs (zoo.contracts.AggregatePosterior)"),
+                "tc_estimator": ("not available for this encoder: its posterior does not give q(z) per latent "
+                                 "dimension (zoo.contracts.PerDimAggregatePosterior)")}
     n = q.mean.shape[0]
     if n < 2:
         return {"mutual_information": None, "marginal_kl": None,
@@ -289,8 +291,8 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
         estimator += f"; the leave-one-out bound ({upper:.2f}) is above the rate, so the bracket ends at the rate"
         upper, upper_se = hi, 0.0
     tc = _tc_split(model, q, z, split) if split is not None else {
-        "total_correlation": None, "tc_estimator": "not available: the posterior has no cross_log_prob_per_dim "
-                                                   "(zoo.contracts.PerDimAggregatePosterior)"}
+        "total_correlation": None, "tc_estimator": "not available for this encoder: its posterior does not give q(z) "
+                                                   "per latent dimension (zoo.contracts.PerDimAggregatePosterior)"}
     out = {**tc, "mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
            "mutual_information_upper_se": upper_se, "mi_saturated": saturated, "mi_log_n": log_n,
            "mi_estimator": estimator}
@@ -401,8 +403,10 @@ def _iwae(model: LatentModel, data: Tensor, k: int, batch_size: int) -> dict[str
     if k <= 0:
         return {"nll": None, "iwae_k": 0}
     chunk = max(1, min(batch_size, 20000 // k))
+    from zoo.progress import bar
+
     values = torch.cat([model.log_likelihood(data[start:start + chunk], k).double().cpu()
-                        for start in range(0, len(data), chunk)])
+                        for start in bar(range(0, len(data), chunk), desc=f"IWAE k={k}", unit="batch")])
     mean, se = _mean_se(-values)
     return {"nll": mean, "nll_se": se, "iwae_k": k, "nll_kind": f"IWAE, k={k}",
             "nll_estimator": f"importance-weighted bound (Burda et al. 2015), k={k}: an upper bound on the NLL"}
@@ -492,4 +496,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  MIG estimator: {report['mig_estimator']}")
     if report.get("nll_estimator"):
         lines.append(f"  NLL estimator: {report['nll_estimator']}")
+    from zoo.verdict import verdict
+
+    lines.append(verdict(report))
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def evaluate(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: boo
     kl_dims: list[Tensor] = []
     per_dim = c.has(model.prior, c.PerDimKL)
     exact = True
-    for start in range(0, len(data), batch_size):
+    from zoo.progress import bar
+
+    for start in bar(range(0, len(data), batch_size), desc=f"evaluate {model.name}", unit="batch"):
         x = model.prepare(data[start:start + batch_size])
         elbo, q = model.elbo_and_posterior(x)
         exact = exact and model.enumerates(q)

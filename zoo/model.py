@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,9 @@ from torch import Tensor, nn
 from zoo import contracts as c
 from zoo.distributions import bits_per_dim
 from zoo.errors import CardError, ContractError, InputError, ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.outputs import ImageObservation, ModelOutput
 
 
 @dataclass
@@ -45,6 +48,14 @@ class ELBO:
 
     def as_dict(self) -> dict[str, Tensor]:
         return {"elbo": self.elbo, "distortion": self.distortion, "rate": self.rate, **self.extras}
+
+    def __repr__(self) -> str:
+        def mean(t: Tensor) -> str:
+            return f"{float(t.detach().float().mean()):.4g}" if t.numel() else "n/a"
+
+        extras = f", extras={sorted(self.extras)}" if self.extras else ""
+        return (f"ELBO(batch={self.elbo.shape[0] if self.elbo.dim() else 1}, elbo={mean(self.elbo)}, "
+                f"distortion={mean(self.distortion)}, rate={mean(self.rate)} nats (batch means){extras})")
 
 
 class LatentModel(nn.Module):
@@ -177,12 +188,27 @@ class LatentModel(nn.Module):
 
     # -- the three maps --------------------------------------------------------------------------
     def encode(self, x: Tensor):
-        """q(z|x) for images ``x``."""
+        """q(z|x) for images ``x``: the encoder's posterior (zoo.contracts.Posterior: ``mean``, ``rsample``,
+        ``log_prob``, and what it declares beside them)."""
         return self.encoder(self.prepare(x))
 
-    def decode(self, z: Tensor):
-        """p(x|z): an observation with ``log_prob``, ``mean`` and ``sample``."""
-        return self.decoder(z)
+    def decode(self, z: Tensor) -> "ImageObservation":
+        """p(x|z) (zoo.outputs.ImageObservation): ``log_prob(images)`` takes images as the model does (uint8 or
+        [0, 1] floats, prepared into the likelihood's space as the ELBO prepares them), ``mean``, ``images`` and
+        ``sample``; ``.observation`` is the decoder's own p(x|z) in the likelihood's data space."""
+        from zoo.outputs import ImageObservation
+
+        return ImageObservation(self.decoder(z), self)
+
+    def forward(self, x: Tensor, *, prepared: bool = False) -> "ModelOutput":
+        """The ELBO terms of images ``x`` with q(z|x), the z they were scored at and p(x|z) (zoo.outputs.ModelOutput):
+        ``model(x).elbo`` equals ``model.elbo(x).elbo`` for the same random state."""
+        from zoo.outputs import ImageObservation, ModelOutput
+
+        terms, q, z, obs = self._elbo_parts(x if prepared else self.prepare(x))
+        return ModelOutput(terms.elbo, terms.distortion, terms.rate, q, z,
+                           None if obs is None else ImageObservation(obs, self), dict(terms.extras),
+                           self.num_data_dims)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -223,12 +249,18 @@ class LatentModel(nn.Module):
 
     def elbo_and_posterior(self, x: Tensor) -> tuple[ELBO, Any]:
         """The ELBO terms of prepared ``x`` and the posterior q(z|x) they were computed with."""
+        return self._elbo_parts(x)[:2]
+
+    def _elbo_parts(self, x: Tensor) -> tuple[ELBO, Any, Tensor | None, Any]:
+        """ELBO terms, q(z|x), the z the distortion was scored at and the decoder's p(x|z) for it (z and p(x|z)
+        None for an exact sum over a discrete posterior's support)."""
         q = self.posterior(x)
         if self.enumerates(q):
-            return self._exact_elbo(x, q), q
+            return self._exact_elbo(x, q), q, None, None
         z, rate, extras = self.rate(q)
-        distortion = -self._log_lik(z, x)
-        return ELBO(-(distortion + rate), distortion, rate, extras), q
+        obs = self.decoder(z)
+        distortion = -self._check(obs.log_prob(x), (x.shape[0],), "decoder", "observation log_prob(x)")
+        return ELBO(-(distortion + rate), distortion, rate, extras), q, z, obs
 
     def enumerates(self, q) -> bool:
         """True when E_q is an exact sum over q's discrete support (and the prior scores z itself)."""

@@ -20,7 +20,11 @@ EpsModel = Callable[[Tensor, Tensor], Tensor]
 
 
 def _progress(steps: Sequence[int], enabled: bool | None, desc: str) -> Iterable[int]:
-    """A progress bar: always (True), never (False), or on an interactive terminal only (None)."""
+    """A progress bar: always (True), never (False), or as zoo.progress says (None: a terminal only; --quiet: off)."""
+    if enabled is None:
+        from zoo.progress import enabled as setting
+
+        enabled = setting()
     if enabled is False:
         return steps
     from tqdm.auto import tqdm

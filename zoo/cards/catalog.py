@@ -17,9 +17,14 @@ def model_names() -> list[str]:
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``; ``pretrained=True``
-    keeps those with weights to load (packaged with the zoo, or on the Hub), as timm's ``list_models``."""
+    keeps those whose weights load on this machine now without a download (packaged with the zoo, or a Hub file
+    already in the Hugging Face cache: zoo.cards.listing), as timm's ``list_models``."""
     names = [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
-    return [n for n in names if get_card(n).zoo.get("weights")] if pretrained else names
+    if not pretrained:
+        return names
+    from zoo.cards.listing import weights_availability
+
+    return [n for n in names if weights_availability(get_card(n)).here]
 
 
 def get_card(name: str) -> Card:

@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         args.sampler_options = _sampler_options(rest, parser)
     if args.command != "plugins":
         warn_plugin_failures()
+    from zoo.progress import progress_bars
+
     try:
-        args.func(args)
+        with progress_bars(False if getattr(args, "quiet", False) else None):  # --quiet: no bars, downloads too
+            args.func(args)
     except (UsageError, CardError, UnknownModelError) as e:  # what the command line names cannot work
         print(f"zoo {args.command}: error: {e}", file=sys.stderr)
         return 2

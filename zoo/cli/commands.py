@@ -65,15 +65,31 @@ def register_commands(register):
 def cmd_list(args) -> None:
     from zoo.cards.catalog import list_models
 
-    for name in list_models(args.pattern, pretrained=args.pretrained):
-        print(name)
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    if args.names:
+        for name in names:
+            print(name)
+        return
+    if not names:
+        what = "with weights on this machine " if args.pretrained else ""
+        print(f"no model {what}matches {args.pattern!r} (see `zoo list`)", file=sys.stderr)
+        return
+    from zoo.cards.listing import format_table, listing_rows
+
+    print(format_table(listing_rows(names), ("name", "family", "parameters", "data", "weights", "here")))
+    if args.pretrained:
+        print("(--pretrained: the models whose weights load on this machine now, without a download; a Hub card "
+              "not in the cache gets there with `zoo download NAME`)", file=sys.stderr)
 
 
 def add_list(sub) -> None:
-    p = sub.add_parser("list", help="list named models")
+    p = sub.add_parser("list", help="list named models: name, family, parameters, data, where the weights come from "
+                                    "and whether they are on this machine")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'vae-*'")
     p.add_argument("--pretrained", action="store_true",
-                   help="only models with weights to load (packaged with latent-zoo, or pinned on the Hub)")
+                   help="only models whose weights load here now without a download (packaged with latent-zoo, or "
+                        "a Hub file already in the Hugging Face cache)")
+    p.add_argument("--names", action="store_true", help="names only, one a line (for scripts)")
     p.set_defaults(func=cmd_list)
 
 
@@ -92,16 +108,34 @@ def cmd_info(args) -> None:
     for kind in ("encoder", "decoder", "prior"):
         name, kwargs = card.component(kind)
         print(f"  {kind:9s} {name} {kwargs if kwargs else ''}".rstrip())
-    print(f"  objective beta={card.beta}")
+    objective = {k: v for k, v in (z.get("objective") or {}).items() if k != "beta"}
+    named = objective.pop("name", None) or objective.pop("loss", None) or "elbo"
+    what = {"elbo": "the beta-ELBO" if card.beta != 1 else "the ELBO",
+            "simple": "the surrogate L_simple (elbo() still reports the bound)"}.get(named, named)
+    if int(objective.get("iwae_k", 1)) > 1:
+        what = f"the {objective['iwae_k']}-sample importance-weighted bound (IWAE)"
+    rest = ", ".join(f"{k}={v}" for k, v in objective.items() if k != "iwae_k")
+    print(f"  objective {what}, beta={card.beta}{'; ' + rest if rest else ''}")
     if z.get("train"):
         print(f"  train     {z['train']}")
     if z.get("sampler"):
         print(f"  sampler   {z['sampler']}")
+    from zoo.cards.listing import weights_availability
+
     w = z.get("weights")
     files = (", ".join(f"{k}: {v}" for k, v in w["file"].items()) if isinstance(w["file"], dict) else w["file"]) \
         if w else None
-    print(f"  weights   {w['repo']}@{w.get('revision', 'main')}/{files}" if w
-          else "  weights   none published (train it: zoo train NAME)")
+    found = weights_availability(card)
+    if found.source == "packaged":
+        print(f"  weights   packaged with latent-zoo: {w['packaged']} (sha256 {w['sha256'][:12]}); on the Hub as "
+              f"{w['repo']} once published" if w.get("repo") else f"  weights   packaged: {w['packaged']}")
+    elif found.source == "hub":
+        print(f"  weights   {found.label.removeprefix('Hub ')}/{files}"
+              + (f" (converted: {w['converter']})" if w.get("converter") else ""))
+    else:
+        print(f"  weights   none published (train it: zoo train {card.name})")
+    if found.source != "none":
+        print(f"  here      {'yes' if found.here else 'no'}: {found.note}")
     for key, value in (z.get("results") or {}).items():
         print(f"  result    {key}: {value}")
 
@@ -125,9 +159,15 @@ def cmd_plugins(args) -> None:
                          + [{"failure": str(f)} for f in reg.failures], indent=2))
         return
     width = max((len(n) for _, n, _, _ in rows), default=4)
-    qwidth = max((len(q) for _, _, q, _ in rows), default=4)
+    qwidth = max((len(q) for _, _, q, _ in rows), default=14)
+    print(f"{'KIND':10s} {'NAME':{width}s}  {'QUALIFIED NAME':{qwidth}s}  PROVIDED BY (distribution (module))")
     for kind, name, qualified, owner in rows:
         print(f"{kind:10s} {name:{width}s}  {qualified:{qwidth}s}  {owner}")
+    counts = {}
+    for kind, *_ in rows:
+        counts[kind] = counts.get(kind, 0) + 1
+    print(f"{len(rows)} registrations from {len(reg.plugins)} plugins: "
+          + ", ".join(f"{n} {k}" for k, n in counts.items()))
     for (kind, name), owners in reg.conflicts.items():
         print(f"CONFLICT {kind} {name!r}: " + " and ".join(str(o) for o in owners)
               + "; select one as DIST:NAME")
@@ -192,6 +232,7 @@ def add_sample(sub) -> None:
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge each pixel this many times (>= 1)")
     p.add_argument("--sampler", help="a registered sampler the model's prior declares (default: the one whose "
                                      "options are given, else the prior's own sample)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample, sampler_options={}, accepts_options=True)
 
 
@@ -227,7 +268,8 @@ def add_diagnose(sub) -> None:
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
-    p.add_argument("--k", type=count_int, default=100, help="IWAE samples (0: skip the IWAE estimate)")
+    p.add_argument("--iwae-k", "--k", dest="k", type=count_int, default=100,
+                   help="IWAE samples (zoo.diagnose(..., iwae_k=)); 0: skip the IWAE estimate")
     p.add_argument("--seed", type=int, help="seed of every random draw (default: one of the model's own, from its name)")
     p.add_argument("--max-points", type=positive_int, default=10000, help="evaluate at most this many images (>= 1)")
     p.add_argument("--fit-points", type=count_int, default=None, metavar="N",
@@ -236,4 +278,5 @@ def add_diagnose(sub) -> None:
                         "card's values)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_diagnose)

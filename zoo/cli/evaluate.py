@@ -64,4 +64,5 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of the samples (default: one of the model's own)")
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)

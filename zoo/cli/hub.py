@@ -66,4 +66,5 @@ def add_download(sub) -> None:
     p.add_argument("--revision", help="branch, tag or commit (default: the card's pinned revision, or main)")
     p.add_argument("--weights", help="weights file of a Hub repo (default: model.safetensors)")
     p.add_argument("--json", action="store_true", help="print the result (repo, commit, path, files) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no download progress bars")
     p.set_defaults(func=cmd_download)

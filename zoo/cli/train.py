@@ -12,7 +12,7 @@ def cmd_train(args) -> None:
 
     result = train(args.name, out=args.out, data=args.data, beta=args.beta, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.quiet, image_key=args.image_key,
-                   data_config=args.data_config,
+                   data_config=args.data_config, data_shape=args.data_shape,
                    command=shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None,
                    **flag_values(args))
     if not result.report:  # not the main process of a distributed run
@@ -26,6 +26,19 @@ def cmd_train(args) -> None:
     extra = ", model_raw.safetensors" if result.report.get("weights") == "ema" else ""
     print(f"wrote {result.folder}/ (model.safetensors [{result.report.get('weights', 'raw')} weights]{extra}, "
           f"config.json, README.md, checkpoints/, metrics.csv, tensorboard/, samples/)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """argparse type of --data-shape: C,H,W positive integers (argparse names the flag in the error)."""
+    import argparse
+
+    from zoo.errors import ShapeError
+    from zoo.training.reshape import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ShapeError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--data-shape: ")) from None
 
 
 def add_parser(sub) -> None:
@@ -44,6 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="override the card's beta (objective.beta)")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
+    p.add_argument("--data-shape", metavar="C,H,W", type=_shape,
+                   help="train the card's architecture on images of this shape, e.g. 1,28,28 (default: the card's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     add_flags(p)

@@ -53,8 +53,10 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     mean = not model.decoder.likelihood.discrete
+    from zoo.progress import bar
+
     fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator))
-                      for i in range(0, len(real), 500)])
+                      for i in bar(range(0, len(real), 500), desc=f"sample {model.name}", unit="batch of 500")])
     if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
         raise UsageError(f"model {model.name!r} samples images of shape {list(fake.shape[1:])}, "
                          f"but --data {data} has {list(real.shape[1:])}")

@@ -52,9 +52,26 @@ from zoo.training.stream import Batches, _stream_rows, _take
 
 @dataclass
 class TrainResult:
+    """What ``zoo.train`` returns: the trained model, its run folder and the held-out report (zoo.diagnose's)."""
+
     model: Any
     folder: Path
     report: dict[str, Any]
+
+    def __repr__(self) -> str:
+        r = self.report or {}
+
+        def term(key: str) -> str:
+            value, se = r.get(key), r.get(f"{key}_se")
+            if not isinstance(value, (int, float)):
+                return ""
+            return f", {key}={value:.2f}" + (f" +- {se:.2f}" if isinstance(se, float) else "")
+
+        units = (f", active_units={r['active_units']}/{r['latent_dims']}"
+                 if r.get("active_units") is not None and r.get("latent_dims") else "")
+        where = f" on {r['data']} [{r.get('split')}] N={r.get('n')}" if r.get("data") else ""
+        return (f"TrainResult(model={getattr(self.model, 'name', '?')!r}, folder='{self.folder}', "
+                f"steps={r.get('train_steps')}{term('elbo')}{term('nll')}{term('rate')} nats{units}{where})")
 
 
 class Objective(nn.Module):
@@ -96,7 +113,7 @@ def _say(message: str) -> None:
 def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
           overwrite: bool = False, image_key: str | None = None, data_config: str | None = None,
-          callbacks: list | None = None,
+          callbacks: list | None = None, quiet: bool = False, data_shape: Any = None,
           **overrides: Any) -> TrainResult:
     """Train model ``name`` on ``data`` (default: the card's) and write the run to ``out``.
 
@@ -107,7 +124,11 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
     without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
     the image column of ``data`` (default: the card's, else the data set's first image column).
     ``callbacks``: callables ``cb(event, loop, **info)`` for your own code, called at the events
-    "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``)."""
+    "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``).
+    ``quiet=True`` (``zoo train --quiet``): no progress bar (the same as ``progress=False``).
+    ``data_shape=(C, H, W)`` (``--data-shape C,H,W``): train the card's architecture on images of another size; where
+    the architecture cannot adapt, a ShapeError says so and points at a card that ``extends`` this one."""
+    progress = progress and not quiet
     given = None
     if isinstance(name, nn.Module):  # a model built in Python (zoo.build(encoder=..., ...)): trained as it is
         given = name
@@ -118,12 +139,24 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
             card = dataclasses.replace(card, zoo={**card.zoo, "data": {**card.zoo["data"], "source": data}})
     else:
         card = name if isinstance(name, Card) else get_card(name)
+    if data_shape is not None:
+        from zoo.training.reshape import with_data_shape
+
+        if given is not None:
+            if tuple(data_shape) != tuple(given.data_shape):
+                raise ShapeError(f"zoo.train(model, data_shape={list(data_shape)}): the model was built for images "
+                                 f"{list(given.data_shape)}; build it again with data_shape={tuple(data_shape)}")
+        else:
+            original = card.data_shape
+            card = with_data_shape(card, data_shape)
+            reshaped = ",".join(str(v) for v in card.data_shape) if card.data_shape != original else None
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
     loop.image_key, loop.data_config = image_key, data_config
+    loop.data_shape_flag = reshaped if data_shape is not None and given is None else None
     loop.callbacks = list(callbacks or [])
     loop.given = given
     try:
@@ -754,7 +787,8 @@ class TrainLoop:
         from zoo.store.run_folder import save_model
 
         config = self.config
-        command = self.command or default_command(self.card.name, self.spec, self.out)
+        command = self.command or default_command(self.card.name, self.spec, self.out,
+                                                  data_shape=getattr(self, "data_shape_flag", None))
         results = results_from_report(report, self.card, config, self.spec, steps=self.step,
                                       seconds=self.train_time, command=command)
         results.update({"weights": self._weights_kind, "precision": self.precision, "processes": self.world,
@@ -827,8 +861,11 @@ def _stop_signals():
 
 def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
     if tuple(x.shape[1:]) != card.data_shape:
+        shape = ",".join(str(s) for s in x.shape[1:])
         raise ShapeError(f"data {spec!r} has images of shape {list(x.shape[1:])} (channels, height, width) "
-                         f"but model {card.name!r} expects {list(card.data_shape)}")
+                         f"but model {card.name!r} expects {list(card.data_shape)}; to train its architecture at the "
+                         f"data's size pass --data-shape {shape} (zoo.train(..., data_shape=({shape}))), or write a "
+                         f"card with `extends: {card.name}` that sets the data shape and the architecture for it")
 
 
 def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig, spec: str, *,
@@ -854,5 +891,6 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
     return results
 
 
-def default_command(name: str, spec: str, out: str | Path) -> str:
-    return shlex.join(["zoo", "train", name, "--data", spec, "--out", str(out)])
+def default_command(name: str, spec: str, out: str | Path, *, data_shape: str | None = None) -> str:
+    shape = ["--data-shape", data_shape] if data_shape else []
+    return shlex.join(["zoo", "train", name, "--data", spec, *shape, "--out", str(out)])

@@ -1,0 +1,161 @@
+"""What ``zoo list`` and ``zoo info`` say about a model: where its weights come from and whether they load here, now.
+
+A card's weights come from one of three places:
+
+    packaged        a safetensors file shipped in the package beside the card (always loads, offline too)
+    Hub REPO@REV    a file on the Hugging Face Hub at a revision (the card's pin, else ``main``)
+    none            the card has no ``zoo.weights``: ``zoo train NAME`` makes them
+
+"Here" says whether ``zoo.load(NAME)`` finds them on this machine without a download: packaged, or the Hub file in
+the Hugging Face cache (``zoo download NAME`` puts it there while online).  ``zoo list --pretrained`` lists those.
+
+The parameter count is that of the architecture the card builds (on the meta device, zoo.cards.table); it is kept
+in ``$ZOO_CACHE/parameters.json`` (``~/.cache/latent-zoo``), keyed by the card's architecture and the versions of the
+installed plugins, so a listing does not build every model each time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.cards.schema import Card
+
+
+@dataclass(frozen=True)
+class WeightsAvailability:
+    """Where a card's weights come from (``source``: packaged / hub / none, ``label`` as shown), whether they load
+    on this machine now without a download (``here``) and why (``note``)."""
+
+    source: str
+    label: str
+    here: bool
+    note: str
+
+
+def _cached(repo: str, file: str, revision: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    from zoo.hub.client import _download_kwargs
+
+    found = try_to_load_from_cache(repo, file, revision=revision, cache_dir=_download_kwargs(None)["cache_dir"])
+    return isinstance(found, str) and Path(found).is_file()
+
+
+def weights_availability(card: Card) -> WeightsAvailability:
+    """Where ``zoo.load(card)`` takes the weights from and whether they are on this machine (no network used)."""
+    from zoo.loading import weight_files, weights_source
+
+    source = weights_source(card)
+    spec = card.zoo.get("weights") or {}
+    if source is None:
+        return WeightsAvailability("none", "none", False, f"no weights: zoo train {card.name}")
+    packaged = bool(spec.get("packaged")) and card.path is not None and (card.path.parent / spec["packaged"]).is_file()
+    if source == "packaged":
+        if packaged:
+            return WeightsAvailability("packaged", "packaged", True, "packaged")
+        return WeightsAvailability("packaged", "packaged", False, "the packaged file is missing: reinstall")
+    revision = str(spec.get("revision") or "main")
+    label = f"Hub {spec['repo']}@{revision[:12]}"
+    files = list(weight_files(spec).values())
+    if all(_cached(spec["repo"], f, revision) or (spec.get("converter") and f.endswith(".safetensors")
+                                                  and _cached(spec["repo"], f[:-12] + ".bin", revision))
+           for f in files):
+        return WeightsAvailability("hub", label, True, "in the Hub cache")
+    if packaged:  # the Hub file is fetched when the Hub answers; offline, the packaged copy (same sha256) loads
+        return WeightsAvailability("hub", label, True, "packaged copy, used offline")
+    return WeightsAvailability("hub", label, False, f"not in the cache: zoo download {card.name} (online)")
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("ZOO_CACHE")
+    if root:
+        return Path(root).expanduser() / "parameters.json"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "latent-zoo" / "parameters.json"
+
+
+def _architecture_key(card: Card) -> str:
+    from zoo import __version__
+    from zoo.registry import get_registry
+
+    arch = {k: card.zoo.get(k) for k in ("data", "latent", "encoder", "decoder", "prior", "objective")}
+    plugins = sorted(f"{o.distribution}=={o.version}" for o in get_registry().plugins)
+    text = json.dumps([arch, plugins, __version__], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
+    """name -> the parameter count of the card's architecture (None where it cannot be built here), through the
+    cache file (module docstring)."""
+    from zoo.cards.table import parameter_count
+
+    path = _cache_file()
+    try:
+        cache = json.loads(path.read_text())
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
+    out: dict[str, int | None] = {}
+    changed = False
+    for card in cards:
+        key = f"{card.name}:{_architecture_key(card)}"
+        if isinstance(cache.get(key), int):
+            out[card.name] = cache[key]
+            continue
+        try:
+            out[card.name] = cache[key] = parameter_count(card)
+            changed = True
+        except Exception:  # noqa: BLE001 - a card whose plugin is missing still lists, without a count
+            out[card.name] = None
+    if changed:
+        try:
+            from zoo.store.atomic import write_atomic
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(cache, indent=0, sort_keys=True))
+        except OSError:  # a read-only cache: count again next time
+            pass
+    return out
+
+
+def format_count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+def listing_rows(names: list[str]) -> list[dict[str, str]]:
+    """One row per model for ``zoo list``: name, family, parameters, data, weights, here."""
+    from zoo.cards.catalog import get_card
+    from zoo.cards.hub_schema import model_family
+
+    cards = [get_card(n) for n in names]
+    counts = parameter_counts(cards)
+    rows = []
+    for card in cards:
+        data = card.zoo["data"]
+        w = weights_availability(card)
+        rows.append({"name": card.name, "family": model_family(card), "parameters": format_count(counts[card.name]),
+                     "data": f"{data['source']} {'x'.join(str(v) for v in data['shape'])}", "weights": w.label,
+                     "here": here_cell(w)})
+    return rows
+
+
+def here_cell(w: WeightsAvailability) -> str:
+    """``zoo list``'s HERE column: yes / yes (cache) / no: zoo download NAME / - (no weights)."""
+    if w.source == "none":
+        return "-"
+    if not w.here:
+        return "no: " + w.note.split(": ", 1)[-1]
+    return "yes" if w.note == "packaged" else f"yes ({w.note})"
+
+
+def format_table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """Plain-text columns with a header line, widths fitted to the content."""
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return "\n".join(lines)
