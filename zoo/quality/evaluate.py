@@ -66,12 +66,19 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
 
 
 def quality_results(report: dict[str, Any]) -> dict[str, Any]:
-    """The card's ``zoo.results`` entries of an evaluate report (keys ``fid``, ``kid``, ... and their provenance)."""
+    """The card's ``zoo.results`` entries of an evaluate report (keys ``fid``, ``fid_se``, ``floor_fid``, ... and
+    their provenance); a report over seeds (zoo.quality.seeds) keeps each metric's SE and the floor."""
     keep = ("fid", "kid", "kid_std", "precision", "recall")
-    out = {k: round(report[k], 6) for k in keep if k in report}
+    keep += tuple(f"{p}{k}{s}" for p in ("", "floor_") for k in keep[:1] + keep[2:] + ("kid",) for s in ("_se",))
+    keep += tuple(f"floor_{k}" for k in ("fid", "kid", "precision", "recall"))
+    out = {k: round(report[k], 6) for k in dict.fromkeys(keep) if report.get(k) is not None}
     out.update({"quality_features": report["features"], "quality_features_sha256": report["features_sha256"],
                 "quality_n": report["n_generated"], "quality_split": report["split"],
                 "quality_metrics_by": report["metrics_by"], "quality_seed": report["seed"]})
+    if report.get("seeds"):
+        out["quality_seeds"] = len(report["seeds"])
+    if report.get("floor"):
+        out["quality_floor"] = report["floor"]
     return out
 
 
