@@ -1,6 +1,7 @@
 """I(x_0; x_t) of a Gaussian forward process (zoo.forward_information) and ``zoo compare`` on two tiny models."""
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -38,8 +39,12 @@ def test_curve_of_a_ddpm_schedule_decreases_and_saturates_at_log_n():
     assert curve["identified_from_t"] in (200, 300) and curve["upper"][0] > 10 * log_n  # the bracket opens there
 
 
-def _tiny_pair(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_three(tmp_path_factory):
+    """Three tiny trained runs on zoo:digits: an 8-bit VAE, a DDPM (8-bit) and a binarised VAE."""
     from tiny_runs import card_text, train_and_reload
+
+    tmp_path = tmp_path_factory.mktemp("tiny")
 
     vae = card_text(latent=4, encoder="{name: mlp, hidden: [32]}",
                     decoder="{name: mlp, hidden: [32], likelihood: bernoulli}", prior="{name: standard-normal}")
@@ -55,13 +60,15 @@ def _tiny_pair(tmp_path):
     return [str(tmp_path / "vae8"), str(tmp_path / "ddpm"), str(tmp_path / "vae")]
 
 
-def test_compare_puts_each_data_space_in_its_own_table_with_its_baselines(tmp_path):
+def test_compare_puts_each_data_space_in_its_own_table_with_its_baselines(tmp_path, capsys, tiny_three):
     """An 8-bit VAE and a DDPM share the 8-bit table; the binarised VAE gets its own; each table carries the
-    baselines of its space and its floor; FID is a mean +- SE over 5 seeds."""
+    baselines of its space and its floor; FID is a mean +- SE over the seeds (5 by default, 2 here)."""
     pytest.importorskip("torch_fidelity")
     from zoo.compare import compare
 
-    result = compare(_tiny_pair(tmp_path), "zoo:digits", tmp_path / "cmp", quality_n=64, curve_samples=1)
+    result = compare(tiny_three, "zoo:digits", tmp_path / "cmp", quality_n=64, curve_samples=1, seeds=2,
+                     progress=True, sampler={"name": "ddim", "steps": 3})
+    assert "measure tiny-ddpm" in capsys.readouterr().err  # the progress bar names its long steps
     table = (tmp_path / "cmp" / "compare.md").read_text()
     for column in ("-ELBO bits/dim (+- SE) [test]", "rate nats", "I_q(x;z) [lower +- SE, upper] [train]",
                    "active units", "FID", "precision / recall"):
@@ -87,22 +94,24 @@ def test_compare_puts_each_data_space_in_its_own_table_with_its_baselines(tmp_pa
     v, d = rows["tiny-vae"], rows["tiny-ddpm"]
     assert 0 <= v["mi_lower"] <= v["mi_upper"] and v["mi_log_n"] == pytest.approx(math.log(1497))
     assert v["bpd_se"] > 0 and "digits-cnn" in v["quality_features"]
-    assert len(v["quality_seeds"]) == 5 and v["fid"] > 0 and v["fid_se"] > 0
+    assert len(v["quality_seeds"]) == 2 and v["fid"] > 0 and v["fid_se"] > 0
+    assert inspect.signature(compare).parameters["seeds"].default == 5
     assert "information_curve" not in v and d.get("mi_lower") is None
     curve = d["information_curve"]
     assert curve["saturated"][0] and curve["lower"][0] == pytest.approx(math.log(1497), abs=1e-3)
     assert d["rate_kind"] == "upper bound" and "log N" in table
+    assert d["quality_sampler"] == "sampler=ddim, steps=3" and v["quality_sampler"] == "ancestral"
     # the floors are those of each space: binarised images against binarised ones, 8-bit against 8-bit
     f8, fb = spaces["8-bit"]["floor"], spaces["binarised"]["floor"]
     assert f8["floor_fid_se"] > 0 and fb["floor_fid_se"] > 0 and f8["floor_fid"] != fb["floor_fid"]
     assert result["models"][0]["obtained"].startswith("loaded")
 
 
-def test_compare_one_table_refuses_a_model_on_another_space_by_name(tmp_path):
+def test_compare_one_table_refuses_a_model_on_another_space_by_name(tmp_path, tiny_three):
     from zoo.compare import compare
     from zoo.errors import UsageError
 
-    names = _tiny_pair(tmp_path)
+    names = tiny_three
     with pytest.raises(UsageError, match=r"refused 'tiny-vae' \(zoo:digits, 1x8x8, binarised"):
         compare(names, "zoo:digits", tmp_path / "cmp", quality_n=64, one_table=True, progress=False)
     assert not (tmp_path / "cmp" / "compare.md").exists()

@@ -69,7 +69,7 @@ def _bpd_se(model, se: float | None) -> float | None:
 
 def measure(model, data: str, *, split: str = "test", mi_split: str = "train", quality_n: int | None = None,
             features: str | None = None, curve_samples: int = 4, seeds: int = 5,
-            progress: Callable[[], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[], None] | None = None, sampler: dict[str, Any] | None = None) -> dict[str, Any]:
     """One row of the table (and the diffusion curve) for ``model``."""
     from zoo.data import load_tensors
     from zoo.diagnostics import diagnose
@@ -93,9 +93,10 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
     if progress:
         progress()
     quality = evaluate_over_seeds(model, data, split=split, n=quality_n, features=features, seeds=seeds,
-                                  floor=False, progress=progress)
+                                  floor=False, progress=progress, sampler=sampler)
     row.update({f"{k}{s}": quality.get(f"{k}{s}") for k in SEEDED for s in ("", "_se")})
-    row.update({"quality_features": quality["features"], "quality_seeds": quality["seeds"]})
+    row.update({"quality_features": quality["features"], "quality_seeds": quality["seeds"],
+                "quality_sampler": quality["sampler"]})
     first = model.encode(load_tensors(data, split)[:1])
     if c.has(model.prior, c.GaussianForwardProcess) and c.is_fixed(first):
         from zoo.forward_information import model_information_curve
@@ -108,12 +109,14 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
 def compare(names: list[str], data: str, out: str | Path, *, split: str = "test", mi_split: str = "train",
             quality_n: int | None = None, features: str | None = None, overrides: dict[str, Any] | None = None,
             curve_samples: int = 4, command: str | None = None, seeds: int = 5, one_table: bool = False,
-            progress: bool | None = None) -> dict[str, Any]:
+            progress: bool | None = None, sampler: dict[str, Any] | None = None) -> dict[str, Any]:
     """Obtain every model, group them by data space, measure them beside their space's baselines and floor;
     write ``compare.md`` (one table per space), ``compare.json`` and one figure per space into ``out``.
 
     ``one_table``: refuse (UsageError, naming them) the models whose space is not the first model's.
-    ``progress``: a tqdm bar on stderr (None: when stderr is a terminal)."""
+    ``progress``: a tqdm bar on stderr (None: when stderr is a terminal).
+    ``sampler``: e.g. ``{"name": "ddim", "steps": 50}``, used for the FID samples of models whose prior declares it
+    (the others sample ancestrally); each row says which sampler made its samples."""
     from zoo.baselines import baselines
     from zoo.data_space import data_space
     from zoo.quality.seeds import floor_over_seeds
@@ -146,7 +149,7 @@ def compare(names: list[str], data: str, out: str | Path, *, split: str = "test"
             for model, how, _ in items:
                 bar.set_description(f"measure {model.name}")
                 row = measure(model, data, split=split, mi_split=mi_split, quality_n=quality_n, features=features,
-                              curve_samples=curve_samples, seeds=seeds, progress=bar.update)
+                              curve_samples=curve_samples, seeds=seeds, progress=bar.update, sampler=sampler)
                 row.update({"obtained": how, "space": key})
                 group_rows.append(row)
             bar.set_description(f"floor of {key}")
@@ -281,6 +284,8 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"- floor: {floor['floor']}.")
         if features:
             lines.append("- features of FID and precision/recall: " + "; ".join(features) + ".")
+        lines.append("- samples of FID: " + "; ".join(f"{r['model']}: {r.get('quality_sampler', 'ancestral')}"
+                                                      for r in models) + ".")
         lines += ["- obtained: " + "; ".join(f"{r['model']}: {r['obtained']}" for r in models) + ".", ""]
     if result.get("command"):
         lines += [f"Made by `{result['command']}`."]

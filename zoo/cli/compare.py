@@ -14,7 +14,9 @@ def cmd_compare(args) -> None:
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[0].endswith("zoo") else None
     result = compare(args.models, args.data, args.out, split=args.split, mi_split=args.mi_split,
                      quality_n=args.n, features=args.features, overrides=overrides, command=command,
-                     seeds=args.seeds, one_table=args.one_table, progress=False if args.quiet else None)
+                     seeds=args.seeds, one_table=args.one_table, progress=False if args.quiet else None,
+                     sampler={"name": args.sampler, **({"steps": args.sampler_steps} if args.sampler_steps else {})}
+                     if args.sampler else None)
     print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {args.out}/compare.md, compare.json"
           + "".join(f", {Path(f).name}" for f in result.get("figures", [])))
@@ -44,5 +46,8 @@ def add_parser(sub) -> None:
                                                                  "reported as mean +- SE (default 5)")
     p.add_argument("--one-table", action="store_true", help="one table: refuse, by name, a model on another data "
                                                             "space than the first model's")
+    p.add_argument("--sampler", help="registered sampler for the FID samples of models whose prior declares it "
+                                     "(e.g. ddim); the others sample ancestrally (default: each model's own)")
+    p.add_argument("--sampler-steps", type=positive_int, help="steps of --sampler (e.g. 50)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     p.set_defaults(func=cmd_compare)

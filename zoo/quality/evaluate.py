@@ -39,10 +39,14 @@ def reference_images(model, data: str, split: str, n: int | None) -> torch.Tenso
 
 @torch.no_grad()
 def evaluate_model(model, data: str, *, split: str = "test", n: int | None = None, metrics=METRICS,
-                   features: str | None = None, inception_path: str | None = None, seed: int | None = None
-                   ) -> dict[str, Any]:
+                   features: str | None = None, inception_path: str | None = None, seed: int | None = None,
+                   sampler: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample-quality numbers of ``model`` against ``data`` [``split``]; n samples = n reference images
-    (default: the whole split).  Every number is reported with the features that made it."""
+    (default: the whole split).  Every number is reported with the features that made it.
+
+    ``sampler``: ``{"name": "ddim", "steps": 50, ...}`` draws with that registered sampler when the model's prior
+    declares it (zoo.contracts.declared_samplers), else the model's own ancestral sampling; the report says
+    which (``sampler``)."""
     from zoo.diagnostics import default_seed
 
     feats = resolve_features(features, data)
@@ -53,7 +57,8 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     mean = not model.decoder.likelihood.discrete
-    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator))
+    options = _sampler_options(model, sampler)
+    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator, **options))
                       for i in range(0, len(real), 500)])
     if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
         raise UsageError(f"model {model.name!r} samples images of shape {list(fake.shape[1:])}, "
@@ -61,8 +66,25 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     out = fidelity_metrics(fake, real, features=feats, metrics=tuple(metrics), inception_path=inception_path)
     out.update({"model": model.name, "data": data, "split": split, "seed": seed,
                 "samples": "the decoder's mean" if mean else "x ~ p(x|z) (a discrete likelihood)",
-                "reference": f"{data} [{split}] in the model's data space"})
+                "reference": f"{data} [{split}] in the model's data space",
+                "sampler": (", ".join(f"{k}={v}" for k, v in options.items()) if options
+                            else (model.config.get("sampler") or {}).get("name", "ancestral"))})
     return out
+
+
+def _sampler_options(model, sampler: dict[str, Any] | None) -> dict[str, Any]:
+    """``model.sample`` keyword arguments for ``sampler`` when the model's prior declares it, else none."""
+    from zoo import contracts as c
+
+    if not sampler:
+        return {}
+    options = dict(sampler)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise UsageError(f"sampler: expected a mapping with a 'name', got {sampler!r}")
+    if name not in c.declared_samplers(model.prior):
+        return {}
+    return {"sampler": name, **options}
 
 
 def quality_results(report: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +127,9 @@ def record_in_folder(folder, quality: dict[str, Any]) -> None:
 def record_in_card(path, quality: dict[str, Any]) -> None:
     """Merge sample-quality results into a card file's ``zoo.results`` (other lines kept as written)."""
     from zoo.cards import read_card
+    from pathlib import Path
+
     from zoo.cards.edit import set_zoo_fields
 
-    card = read_card(path)
+    card = read_card(path, name=Path(path).stem)  # a catalogue card is named after its file
     set_zoo_fields(path, {"results": {**(card.zoo.get("results") or {}), **quality}})

@@ -79,7 +79,8 @@ def floor_over_seeds(model, data: str, *, split: str = "test", floor_split: str 
 def evaluate_over_seeds(model, data: str, *, split: str = "test", n: int | None = None, metrics=METRICS,
                         features: str | None = None, inception_path: str | None = None, seed: int | None = None,
                         seeds: int = DEFAULT_SEEDS, floor: bool = True, floor_split: str = "train",
-                        progress: Callable[[], None] | None = None) -> dict[str, Any]:
+                        progress: Callable[[], None] | None = None, sampler: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
     """:func:`zoo.quality.evaluate.evaluate_model` over ``seeds`` sample draws: each metric's mean, SE and
     per-draw values, with (``floor=True``) the test-vs-train floor of the model's data space beside them."""
     from zoo.diagnostics import default_seed
@@ -90,7 +91,7 @@ def evaluate_over_seeds(model, data: str, *, split: str = "test", n: int | None 
     draws = []
     for s in _seeds(first, seeds):
         draws.append(evaluate_model(model, data, split=split, n=n, metrics=metrics, features=features,
-                                    inception_path=inception_path, seed=s))
+                                    inception_path=inception_path, seed=s, sampler=sampler))
         if progress:
             progress()
     report = {k: v for k, v in draws[0].items() if k not in SEEDED and k not in ("kid_std", "seed")}
