@@ -169,7 +169,8 @@ def compare(names: list[str], data: str, out: str | Path, *, split: str = "test"
     try:
         for sp in spaces:
             path = out / ("compare.png" if len(spaces) == 1 else f"compare-{_slug(sp['space'])}.png")
-            plot_compare({**result, "models": sp["models"], "space_label": sp["label"]}, path)
+            plot_compare({**result, "models": sp["models"], "space_label": sp["label"],
+                          "baselines": sp["baselines"]}, path)
             figures.append(str(path))
     except Exception as e:  # noqa: BLE001 - no matplotlib: the table and JSON stand
         from zoo.errors import ZooError
@@ -238,7 +239,7 @@ def _pm(r: dict[str, Any], key: str, spec: str = ".2f") -> str:
     if r.get(key) is None:
         return "n/a"
     se = r.get(f"{key}_se")
-    return format(r[key], spec) + (f" +- {format(se, spec)}" if se is not None else "")
+    return format(r[key], spec) + (f" +- {se:.2g}" if se is not None else "")
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -293,11 +294,25 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def plot_compare(result: dict[str, Any], path: str | Path) -> Path:
-    """Left: I(x_0; x_t) over t for each diffusion model (saturated part marked); right: rate and I_q bracket."""
+    """Left: I(x_0; x_t) over t for each diffusion model (saturated part marked); middle: rate and I_q bracket;
+    right: -ELBO bits/dim (+- 2 SE) beside the baselines of the space (one space per figure)."""
     from zoo.plots import _pyplot, _save
 
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 3.8))
+    named = [r for r in result["models"] if r.get("bpd") is not None]
+    third.bar(range(len(named)), [r["bpd"] for r in named], yerr=[2 * (r.get("bpd_se") or 0) for r in named],
+              color="tab:blue", capsize=3)
+    for i, b in enumerate(result.get("baselines") or []):
+        if math.isfinite(b["bpd"]):
+            third.axhline(b["bpd"], ls=("--", ":", "-.", (0, (1, 3)))[i % 4], color="k", lw=0.9,
+                          label=f"{b['model']} {b['bpd']:.2f}")
+    third.set_xticks(list(range(len(named))))
+    third.set_xticklabels([r["model"] for r in named], fontsize=7, rotation=15)
+    third.set_ylabel("-ELBO bits/dim (+- 2 SE)")
+    third.set_title("bits/dim beside the no-latent baselines", fontsize=9)
+    if result.get("baselines"):
+        third.legend(fontsize=6)
     curves = [(r["model"], r["information_curve"]) for r in result["models"] if r.get("information_curve")]
     for name, cur in curves:
         line, = left.plot(cur["t"], cur["lower"], ".-", ms=3, label=f"{name}: lower bound")
