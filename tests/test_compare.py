@@ -100,7 +100,7 @@ def test_compare_puts_each_data_space_in_its_own_table_with_its_baselines(tmp_pa
     curve = d["information_curve"]
     assert curve["saturated"][0] and curve["lower"][0] == pytest.approx(math.log(1497), abs=1e-3)
     assert d["rate_kind"] == "upper bound" and "log N" in table
-    assert d["quality_sampler"] == "sampler=ddim, steps=3" and v["quality_sampler"] == "ancestral"
+    assert d["quality_sampler"] == "ddim (steps=3)" and v["quality_sampler"] == "ancestral"
     # the floors are those of each space: binarised images against binarised ones, 8-bit against 8-bit
     f8, fb = spaces["8-bit"]["floor"], spaces["binarised"]["floor"]
     assert f8["floor_fid_se"] > 0 and fb["floor_fid_se"] > 0 and f8["floor_fid"] != fb["floor_fid"]
@@ -115,3 +115,16 @@ def test_compare_one_table_refuses_a_model_on_another_space_by_name(tmp_path, ti
     with pytest.raises(UsageError, match=r"refused 'tiny-vae' \(zoo:digits, 1x8x8, binarised"):
         compare(names, "zoo:digits", tmp_path / "cmp", quality_n=64, one_table=True, progress=False)
     assert not (tmp_path / "cmp" / "compare.md").exists()
+
+
+def test_cli_compare_one_table_names_the_refused_model(tmp_path, tiny_three, capsys):
+    from zoo.cli import main
+
+    code = None
+    try:
+        code = main(["compare", *tiny_three, "--data", "zoo:digits", "--out", str(tmp_path / "cmp"), "--one-table",
+                     "--quiet"])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code not in (0, None) and "refused 'tiny-vae'" in err and "tiny-vae8" not in err.split("refused")[1]

@@ -26,6 +26,7 @@ def format_quality(report: dict) -> str:
     if report.get("floor"):
         lines.append(f"  floor      {report['floor']}")
     lines.append(f"  features   {report['features']} (sha256 {report['features_sha256'][:16]}...)")
+    lines.append(f"  samples    {report.get('samples', '')}; sampler: {report.get('sampler', 'ancestral')}")
     lines.append(f"  computed by {report['metrics_by']}, seeds {', '.join(map(str, seeds))}")
     return "\n".join(lines)
 
@@ -40,7 +41,9 @@ def cmd_evaluate(args) -> None:
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
     report = evaluate_over_seeds(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
-                                 inception_path=args.inception_weights, seed=args.seed, seeds=args.seeds)
+                                 inception_path=args.inception_weights, seed=args.seed, seeds=args.seeds,
+                                 sampler={"name": args.sampler, **({"steps": args.sampler_steps} if args.sampler_steps
+                                                                   else {})} if args.sampler else None)
     kind, target = resolve(args.model)
     results = quality_results(report)
     if kind == "folder":
@@ -78,6 +81,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="first seed of the samples (default: one of the model's own)")
     p.add_argument("--seeds", type=positive_int, default=5, help="sample draws (seeds SEED, SEED+1, ...): each metric "
                                                                  "is their mean +- SE (default 5)")
+    p.add_argument("--sampler", help="registered sampler for the samples when the model's prior declares it (e.g. "
+                                     "ddim; default: the model's own sampling); the report names it")
+    p.add_argument("--sampler-steps", type=positive_int, help="steps of --sampler (e.g. 50)")
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.set_defaults(func=cmd_evaluate)

@@ -67,9 +67,19 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     out.update({"model": model.name, "data": data, "split": split, "seed": seed,
                 "samples": "the decoder's mean" if mean else "x ~ p(x|z) (a discrete likelihood)",
                 "reference": f"{data} [{split}] in the model's data space",
-                "sampler": (", ".join(f"{k}={v}" for k, v in options.items()) if options
-                            else (model.config.get("sampler") or {}).get("name", "ancestral"))})
+                "sampler": _describe_sampler(model, options)})
     return out
+
+
+def _describe_sampler(model, options: dict[str, Any]) -> str:
+    """``ddim (steps=50)``, the card's default sampler, or ``ancestral``."""
+    if not options:
+        options = dict(model.config.get("sampler") or {})
+        if not options:
+            return "ancestral"
+        options["sampler"] = options.pop("name")
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "sampler")
+    return options["sampler"] + (f" ({rest})" if rest else "")
 
 
 def _sampler_options(model, sampler: dict[str, Any] | None) -> dict[str, Any]:
