@@ -17,7 +17,6 @@ def test_mean_se():
     assert mean_se([4.0]) == (4.0, None)
 
 
-@pytest.mark.slow  # about 40 s on 2 shared cores (15 FIDs)
 def test_fid_of_vae_digits_over_seeds_with_the_binarised_floor():
     """Issue 19: FID of vae-digits with its SE over seeds; the floor beside it is the binarised one."""
     pytest.importorskip("torch_fidelity")
