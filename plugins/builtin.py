@@ -58,6 +58,7 @@ def register_likelihoods(register):
     register("bernoulli", "zoo.likelihoods:Bernoulli")
     register("gaussian", "zoo.likelihoods:Gaussian")
     register("discretized-logistic", "zoo.likelihoods:DiscretizedLogistic")
+    register("categorical", "zoo_plugins.categorical:Categorical")
     register("discretized-gaussian", "zoo_plugins.diffusion.ddpm:DiscretizedGaussian")
     register("fixed-discretized-gaussian", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedGaussian")
     register("fixed-discretized-logistic", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedLogistic")

@@ -1,4 +1,11 @@
-"""``compare``: the seed's question in one table: do diffusion models, unlike VAEs, escape the collapse of I(x;z)?
+"""``compare``: the seed's question on one data space: do diffusion models, unlike VAEs, escape the collapse of I(x;z)?
+
+Models are grouped by data space (data, shape and how the likelihood discretises pixels: 8-bit, binarised or a
+continuous density; zoo.data_space) and each space gets its own table and figure: two spaces never share one.
+With ``one_table=True`` a model on another space than the first model's is refused by name.  Every table
+carries the baseline rows with no latent of its space (zoo.baselines: uniform, per-pixel categorical or
+Bernoulli fitted on the training split) scored on the same split, and the test-vs-train floor of its
+sample-quality metrics.
 
 Each model is loaded (a run folder, or a card's shipped weights) or trained with ``zoo train``'s machinery
 into ``OUT/runs/NAME`` (reused when already there), then measured with the same code as ``zoo diagnose``
@@ -8,25 +15,28 @@ and ``zoo evaluate``:
   rate          E KL(q(z|x)||p(z)) (for a diffusion model L_T + sum L_{t-1}, an upper bound)
   I_q bracket   paired lower / leave-one-out upper bound on ``mi_split`` (more images: a higher log N ceiling)
   active units  Cov_x E_q[z_d] > 0.01 (Burda et al. 2015); KL per layer for a hierarchical VAE
-  FID, P/R      torch-fidelity on the data set's feature network (zoo.quality)
+  FID, P/R      torch-fidelity on the data set's feature network (zoo.quality), mean +- SE over ``seeds``
+                sample draws, against the split in the models' own space (zoo.quality.seeds)
   I(x_0; x_t)   for a pixel diffusion model, over t, with the same estimator (zoo.forward_information)
 
-Writes ``OUT/compare.md``, ``OUT/compare.json`` and ``OUT/compare.png``.
+Writes ``OUT/compare.md`` (one table per space), ``OUT/compare.json`` and one figure per space
+(``OUT/compare.png`` when all models share one space, else ``OUT/compare-<space>.png``).
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from zoo import contracts as c
-from zoo.errors import WeightsError
+from zoo.errors import UsageError, WeightsError
 from zoo.store.atomic import write_atomic
 
 COLUMNS = ("model", "family", "obtained", "bpd", "bpd_se", "nll_bpd", "nll_kind", "rate", "rate_se", "rate_kind",
            "mi_lower", "mi_lower_se", "mi_upper", "mi_saturated", "mi_log_n", "active_units", "latent_dims",
-           "kl_per_layer", "fid", "precision", "recall", "quality_features", "information_curve")
+           "kl_per_layer", "fid", "fid_se", "precision", "precision_se", "recall", "recall_se", "quality_features",
+           "information_curve", "space")
 
 
 def obtain(name: str, data: str, out: Path, *, overrides: dict[str, Any] | None = None):
@@ -58,11 +68,12 @@ def _bpd_se(model, se: float | None) -> float | None:
 
 
 def measure(model, data: str, *, split: str = "test", mi_split: str = "train", quality_n: int | None = None,
-            features: str | None = None, curve_samples: int = 4) -> dict[str, Any]:
+            features: str | None = None, curve_samples: int = 4, seeds: int = 5,
+            progress: Callable[[], None] | None = None, sampler: dict[str, Any] | None = None) -> dict[str, Any]:
     """One row of the table (and the diffusion curve) for ``model``."""
     from zoo.data import load_tensors
     from zoo.diagnostics import diagnose
-    from zoo.quality.evaluate import evaluate_model
+    from zoo.quality.seeds import SEEDED, evaluate_over_seeds
 
     report = diagnose(model, data, split=split)
     row: dict[str, Any] = {
@@ -79,9 +90,13 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
                     "mi_log_n": mi.get("mi_log_n"), "mi_rate": mi.get("rate"), "mi_n": mi.get("n")})
     else:
         row["mi_note"] = report.get("mi_estimator")
-    quality = evaluate_model(model, data, split=split, n=quality_n, features=features)
-    row.update({k: quality.get(k) for k in ("fid", "precision", "recall")})
-    row["quality_features"] = quality["features"]
+    if progress:
+        progress()
+    quality = evaluate_over_seeds(model, data, split=split, n=quality_n, features=features, seeds=seeds,
+                                  floor=False, progress=progress, sampler=sampler)
+    row.update({f"{k}{s}": quality.get(f"{k}{s}") for k in SEEDED for s in ("", "_se")})
+    row.update({"quality_features": quality["features"], "quality_seeds": quality["seeds"],
+                "quality_sampler": quality["sampler"]})
     first = model.encode(load_tensors(data, split)[:1])
     if c.has(model.prior, c.GaussianForwardProcess) and c.is_fixed(first):
         from zoo.forward_information import model_information_curve
@@ -93,29 +108,110 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
 
 def compare(names: list[str], data: str, out: str | Path, *, split: str = "test", mi_split: str = "train",
             quality_n: int | None = None, features: str | None = None, overrides: dict[str, Any] | None = None,
-            curve_samples: int = 4, command: str | None = None) -> dict[str, Any]:
-    """Obtain and measure every model; write ``compare.md``, ``compare.json`` and ``compare.png`` into ``out``."""
+            curve_samples: int = 4, command: str | None = None, seeds: int = 5, one_table: bool = False,
+            progress: bool | None = None, sampler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Obtain every model, group them by data space, measure them beside their space's baselines and floor;
+    write ``compare.md`` (one table per space), ``compare.json`` and one figure per space into ``out``.
+
+    ``one_table``: refuse (UsageError, naming them) the models whose space is not the first model's.
+    ``progress``: a tqdm bar on stderr (None: when stderr is a terminal).
+    ``sampler``: e.g. ``{"name": "ddim", "steps": 50}``, used for the FID samples of models whose prior declares it
+    (the others sample ancestrally); each row says which sampler made its samples."""
+    from zoo.baselines import baselines
+    from zoo.data_space import data_space
+    from zoo.quality.seeds import floor_over_seeds
+
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise UsageError(f"--seeds: expected a positive number of sample seeds, got {seeds!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name in names:
-        model, how = obtain(name, data, out, overrides=overrides)
-        row = measure(model, data, split=split, mi_split=mi_split, quality_n=quality_n, features=features,
-                      curve_samples=curve_samples)
-        row["obtained"] = how
-        rows.append(row)
-    result = {"data": data, "split": split, "mi_split": mi_split, "command": command, "models": rows}
+    bar = _bar(len(names) * (seeds + 2), progress)
+    try:
+        obtained = []
+        for name in names:
+            bar.set_description(f"obtain {name}")
+            model, how = obtain(name, data, out, overrides=overrides)
+            obtained.append((model, how, data_space(model, data)))
+            bar.update()
+        groups: dict[str, list] = {}
+        for item in obtained:
+            groups.setdefault(item[2].key, []).append(item)
+        if one_table and len(groups) > 1:
+            first = obtained[0][2]
+            others = [f"{m.name!r} ({sp.label})" for m, _, sp in obtained if sp.key != first.key]
+            raise UsageError(f"one table holds one data space: {first.label} (of {obtained[0][0].name!r}); refused "
+                             f"{', '.join(others)}; leave out --one-table to get one table per space")
+        bar.total += len(groups) * seeds
+        spaces, rows = [], []
+        for key, items in groups.items():
+            space = items[0][2]
+            group_rows = []
+            for model, how, _ in items:
+                bar.set_description(f"measure {model.name}")
+                row = measure(model, data, split=split, mi_split=mi_split, quality_n=quality_n, features=features,
+                              curve_samples=curve_samples, seeds=seeds, progress=bar.update, sampler=sampler)
+                row.update({"obtained": how, "space": key})
+                group_rows.append(row)
+            bar.set_description(f"floor of {key}")
+            floor = floor_over_seeds(items[0][0], data, split=split, n=quality_n, features=features, seeds=seeds,
+                                     progress=bar.update)
+            base = baselines(data, space.kind, split=split) if space.kind != "continuous" else []
+            spaces.append({"space": key, "label": space.label, "kind": space.kind, "shape": list(space.shape),
+                           "baselines": base, "floor": floor, "models": group_rows})
+            rows += group_rows
+    finally:
+        bar.close()
+    result = {"data": data, "split": split, "mi_split": mi_split, "command": command, "seeds": seeds,
+              "spaces": spaces, "models": rows}
     write_atomic(out / "compare.json", json.dumps(result, indent=2, default=str) + "\n")
     write_atomic(out / "compare.md", format_table(result))
+    figures = []
     try:
-        plot_compare(result, out / "compare.png")
+        for sp in spaces:
+            path = out / ("compare.png" if len(spaces) == 1 else f"compare-{_slug(sp['space'])}.png")
+            plot_compare({**result, "models": sp["models"], "space_label": sp["label"],
+                          "baselines": sp["baselines"]}, path)
+            figures.append(str(path))
     except Exception as e:  # noqa: BLE001 - no matplotlib: the table and JSON stand
         from zoo.errors import ZooError
 
         if not isinstance(e, ZooError):
             raise
         result["figure_error"] = str(e)
+    result["figures"] = figures
     return result
+
+
+def _slug(key: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")
+
+
+class _NoBar:
+    total = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, progress: bool | None):
+    """A tqdm bar on stderr: on when ``progress`` is True, or None and stderr is a terminal."""
+    import sys
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="compare", unit="step", file=sys.stderr, leave=False)
 
 
 def _f(v: Any, spec: str = ".3f") -> str:
@@ -139,40 +235,84 @@ def _last_saturated(curve: dict[str, Any]) -> int | None:
     return sat[-1] if sat else None
 
 
+def _pm(r: dict[str, Any], key: str, spec: str = ".2f") -> str:
+    if r.get(key) is None:
+        return "n/a"
+    se = r.get(f"{key}_se")
+    return format(r[key], spec) + (f" +- {se:.2g}" if se is not None else "")
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """The Markdown table of a compare result (one row per model)."""
+    """The Markdown of a compare result: one table per data space, its baseline rows and its floor."""
     split, mi_split = result["split"], result["mi_split"]
-    log_n = next((r.get("mi_log_n") or (r.get("information_curve") or {}).get("log_n") for r in result["models"]
-                  if r.get("mi_log_n") or r.get("information_curve")), None)
-    features = sorted({r["quality_features"] for r in result["models"] if r.get("quality_features")})
+    spaces = result.get("spaces") or [{"space": result["data"], "label": result["data"], "baselines": [],
+                                       "floor": {}, "models": result["models"]}]
     lines = [f"# compare on {result['data']}", "",
-             f"bits/dim, rate, active units and sample quality on [{split}]; I_q and I(x_0;x_t) on [{mi_split}] "
-             f"(log N = {_f(log_n, '.2f')}).", "",
-             f"| model | family | -ELBO bits/dim (+- SE) [{split}] | NLL bits/dim | rate nats | I_q(x;z) "
-             f"[lower +- SE, upper] [{mi_split}] | active units | KL per layer (bottom first) | FID | "
-             "precision / recall |",
-             "|---|---|---:|---:|---:|---|---:|---|---:|---|"]
-    for r in result["models"]:
-        rate = f"{_f(r.get('rate'))}" + (" (upper bound)" if r.get("rate_kind") == "upper bound" else "")
-        au = f"{r['active_units']} / {r['latent_dims']}" if r.get("active_units") is not None else "n/a"
-        layers = ", ".join(f"{v:.2f}" for v in r["kl_per_layer"]) if r.get("kl_per_layer") else ""
-        lines.append(f"| {r['model']} | {r['family']} | {_f(r.get('bpd'), '.3f')} +- {_f(r.get('bpd_se'), '.3f')} | "
-                     f"{_f(r.get('nll_bpd'), '.3f')} ({r.get('nll_kind')}) | {rate} | {_mi_cell(r)} | {au} | "
-                     f"{layers} | "
-                     f"{_f(r.get('fid'), '.2f')} | {_f(r.get('precision'), '.2f')} / {_f(r.get('recall'), '.2f')} |")
-    lines += ["", "Features of FID and precision/recall: " + "; ".join(features) + ".",
-              "Obtained: " + "; ".join(f"{r['model']}: {r['obtained']}" for r in result["models"]) + "."]
+             f"bits/dim, rate, active units and sample quality on [{split}]; I_q and I(x_0;x_t) on [{mi_split}]. "
+             f"One table per data space: bits/dim and FID of different spaces are not comparable. "
+             f"FID and precision / recall: mean +- SE over {result.get('seeds', 1)} sample seeds, against "
+             f"[{split}] in the space's own pixels.", ""]
+    for sp in spaces:
+        models = sp["models"]
+        log_n = next((r.get("mi_log_n") or (r.get("information_curve") or {}).get("log_n") for r in models
+                      if r.get("mi_log_n") or r.get("information_curve")), None)
+        features = sorted({r["quality_features"] for r in models if r.get("quality_features")})
+        lines += [f"## {sp['label']}", "",
+                  f"log N of the I_q bounds = {_f(log_n, '.2f')}.", "",
+                  f"| model | family | -ELBO bits/dim (+- SE) [{split}] | NLL bits/dim | rate nats | I_q(x;z) "
+                  f"[lower +- SE, upper] [{mi_split}] | active units | KL per layer (bottom first) | FID | "
+                  "precision / recall |",
+                  "|---|---|---:|---:|---:|---|---:|---|---:|---|"]
+        for r in models:
+            rate = f"{_f(r.get('rate'))}" + (" (upper bound)" if r.get("rate_kind") == "upper bound" else "")
+            au = f"{r['active_units']} / {r['latent_dims']}" if r.get("active_units") is not None else "n/a"
+            layers = ", ".join(f"{v:.2f}" for v in r["kl_per_layer"]) if r.get("kl_per_layer") else ""
+            lines.append(f"| {r['model']} | {r['family']} | {_f(r.get('bpd'), '.3f')} +- {_f(r.get('bpd_se'), '.3f')} | "
+                         f"{_f(r.get('nll_bpd'), '.3f')} ({r.get('nll_kind')}) | {rate} | {_mi_cell(r)} | {au} | "
+                         f"{layers} | {_pm(r, 'fid')} | {_pm(r, 'precision')} / {_pm(r, 'recall')} |")
+        for b in sp.get("baselines") or []:
+            lines.append(f"| baseline: {b['model']} | no latent | {_f(b['bpd'], '.3f')} +- {_f(b['bpd_se'], '.3f')} | "
+                         f"{_f(b['bpd'], '.3f')} (exact) | | | | | | |")
+        floor = sp.get("floor") or {}
+        if floor.get("floor_fid") is not None:
+            lines.append(f"| floor: {split} vs train images | real data | | | | | | | {_pm(floor, 'floor_fid')} | "
+                         f"{_pm(floor, 'floor_precision')} / {_pm(floor, 'floor_recall')} |")
+        lines.append("")
+        for b in sp.get("baselines") or []:
+            lines.append(f"- baseline {b['model']}: {b['description']}; exact NLL {b['nll']:.2f} +- {b['nll_se']:.2f} "
+                         f"nats on [{b['split']}]" + (f" ({b['note']})" if b.get("note") else "") + ".")
+        if floor.get("floor"):
+            lines.append(f"- floor: {floor['floor']}.")
+        if features:
+            lines.append("- features of FID and precision/recall: " + "; ".join(features) + ".")
+        lines.append("- samples of FID: " + "; ".join(f"{r['model']}: {r.get('quality_sampler', 'ancestral')}"
+                                                      for r in models) + ".")
+        lines += ["- obtained: " + "; ".join(f"{r['model']}: {r['obtained']}" for r in models) + ".", ""]
     if result.get("command"):
-        lines += ["", f"Made by `{result['command']}`."]
-    return "\n".join(lines) + "\n"
+        lines += [f"Made by `{result['command']}`."]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot_compare(result: dict[str, Any], path: str | Path) -> Path:
-    """Left: I(x_0; x_t) over t for each diffusion model (saturated part marked); right: rate and I_q bracket."""
+    """Left: I(x_0; x_t) over t for each diffusion model (saturated part marked); middle: rate and I_q bracket;
+    right: -ELBO bits/dim (+- 2 SE) beside the baselines of the space (one space per figure)."""
     from zoo.plots import _pyplot, _save
 
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 3.8))
+    named = [r for r in result["models"] if r.get("bpd") is not None]
+    third.bar(range(len(named)), [r["bpd"] for r in named], yerr=[2 * (r.get("bpd_se") or 0) for r in named],
+              color="tab:blue", capsize=3)
+    for i, b in enumerate(result.get("baselines") or []):
+        if math.isfinite(b["bpd"]):
+            third.axhline(b["bpd"], ls=("--", ":", "-.", (0, (1, 3)))[i % 4], color="k", lw=0.9,
+                          label=f"{b['model']} {b['bpd']:.2f}")
+    third.set_xticks(list(range(len(named))))
+    third.set_xticklabels([r["model"] for r in named], fontsize=7, rotation=15)
+    third.set_ylabel("-ELBO bits/dim (+- 2 SE)")
+    third.set_title("bits/dim beside the no-latent baselines", fontsize=9)
+    if result.get("baselines"):
+        third.legend(fontsize=6)
     curves = [(r["model"], r["information_curve"]) for r in result["models"] if r.get("information_curve")]
     for name, cur in curves:
         line, = left.plot(cur["t"], cur["lower"], ".-", ms=3, label=f"{name}: lower bound")
@@ -205,5 +345,5 @@ def plot_compare(result: dict[str, Any], path: str | Path) -> Path:
     right.set_ylabel("nats per image")
     right.set_title("rate and the I_q bracket (dotted: log N)", fontsize=9)
     right.legend(fontsize=7)
-    fig.suptitle(f"compare on {result['data']}", fontsize=10)
+    fig.suptitle(f"compare on {result.get('space_label') or result['data']}", fontsize=10)
     return _save(fig, path)

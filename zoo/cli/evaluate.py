@@ -5,28 +5,45 @@ import json
 
 
 def format_quality(report: dict) -> str:
-    """One line per metric, and the features that made them."""
-    lines = [f"sample quality of {report['model']}: {report['n_generated']} samples against "
-             f"{report['reference']} ({report['n_reference']} images)"]
+    """One line per metric (mean +- SE over the sample seeds, the floor of the model's space beside it), and the
+    features that made them."""
+    seeds = report.get("seeds") or [report.get("seed")]
+    lines = [f"sample quality of {report['model']}: {report['n_generated']} samples per seed, {len(seeds)} seed(s), "
+             f"against {report['reference']} ({report['n_reference']} images)"]
+    if report.get("data_space"):
+        lines.append(f"  data space {report['data_space']}")
+    lines.append(f"  {'':10s} {'model (mean +- SE over seeds)':32s} floor: test vs train, same space (mean +- SE)")
+
+    def cell(prefix: str, key: str) -> str:
+        if f"{prefix}{key}" not in report:
+            return "n/a"
+        se = report.get(f"{prefix}{key}_se")
+        return f"{report[prefix + key]:.4g}" + (f" +- {se:.2g}" if se is not None else " (one seed: no SE)")
+
     for key, label in (("fid", "FID"), ("kid", "KID"), ("precision", "precision"), ("recall", "recall")):
         if key in report:
-            extra = f" +- {report['kid_std']:.4g} (std over subsets)" if key == "kid" and "kid_std" in report else ""
-            lines.append(f"  {label:10s} {report[key]:.4g}{extra}")
+            lines.append(f"  {label:10s} {cell('', key):32s} {cell('floor_', key)}")
+    if report.get("floor"):
+        lines.append(f"  floor      {report['floor']}")
     lines.append(f"  features   {report['features']} (sha256 {report['features_sha256'][:16]}...)")
-    lines.append(f"  computed by {report['metrics_by']}, seed {report['seed']}")
+    lines.append(f"  samples    {report.get('samples', '')}; sampler: {report.get('sampler', 'ancestral')}")
+    lines.append(f"  computed by {report['metrics_by']}, seeds {', '.join(map(str, seeds))}")
     return "\n".join(lines)
 
 
 def cmd_evaluate(args) -> None:
     from zoo.errors import UsageError
     from zoo.loading import load, resolve
-    from zoo.quality.evaluate import evaluate_model, quality_results, record_in_card, record_in_folder
+    from zoo.quality.evaluate import quality_results, record_in_card, record_in_folder
+    from zoo.quality.seeds import evaluate_over_seeds
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     model = load(args.model, pretrained=True)
     data = args.data or model.config["data"]["source"]
-    report = evaluate_model(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
-                            inception_path=args.inception_weights, seed=args.seed)
+    report = evaluate_over_seeds(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
+                                 inception_path=args.inception_weights, seed=args.seed, seeds=args.seeds,
+                                 sampler={"name": args.sampler, **({"steps": args.sampler_steps} if args.sampler_steps
+                                                                   else {})} if args.sampler else None)
     kind, target = resolve(args.model)
     results = quality_results(report)
     if kind == "folder":
@@ -61,7 +78,12 @@ def add_parser(sub) -> None:
                                       "(default: the network of --data, else inception)")
     p.add_argument("--inception-weights", metavar="PATH", help="Inception-v3 weights file (torch-fidelity's "
                                                                "weights-inception-2015-12-05-6726825d.pth)")
-    p.add_argument("--seed", type=int, help="seed of the samples (default: one of the model's own)")
+    p.add_argument("--seed", type=int, help="first seed of the samples (default: one of the model's own)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="sample draws (seeds SEED, SEED+1, ...): each metric "
+                                                                 "is their mean +- SE (default 5)")
+    p.add_argument("--sampler", help="registered sampler for the samples when the model's prior declares it (e.g. "
+                                     "ddim; default: the model's own sampling); the report names it")
+    p.add_argument("--sampler-steps", type=positive_int, help="steps of --sampler (e.g. 50)")
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -39,10 +39,14 @@ def reference_images(model, data: str, split: str, n: int | None) -> torch.Tenso
 
 @torch.no_grad()
 def evaluate_model(model, data: str, *, split: str = "test", n: int | None = None, metrics=METRICS,
-                   features: str | None = None, inception_path: str | None = None, seed: int | None = None
-                   ) -> dict[str, Any]:
+                   features: str | None = None, inception_path: str | None = None, seed: int | None = None,
+                   sampler: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample-quality numbers of ``model`` against ``data`` [``split``]; n samples = n reference images
-    (default: the whole split).  Every number is reported with the features that made it."""
+    (default: the whole split).  Every number is reported with the features that made it.
+
+    ``sampler``: ``{"name": "ddim", "steps": 50, ...}`` draws with that registered sampler when the model's prior
+    declares it (zoo.contracts.declared_samplers), else the model's own ancestral sampling; the report says
+    which (``sampler``)."""
     from zoo.diagnostics import default_seed
 
     feats = resolve_features(features, data)
@@ -53,9 +57,10 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     mean = not model.decoder.likelihood.discrete
+    options = _sampler_options(model, sampler)
     from zoo.progress import bar
 
-    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator))
+    fake = torch.cat([to_uint8(model.sample(min(500, len(real) - i), mean=mean, generator=generator, **options))
                       for i in bar(range(0, len(real), 500), desc=f"sample {model.name}", unit="batch of 500")])
     if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
         raise UsageError(f"model {model.name!r} samples images of shape {list(fake.shape[1:])}, "
@@ -63,17 +68,51 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
     out = fidelity_metrics(fake, real, features=feats, metrics=tuple(metrics), inception_path=inception_path)
     out.update({"model": model.name, "data": data, "split": split, "seed": seed,
                 "samples": "the decoder's mean" if mean else "x ~ p(x|z) (a discrete likelihood)",
-                "reference": f"{data} [{split}] in the model's data space"})
+                "reference": f"{data} [{split}] in the model's data space",
+                "sampler": _describe_sampler(model, options)})
     return out
 
 
+def _describe_sampler(model, options: dict[str, Any]) -> str:
+    """``ddim (steps=50)``, the card's default sampler, or ``ancestral``."""
+    if not options:
+        options = dict(model.config.get("sampler") or {})
+        if not options:
+            return "ancestral"
+        options["sampler"] = options.pop("name")
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "sampler")
+    return options["sampler"] + (f" ({rest})" if rest else "")
+
+
+def _sampler_options(model, sampler: dict[str, Any] | None) -> dict[str, Any]:
+    """``model.sample`` keyword arguments for ``sampler`` when the model's prior declares it, else none."""
+    from zoo import contracts as c
+
+    if not sampler:
+        return {}
+    options = dict(sampler)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise UsageError(f"sampler: expected a mapping with a 'name', got {sampler!r}")
+    if name not in c.declared_samplers(model.prior):
+        return {}
+    return {"sampler": name, **options}
+
+
 def quality_results(report: dict[str, Any]) -> dict[str, Any]:
-    """The card's ``zoo.results`` entries of an evaluate report (keys ``fid``, ``kid``, ... and their provenance)."""
+    """The card's ``zoo.results`` entries of an evaluate report (keys ``fid``, ``fid_se``, ``floor_fid``, ... and
+    their provenance); a report over seeds (zoo.quality.seeds) keeps each metric's SE and the floor."""
     keep = ("fid", "kid", "kid_std", "precision", "recall")
-    out = {k: round(report[k], 6) for k in keep if k in report}
+    keep += tuple(f"{p}{k}{s}" for p in ("", "floor_") for k in keep[:1] + keep[2:] + ("kid",) for s in ("_se",))
+    keep += tuple(f"floor_{k}" for k in ("fid", "kid", "precision", "recall"))
+    out = {k: round(report[k], 6) for k in dict.fromkeys(keep) if report.get(k) is not None}
     out.update({"quality_features": report["features"], "quality_features_sha256": report["features_sha256"],
                 "quality_n": report["n_generated"], "quality_split": report["split"],
                 "quality_metrics_by": report["metrics_by"], "quality_seed": report["seed"]})
+    if report.get("seeds"):
+        out["quality_seeds"] = len(report["seeds"])
+    if report.get("floor"):
+        out["quality_floor"] = report["floor"]
     return out
 
 
@@ -100,7 +139,9 @@ def record_in_folder(folder, quality: dict[str, Any]) -> None:
 def record_in_card(path, quality: dict[str, Any]) -> None:
     """Merge sample-quality results into a card file's ``zoo.results`` (other lines kept as written)."""
     from zoo.cards import read_card
+    from pathlib import Path
+
     from zoo.cards.edit import set_zoo_fields
 
-    card = read_card(path)
+    card = read_card(path, name=Path(path).stem)  # a catalogue card is named after its file
     set_zoo_fields(path, {"results": {**(card.zoo.get("results") or {}), **quality}})
