@@ -95,8 +95,28 @@ def compare(names: list[str], data: str, out: str | Path, *, split: str = "test"
             quality_n: int | None = None, features: str | None = None, overrides: dict[str, Any] | None = None,
             curve_samples: int = 4, command: str | None = None) -> dict[str, Any]:
     """Obtain and measure every model; write ``compare.md``, ``compare.json`` and ``compare.png`` into ``out``."""
+    from zoo.store.run_lock import FolderGuard
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_names(names)  # an unknown name is refused before anything is measured or trained
+    with FolderGuard(out, kind="compare", overwrite_flag=None) as guard:  # never into a folder of the user's files
+        guard.mark()
+        return _compare(names, data, out, split=split, mi_split=mi_split, quality_n=quality_n, features=features,
+                        overrides=overrides, curve_samples=curve_samples, command=command)
+
+
+def check_names(names: list[str]) -> None:
+    """Every model name resolves (an unknown card is an UnknownModelError naming it); read-only."""
+    from zoo.cards.catalog import get_card
+    from zoo.loading import resolve
+
+    for name in names:
+        kind, target = resolve(name)
+        if kind == "card":
+            get_card(target)
+
+
+def _compare(names, data, out, *, split, mi_split, quality_n, features, overrides, curve_samples, command):
     rows = []
     for name in names:
         model, how = obtain(name, data, out, overrides=overrides)

@@ -23,8 +23,10 @@ def cmd_evaluate(args) -> None:
     from zoo.quality.evaluate import evaluate_model, quality_results, record_in_card, record_in_folder
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    from zoo.cli.commands import run_data
+
     model = load(args.model, pretrained=True)
-    data = args.data or model.config["data"]["source"]
+    data = args.data or run_data(args.model, model)
     report = evaluate_model(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
                             inception_path=args.inception_weights, seed=args.seed)
     kind, target = resolve(args.model)
