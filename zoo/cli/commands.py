@@ -81,6 +81,7 @@ def cmd_info(args) -> None:
     from zoo.cards.catalog import get_card
 
     card = get_card(args.name)
+    check_buildable(card)  # a card that validates but cannot be built is an error here, not "fine"
     if args.json:
         print(json.dumps({"name": card.name, "zoo": card.zoo, "metadata": card.metadata}, indent=2))
         return
@@ -104,6 +105,18 @@ def cmd_info(args) -> None:
           else "  weights   none published (train it: zoo train NAME)")
     for key, value in (z.get("results") or {}).items():
         print(f"  result    {key}: {value}")
+
+
+def check_buildable(card) -> None:
+    """Build the card's model without weights or memory (meta device): its components must accept their arguments
+    (CardError naming the field otherwise).  A card naming its own Python modules is not imported here."""
+    from zoo.assemble import build_model
+    from zoo.errors import UntrustedCodeError
+
+    try:
+        build_model(card, empty=True)
+    except UntrustedCodeError:
+        pass
 
 
 def add_info(sub) -> None:
@@ -153,7 +166,7 @@ def cmd_sample(args) -> None:
     from zoo.store.images import check_png_path
 
     check_png_path(args.out, "--out")
-    model = load(args.model, pretrained=True)
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
     check_allocation(args.n, model, "--n")
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     given = args.sampler_options
@@ -192,6 +205,8 @@ def add_sample(sub) -> None:
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge each pixel this many times (>= 1)")
     p.add_argument("--sampler", help="a registered sampler the model's prior declares (default: the one whose "
                                      "options are given, else the prior's own sample)")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_sample, sampler_options={}, accepts_options=True)
 
 
@@ -248,7 +263,7 @@ def cmd_diagnose(args) -> None:
         from zoo.store.images import check_png_path
 
         check_png_path(args.plot, "--plot")
-    model = load(args.model, pretrained=True)
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
     data = args.data or run_data(args.model, model)
     try:
         report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
@@ -284,4 +299,6 @@ def add_diagnose(sub) -> None:
                         "card's values)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_diagnose)

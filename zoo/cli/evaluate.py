@@ -25,7 +25,7 @@ def cmd_evaluate(args) -> None:
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     from zoo.cli.commands import run_data
 
-    model = load(args.model, pretrained=True)
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
     data = args.data or run_data(args.model, model)
     report = evaluate_model(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
                             inception_path=args.inception_weights, seed=args.seed)
@@ -66,4 +66,6 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of the samples (default: one of the model's own)")
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_evaluate)

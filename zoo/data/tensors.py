@@ -9,7 +9,7 @@ import numpy as np
 
 from zoo.errors import DataError
 from zoo.data.embedded import _materialise, data_cache_dir
-from zoo.data.images import _fmt, to_tensor
+from zoo.data.images import CONVERT_HINT, _fmt, to_tensor
 from zoo.data.sources import _resolve, load_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +74,7 @@ def load_tensors(spec: str, split: str = "train", *, image_key: str | None = Non
                 raise DataError(f"--data {spec!r}: the rebuilt cache {root / (split + '.npy')} is still unreadable; "
                                 f"delete {root} (or set ZOO_CACHE to another folder)")
         if shape_key is not None and shape_key != target.shape:
-            hint = " (pass convert=True to convert between grayscale and RGB)" \
+            hint = f" (to convert between grayscale and RGB: {CONVERT_HINT})" \
                 if shape_key[1:] == target.shape[1:] else ""
             raise DataError(f"--data {spec!r}: the images are {_fmt(target.shape)} but the expected "
                             f"shape is {_fmt(shape_key)}; images are never resized{hint}")

@@ -20,8 +20,9 @@ INCEPTION_BYTES = 95_628_359
 EXTRACTOR = "zoo-inception-v3-compat"
 
 
-def verify_inception(path: Path, *, sha256: str = INCEPTION_SHA256, size: int | None = INCEPTION_BYTES) -> str:
+def verify_inception(path: Path) -> str:
     """The sha256 of ``path`` if it is the published Inception file, else a WeightsError naming what differs."""
+    sha256, size = INCEPTION_SHA256, INCEPTION_BYTES
     got_size = path.stat().st_size
     if size is not None and got_size != size:
         raise WeightsError(f"Inception weights file {path} has {got_size} bytes, not the {size} of torch-fidelity's "
