@@ -202,6 +202,11 @@ def test_sweep_refuses_a_folder_of_the_users_files(tmp_path, capsys):
     assert main(["sweep", "vae-digits", "--beta", "1", "--out", str(mine), "--steps", "2", "--quiet"]) == 1
     assert "not a latent-zoo sweep folder (it holds sweep.md)" in capsys.readouterr().err
     assert snapshot(mine) == before
+    theirs = tmp_path / "a-sweep"
+    theirs.mkdir()
+    (theirs / ".zoo-run").write_text('{"card": "vae-digits", "kind": "sweep"}\n')
+    with pytest.raises(TrainingError, match="holds a `zoo sweep` folder, not a training run"):
+        zoo.train(small_card(train={"steps": 2}), out=theirs, overwrite=True, **QUICK)
 
 
 # -- no wrong result without an error -------------------------------------------------------------------------

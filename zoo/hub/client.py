@@ -80,7 +80,7 @@ def parse_hf_uri(uri: str) -> tuple[str, str | None]:
         raise HubError(f"Not a Hub URI: {uri!r} (expected 'hf://org/name' or 'hf://org/name@revision')")
     repo_id, _, revision = uri[len("hf://"):].partition("@")
     repo_id = repo_id.strip("/")
-    check_repo_id(repo_id, "repo id")
+    check_repo_id(repo_id, f"Hub URI {uri if len(uri) <= 60 else uri[:57] + '...'!r}: repo id")
     if "@" in uri[len("hf://"):] and not revision:
         raise HubError(f"Empty revision after '@' in Hub URI {uri!r}")
     return repo_id, revision or None

@@ -66,6 +66,9 @@ def check_out_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
         raise TrainingError(f"--out {folder} is a file, not a folder")
     user_files = sorted(p.name for p in folder.iterdir() if p.name not in OWNED)
     owned_present = sorted(p.name for p in folder.iterdir() if p.name in OWNED)
+    kind = folder_kind(folder)
+    if kind in ("compare", "sweep"):  # latent-zoo's, but not a run: its tables and figures are not replaced
+        raise TrainingError(f"--out {folder} holds a `zoo {kind}` folder, not a training run; choose another --out")
     if is_run_folder(folder):
         return
     if not user_files and set(owned_present) <= {LOCK, LOCK_PID}:
