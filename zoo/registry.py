@@ -246,7 +246,8 @@ class Registry:
         self.cards[entry.name] = entry
 
     def _fail(self, owner: Owner, stage: str, error: BaseException) -> None:
-        failure = PluginFailure(owner, stage, f"{type(error).__name__}: {error}")
+        failure = PluginFailure(owner, stage, f"{type(error).__name__}: {error}" if str(error)
+                                else f"{type(error).__name__} raised by the plugin's own code")
         self.failures.append(failure)
         if self.strict:
             raise PluginError(str(failure)) from (error if isinstance(error, Exception) else None)
