@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
     p.add_argument("--features", help="a registered feature network (e.g. digits-cnn) or 'inception' "
                                       "(default: the network of --data, else inception)")
     p.add_argument("--inception-weights", metavar="PATH", help="Inception-v3 weights file (torch-fidelity's "
-                                                               "weights-inception-2015-12-05-6726825d.pth)")
+                                                               "weights-inception-2015-12-05-6726825d.pth; its sha256 "
+                                                               "is checked before it is read, as tensors only)")
     p.add_argument("--seed", type=int, help="seed of the samples (default: one of the model's own)")
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
