@@ -406,6 +406,7 @@ def interrupting_plugin(tmp_path, monkeypatch):
 
 @pytest.fixture
 def hanging_plugin(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "1")  # before any registry is built with the plugin installed
     plugin(tmp_path, monkeypatch, "zoo_hangs", """
         import time
         from zoo.hookspecs import hookimpl
@@ -438,7 +439,6 @@ def test_keyboard_interrupt_at_plugin_import_is_recorded_like_any_failure(interr
 def test_a_hanging_plugin_hook_is_named_after_the_time_limit(hanging_plugin, fresh_registry, capsys, monkeypatch):
     from zoo.registry import reset_registry
 
-    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "1")
     reset_registry()
     started = time.perf_counter()
     assert main(["list", "vae-digits"]) == 0
