@@ -152,6 +152,13 @@ def test_compare_refuses_a_folder_of_the_users_files_and_checks_every_name_first
                                             r"\(it holds compare.md\); choose an empty or new folder$"):
         compare(["vae-digits"], "zoo:digits", mine)
     assert snapshot(mine) == before
+    from zoo.store.run_lock import folder_kind
+
+    earlier = tmp_path / "earlier"  # a compare folder of an earlier version (no marker) is still recognised
+    earlier.mkdir()
+    (earlier / "compare.json").write_text(json.dumps({"data": "zoo:digits", "split": "test", "mi_split": "train",
+                                                      "command": None, "models": []}))
+    assert folder_kind(earlier) == "compare" and folder_kind(mine) is None
     fresh = tmp_path / "fresh"
     started = time.perf_counter()
     assert main(["compare", "vae-digits", "no-such-model", "--out", str(fresh)]) == 2

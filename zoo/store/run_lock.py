@@ -160,6 +160,13 @@ def folder_kind(folder: Path) -> str | None:
         return "run"
     if is_run_folder(folder):  # earlier versions: no marker
         return "run" if (folder / "checkpoints").is_dir() else "model"
+    for kind, table, keys in (("compare", "compare.json", {"models", "mi_split"}), ("sweep", "sweep.json", {"meta", "rows"})):
+        try:  # a `zoo compare` / `zoo sweep` folder of an earlier version: its own JSON says so
+            written = json.loads((folder / table).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(written, dict) and keys <= set(written):
+            return kind
     return None
 
 
