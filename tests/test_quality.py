@@ -104,8 +104,9 @@ def test_evaluate_writes_fid_with_its_features_into_the_run_card(tmp_path):
     check_hub_metadata(text, source="README.md")  # the Hub can read the metrics
 
 
-def test_inception_features_come_from_the_local_file_and_record_its_sha256(tmp_path):
-    """The Inception path end to end with a stand-in weights file (random weights: no download, no real file)."""
+def test_inception_features_come_from_the_local_file_and_record_its_sha256(tmp_path, monkeypatch):
+    """The Inception path end to end with a stand-in weights file (random weights: no download, no real file),
+    pinned in place of the published sha256 (zoo.quality.inception) for this test."""
     from unittest import mock
 
     import torch_fidelity.feature_extractor_inceptionv3 as fe
@@ -120,6 +121,8 @@ def test_inception_features_come_from_the_local_file_and_record_its_sha256(tmp_p
         stand_in = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     path = tmp_path / "inception.pth"
     torch.save(stand_in.state_dict(), path)
+    monkeypatch.setattr("zoo.quality.inception.INCEPTION_SHA256", sha256_of(path))
+    monkeypatch.setattr("zoo.quality.inception.INCEPTION_BYTES", path.stat().st_size)
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randint(0, 256, (6, 1, 8, 8), generator=g, dtype=torch.uint8) for _ in range(2))
     with mock.patch.object(fe, "load_state_dict_from_url", no_download):

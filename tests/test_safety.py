@@ -83,7 +83,7 @@ def test_a_second_run_into_the_same_folder_is_refused_naming_the_holder(tmp_path
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "LOCKED"
-        with pytest.raises(TrainingError, match=rf"being written by another training process \(pid {holder.pid}\)"):
+        with pytest.raises(TrainingError, match=rf"being written by another latent-zoo process \(pid {holder.pid}\)"):
             zoo.train(small_card(), out=out, **QUICK)
         assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()
     finally:
@@ -189,8 +189,12 @@ def test_resume_applies_a_changed_lr_exactly_and_records_it(tmp_path):
     zoo.train(small_card(train={"checkpoint_every": 10}), out=out, resume=True, steps=20, lr=0.01, **QUICK)
     rows = dict(_lr_rows(out))
     assert rows[10] == pytest.approx(0.003) and rows[15] == pytest.approx(0.01) and rows[20] == pytest.approx(0.01)
-    assert json.loads((out / "config.json").read_text())["zoo"]["train"]["lr"] == 0.01
-    assert zoo.read_card(out / "README.md").zoo["train"]["lr"] == 0.01
+    # the card records the change for the segment it applied to, not as the recipe of the whole run
+    config = json.loads((out / "config.json").read_text())["zoo"]
+    assert config["train"]["lr"] == 0.003 and config["train"]["steps"] == 10
+    assert config["results"]["segments"][1] == {"from_step": 10, "beta": 1.0, "changed": {"lr": 0.01, "steps": 20}}
+    assert config["results"]["steps"] == 20
+    assert zoo.read_card(out / "README.md").zoo["results"]["segments"] == config["results"]["segments"]
 
 
 def test_resume_refuses_what_it_cannot_apply(tmp_path):

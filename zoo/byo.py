@@ -83,7 +83,8 @@ def module_from_card(card, kind: str, *, trust: bool) -> nn.Module:
     if not trust:
         raise UntrustedCodeError(f"{where(card)}: {field}: the card names Python code to import, {path!r}; importing "
                                  f"it runs that code, so it is only done on request: pass trust_modules=True "
-                                 f"(zoo.load / LatentModel.from_pretrained, `--trust-modules`) if you trust this card")
+                                 f"(zoo.load / LatentModel.from_pretrained; --trust-modules of zoo sample, diagnose, evaluate and "
+                                 f"fit-prior) if you trust this card")
     try:
         cls = resolve_import_path(path)
     except Exception as e:  # noqa: BLE001 - any import failure names the path

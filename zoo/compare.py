@@ -117,14 +117,36 @@ def compare(names: list[str], data: str, out: str | Path, *, split: str = "test"
     ``progress``: a tqdm bar on stderr (None: when stderr is a terminal).
     ``sampler``: e.g. ``{"name": "ddim", "steps": 50}``, used for the FID samples of models whose prior declares it
     (the others sample ancestrally); each row says which sampler made its samples."""
-    from zoo.baselines import baselines
-    from zoo.data_space import data_space
-    from zoo.quality.seeds import floor_over_seeds
+    from zoo.store.run_lock import FolderGuard
 
     if not (isinstance(seeds, int) and seeds >= 1):
         raise UsageError(f"--seeds: expected a positive number of sample seeds, got {seeds!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_names(names)  # an unknown name is refused before anything is measured or trained
+    with FolderGuard(out, kind="compare", overwrite_flag=None) as guard:  # never into a folder of the user's files
+        guard.mark()
+        return _compare(names, data, out, split=split, mi_split=mi_split, quality_n=quality_n, features=features,
+                        overrides=overrides, curve_samples=curve_samples, command=command, seeds=seeds,
+                        one_table=one_table, progress=progress, sampler=sampler)
+
+
+def check_names(names: list[str]) -> None:
+    """Every model name resolves (an unknown card is an UnknownModelError naming it); read-only."""
+    from zoo.cards.catalog import get_card
+    from zoo.loading import resolve
+
+    for name in names:
+        kind, target = resolve(name)
+        if kind == "card":
+            get_card(target)
+
+
+def _compare(names, data, out, *, split, mi_split, quality_n, features, overrides, curve_samples, command, seeds,
+             one_table, progress, sampler):
+    from zoo.baselines import baselines
+    from zoo.data_space import data_space
+    from zoo.quality.seeds import floor_over_seeds
+
     bar = _bar(len(names) * (seeds + 2), progress)
     try:
         obtained = []

@@ -105,16 +105,15 @@ class LatentModel(nn.Module):
             model = load(repo_or_path, revision=revision, device=device, weights=weights, trust_modules=trust_modules)
         return model.to(dtype) if dtype is not None else model
 
-    def save_pretrained(self, folder: str | Any) -> Any:
+    def save_pretrained(self, folder: str | Any, *, overwrite: bool = False) -> Any:
         """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the card) into ``folder``:
-        what ``from_pretrained`` and ``zoo push`` read."""
-        from pathlib import Path
-
-        from zoo.store.run_folder import save_model
+        what ``from_pretrained`` and ``zoo push`` read.  A folder of the user's files or a training run is
+        refused (``overwrite=True``: a run is replaced whole; the user's files are never replaced)."""
+        from zoo.store.run_folder import save_pretrained_folder
 
         if self.card is None:
             raise CardError(f"model {self.name!r} has no card to save with it (build it with zoo.build or zoo.load)")
-        return save_model(self, Path(folder), self.card)
+        return save_pretrained_folder(self, folder, overwrite=overwrite)
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None,
                     create_pr: bool = False, token: str | None = None, commit_message: str | None = None

@@ -16,10 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ import torch
 
 from zoo import contracts as c
 from zoo.distributions import DiagGaussian
-from zoo.errors import PluginError, TrainingError, UnsupportedModelError, UsageError
+from zoo.errors import PluginError, UnsupportedModelError, UsageError
 from zoo.model import LatentModel
 
 CODES = ("sample", "mean")
@@ -82,7 +79,7 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
     from zoo.data import card_source_options, load_tensors
     from zoo.diagnostics import diagnose
     from zoo.loading import load
-    from zoo.store.run_lock import check_out_folder, is_run_folder
+    from zoo.store.run_lock import FolderGuard
 
     out = Path(out)
     fit = fitter(prior)
@@ -92,9 +89,10 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
                          f"; it accepts {', '.join('--' + o.replace('_', '-') for o in fit.options) or 'none'}")
     if Path(run).resolve() == out.resolve():
         raise UsageError(f"--out {out} is the run being fitted; write the new run into another folder")
-    check_out_folder(out, resume=False, overwrite=overwrite)
-    if is_run_folder(out) and (out / "model.safetensors").exists() and not overwrite:
-        raise TrainingError(f"{out} already holds a run; pass --overwrite to replace it, or choose another --out")
+    guard = FolderGuard(out, kind="run", overwrite=overwrite, replace_own=False)
+    if out.exists():
+        with guard:  # refused now, before the fit: a user's files, a run without --overwrite, a live run
+            pass
     model = load(run, trust_modules=trust_modules)
     card = model.card
     spec = card.zoo["data"]["source"]
@@ -117,7 +115,7 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
                                      *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]])
     results = measured_results(report, before, new_card, spec, command, seed, trained=card.zoo.get("results") or {})
     new.card = new_card.with_results(results)
-    write_run(new, out, overwrite=overwrite)
+    write_run(new, guard)
     return new.eval()
 
 
@@ -165,23 +163,12 @@ def _rounded(v: Any) -> Any:
     return round(v, 4) if isinstance(v, float) else v
 
 
-def write_run(model: LatentModel, out: Path, *, overwrite: bool) -> None:
-    """Stage the run folder beside ``out`` and move it into place, so ``out`` is never half written."""
+def write_run(model: LatentModel, guard) -> None:
+    """Stage the run folder beside the guarded ``out`` and move it into place, so ``out`` is never half written
+    (zoo.store.run_lock.FolderGuard: the lock, the user's files, --overwrite)."""
     from zoo.store.run_folder import save_model
-    from zoo.store.run_lock import OWNED, mark_run
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.fit-prior-", dir=out.parent))
-    try:
+    with guard:
+        stage = guard.stage()
         save_model(model, stage, model.card)
-        mark_run(stage, model.card.name)
-        if not out.exists():
-            os.replace(stage, out)
-            return
-        for p in out.iterdir():  # an empty folder, or a run folder replaced with overwrite
-            if p.name in OWNED:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        for p in stage.iterdir():
-            os.replace(p, out / p.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        guard.commit(stage, model.card.name)

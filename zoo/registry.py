@@ -146,6 +146,7 @@ class Registry:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._card_conflicts: dict[str, list[Owner]] = {}
+        self._card_owners: dict[str, list[CardEntry]] = {}  # every accepted or conflicting card, for DIST:NAME
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, group: str = hookspecs.PROJECT) -> "Registry":
@@ -155,11 +156,12 @@ class Registry:
         for ep in eps:
             owner = Owner(ep.name, _dist_name(ep), ep.value, getattr(ep.dist, "version", None))
             try:
-                module = ep.load()
-            except KeyboardInterrupt:
-                raise
-            except BaseException as e:  # noqa: BLE001 - a broken plugin (even sys.exit) must not take the others down
+                module = _within_limit(ep.load, f"importing plugin {ep.name} ({ep.value})")
+            except PluginTimeout as e:
                 self._fail(owner, "import", e)
+                continue
+            except BaseException as e:  # noqa: BLE001 - a broken plugin (even sys.exit or KeyboardInterrupt raised
+                self._fail(owner, "import", e)  # by its own code) must not take the others down
                 continue
             self.add_plugin(module, owner=owner)
         return self
@@ -187,11 +189,9 @@ class Registry:
             staged.append((name, factory))
 
         try:
-            impl(register=register)
-            entries = [e for n, f in staged for e in self._entry(kind, n, f, owner)]
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001
+            _within_limit(lambda: impl(register=register), f"hook {hook} of plugin {owner.plugin} ({owner.module})")
+            entries = [e for n, f in list(staged) for e in self._entry(kind, n, f, owner)]
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt raised by the hook's own code included
             self._fail(owner, hook, e)
             return
         for entry in entries:
@@ -236,6 +236,7 @@ class Registry:
                 f"card name {entry.name!r} belongs to the built-in {prior.owner}; the card {entry.path} from "
                 f"{owner} is refused (rename the file)"))
             return
+        self._card_owners.setdefault(entry.name, []).append(entry)
         if prior is not None or entry.name in self._card_conflicts:
             owners = self._card_conflicts.setdefault(entry.name, [prior.owner] if prior else [])
             owners.append(owner)
@@ -245,7 +246,8 @@ class Registry:
         self.cards[entry.name] = entry
 
     def _fail(self, owner: Owner, stage: str, error: BaseException) -> None:
-        failure = PluginFailure(owner, stage, f"{type(error).__name__}: {error}")
+        failure = PluginFailure(owner, stage, f"{type(error).__name__}: {error}" if str(error)
+                                else f"{type(error).__name__} raised by the plugin's own code")
         self.failures.append(failure)
         if self.strict:
             raise PluginError(str(failure)) from (error if isinstance(error, Exception) else None)
@@ -278,6 +280,17 @@ class Registry:
                               + " and ".join(str(e.owner) for e in found)
                               + "; select one as " + " or ".join(repr(e.qualified_name) for e in found))
         return found[0]
+
+    def card(self, name: str) -> CardEntry | None:
+        """The card registered as ``name``, or as ``DIST:NAME`` (a distribution and a card name: selects one of
+        several plugins' cards of that name, as for components); None when there is none."""
+        dist, sep, short = str(name).rpartition(":")
+        if not sep:
+            return self.cards.get(name)
+        for entry in self._card_owners.get(short, []):
+            if entry.owner.distribution == dist:
+                return entry
+        return None
 
     def find(self, kind: str, name: str) -> Component | None:
         """Like :meth:`get`, or None for an unknown name."""
@@ -317,6 +330,45 @@ class Registry:
         if not self.failures:
             return ""
         return "; note: " + "; ".join(str(f) for f in self.failures)
+
+
+PLUGIN_TIMEOUT_ENV = "ZOO_PLUGIN_TIMEOUT"
+
+
+class PluginTimeout(PluginError):
+    """A plugin's import or hook that did not return within the time limit."""
+
+
+def _within_limit(fn: Callable[[], Any], what: str) -> Any:
+    """``fn()`` with a time limit (``$ZOO_PLUGIN_TIMEOUT`` seconds, default 30; 0: none).  It runs in a daemon
+    thread, so a plugin that hangs is named (PluginTimeout) and left behind instead of blocking the command,
+    and anything it raises -- KeyboardInterrupt and SystemExit included -- comes back here as its failure, while
+    the user's own Ctrl-C still interrupts the waiting command."""
+    import threading
+
+    try:
+        limit = float(os.environ.get(PLUGIN_TIMEOUT_ENV, "30"))
+    except ValueError:
+        raise PluginError(f"${PLUGIN_TIMEOUT_ENV}={os.environ[PLUGIN_TIMEOUT_ENV]!r}: expected a number of seconds")
+    if limit <= 0 or threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name=f"zoo-plugin: {what}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise PluginTimeout(f"{what} did not return within {limit:g} s (set ${PLUGIN_TIMEOUT_ENV} to allow more); "
+                            f"it is skipped")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def _dist_name(ep: Any) -> str:

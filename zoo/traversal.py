@@ -44,7 +44,18 @@ def _flat_vector_latent(model: LatentModel, what: str) -> int:
     if len(model.latent_shape) != 1:
         raise InputError(f"{what}: {model.name} has a latent of shape {tuple(model.latent_shape)}; traversals need a "
                          f"vector latent [D]")
+    if c.has(model.prior, c.DiscreteSupport):  # one-hot codes: a sweep of a coordinate is no latent value
+        raise InputError(f"{what}: {model.name} has a discrete latent (its prior {type(model.prior).__name__} puts "
+                         f"mass on a finite support of codes); sweeping or blending its coordinates decodes points "
+                         f"that are not latent values. Sample it instead: zoo sample {model.name}")
     return int(model.latent_shape[0])
+
+
+def _real_valued(model: LatentModel, posterior, what: str) -> None:
+    if c.is_fixed(posterior) or not posterior.mean.dtype.is_floating_point or c.has(posterior, c.EnumerablePosterior):
+        raise InputError(f"{what}: {model.name}'s posterior has no real-valued mean to {what}"
+                         + (" (it is a distribution over a discrete support)"
+                            if c.has(posterior, c.EnumerablePosterior) else ""))
 
 
 @torch.no_grad()
@@ -56,9 +67,7 @@ def latent_statistics(model: LatentModel, data: Tensor, batch_size: int = 500) -
     if evaluation.kl_per_dim is None:
         raise InputError(f"traverse: the prior of {model.name} gives no KL per dimension (zoo.contracts.PerDimKL) "
                          f"for its posterior, so the rows cannot be sorted by KL")
-    first = evaluation.posteriors[0]
-    if c.is_fixed(first) or not first.mean.dtype.is_floating_point:
-        raise InputError(f"traverse: {model.name}'s posterior has no real-valued mean to traverse")
+    _real_valued(model, evaluation.posteriors[0], "traverse")
     means = torch.cat([q.mean.flatten(1) for q in evaluation.posteriors]).float().cpu()
     return evaluation.kl_per_dim.flatten(1).double().mean(0).float(), means
 
@@ -66,6 +75,8 @@ def latent_statistics(model: LatentModel, data: Tensor, batch_size: int = 500) -
 def choose_dims(dims: str | Sequence[int], kl: Tensor, means: Tensor, max_dims: int = 16) -> list[int]:
     """The dimensions to draw, sorted by KL (largest first): ``"auto"`` (the active ones, at most ``max_dims``;
     the top one by KL when none is active), ``"all"``, or indices (``"0,3"`` or a list)."""
+    if max_dims < 1:
+        raise InputError(f"--max-dims {max_dims}: must be >= 1 (rows to draw)")
     d = kl.numel()
     if dims == "auto":
         active = (means.var(0, unbiased=False) > ACTIVE_THRESHOLD).nonzero().flatten().tolist()
@@ -140,14 +151,15 @@ def interpolate(model: LatentModel, a: Tensor, b: Tensor, *, steps: int = 8) -> 
         raise InputError(f"--steps must be >= 2 (the two ends), got {steps}")
     model.eval()
     qa, qb = model.encode(a.to(model.device)), model.encode(b.to(model.device))
-    if c.is_fixed(qa) or not qa.mean.dtype.is_floating_point:
-        raise InputError(f"interpolate: {model.name}'s posterior has no real-valued mean to interpolate")
+    _real_valued(model, qa, "interpolate")
     path = slerp(qa.mean.flatten(1).cpu(), qb.mean.flatten(1).cpu(), torch.linspace(0, 1, steps))
     return decode_mean(model, path.reshape(-1, path.shape[-1]))
 
 
 def pick_pairs(n: int, pairs: int, seed: int = 0) -> tuple[list[int], list[int]]:
     """``pairs`` disjoint pairs of image indices out of ``n``, drawn with ``seed``."""
+    if pairs < 1:
+        raise InputError(f"--pairs {pairs}: must be >= 1")
     if 2 * pairs > n:
         raise InputError(f"--pairs {pairs}: needs {2 * pairs} images, the data has {n}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:2 * pairs].tolist()

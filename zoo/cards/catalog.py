@@ -34,9 +34,9 @@ def get_card(name: str) -> Card:
 
     if str(name).endswith(".md") and Path(name).is_file():
         return read_card(Path(name), name=Path(name).stem)
-    entry = get_registry().cards.get(name) if not str(name).startswith("_") else None
+    entry = get_registry().card(name) if not str(name).rpartition(":")[2].startswith("_") else None
     if entry is None:
         failed = get_registry().failure_lines()
         hint = f"; note: {'; '.join(failed)}" if failed else ""
         raise UnknownModelError(f"unknown model {name!r}{suggest(name, model_names())} (see `zoo list`){hint}")
-    return read_card(entry.path, name=name)
+    return read_card(entry.path, name=entry.name)  # DIST:NAME selects; the card is NAME

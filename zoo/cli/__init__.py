@@ -3,7 +3,7 @@
 
 Exit codes: 0 success; 1 a runtime error latent-zoo names (data, weights, the Hub, a failed run);
 2 a usage error (bad flags or option values, an unknown model, a card that does not validate);
-130 interrupted (after the trainer wrote a checkpoint of the current step).
+130 interrupted by SIGINT or SIGTERM (the trainer first writes a checkpoint of the current step).
 """
 from __future__ import annotations
 
@@ -62,7 +62,22 @@ def warn_plugin_failures() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    restore = _sigterm_as_interrupt()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside a command's own handling (README: 130)
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        restore()
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        parser = build_parser()
+    except ZooError as e:  # ZOO_STRICT_PLUGINS=1 and a plugin failed: named, no traceback
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 1
     args, rest = parser.parse_known_args(argv)
     if rest:
         if not getattr(args, "accepts_options", False):
@@ -71,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "plugins":
         warn_plugin_failures()
     from zoo.progress import progress_bars
+    from zoo.training.loop import TrainingInterrupted
 
     try:
         with progress_bars(False if getattr(args, "quiet", False) else None):  # --quiet: no bars, downloads too
@@ -78,15 +94,58 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CardError, UnknownModelError) as e:  # what the command line names cannot work
         print(f"zoo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: a checkpoint of the current step was written
+        print(f"zoo {args.command}: {e}", file=sys.stderr)
+        return 130
     except ZooError as e:  # a runtime failure, named
         print(f"zoo {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(f"zoo {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `zoo info X --json | head`: the reader left; leave quietly
         _silence_stdout()
         return 0
+    except (MemoryError, RuntimeError, OSError) as e:  # allocation and disk errors, named; others propagate
+        message = _resource_error(e)
+        if message is None:
+            raise
+        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _resource_error(e: BaseException) -> str | None:
+    """A one-line name for running out of memory or disk, or None for any other error."""
+    import errno
+
+    text = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+            "out of memory" in text.lower() or "alloc" in text.lower())):
+        return f"out of memory ({type(e).__name__}: {text[:200]}); ask for less (fewer samples, a smaller --batch-size)"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"the disk is full{where} ({e.strerror}); free some space and run again"
+    return None
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while the command runs (the trainer checkpoints on either); returns
+    the function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        saved = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError):
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, saved)
 
 
 def _silence_stdout() -> None:

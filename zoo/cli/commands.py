@@ -97,6 +97,7 @@ def cmd_info(args) -> None:
     from zoo.cards.catalog import get_card
 
     card = get_card(args.name)
+    check_buildable(card)  # a card that validates but cannot be built is an error here, not "fine"
     if args.json:
         print(json.dumps({"name": card.name, "zoo": card.zoo, "metadata": card.metadata}, indent=2))
         return
@@ -138,6 +139,18 @@ def cmd_info(args) -> None:
         print(f"  here      {'yes' if found.here else 'no'}: {found.note}")
     for key, value in (z.get("results") or {}).items():
         print(f"  result    {key}: {value}")
+
+
+def check_buildable(card) -> None:
+    """Build the card's model without weights or memory (meta device): its components must accept their arguments
+    (CardError naming the field otherwise).  A card naming its own Python modules is not imported here."""
+    from zoo.assemble import build_model
+    from zoo.errors import UntrustedCodeError
+
+    try:
+        build_model(card, empty=True)
+    except UntrustedCodeError:
+        pass
 
 
 def add_info(sub) -> None:
@@ -190,11 +203,11 @@ def cmd_sample(args) -> None:
     from zoo.sampling import model_samplers, run_sampler, sampler_for
     from zoo.store.images import save_grid
 
-    from pathlib import Path
+    from zoo.store.images import check_png_path
 
-    if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the PNG file to write, e.g. {Path(args.out) / 'samples.png'}")
-    model = load(args.model, pretrained=True)
+    check_png_path(args.out, "--out")
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
+    check_allocation(args.n, model, "--n")
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     given = args.sampler_options
     name = args.sampler or sampler_for(model, given)
@@ -233,16 +246,66 @@ def add_sample(sub) -> None:
     p.add_argument("--sampler", help="a registered sampler the model's prior declares (default: the one whose "
                                      "options are given, else the prior's own sample)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_sample, sampler_options={}, accepts_options=True)
 
 
+def available_bytes() -> int | None:
+    """Memory this process could still get (MemAvailable), or None where it is not known."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_allocation(n: int, model, flag: str) -> None:
+    """Refuse ``n`` images that could not be held in memory (float32 samples, their latents and the grid: about
+    three copies), naming the flag, before anything is allocated."""
+    import math
+
+    per_image = 4 * (math.prod(model.data_shape) * 3 + math.prod(model.latent_shape))
+    need, have = n * per_image, available_bytes()
+    if have is not None and need > have:
+        raise ZooError(f"{flag} {n}: {n} samples of shape {list(model.data_shape)} need about {need / 2**30:.1f} GiB "
+                       f"of memory, more than the {have / 2**30:.1f} GiB available; ask for fewer "
+                       f"(at most about {max(1, have // per_image)})")
+
+
 # -- diagnose -------------------------------------------------------------------------------------
+def run_data(name: str, model) -> str:
+    """The default ``--data`` of a command on ``name``: a run folder's own training data (its card's
+    ``results.dataset``: what ``zoo train --data`` used), else the card's data source."""
+    from zoo.loading import resolve
+
+    try:
+        kind, _ = resolve(name)
+    except Exception:  # noqa: BLE001 - loaded already; only the default is decided here
+        kind = None
+    results = (model.card.zoo.get("results") or {}) if getattr(model, "card", None) is not None else {}
+    if kind == "folder" and isinstance(results.get("dataset"), str):
+        return results["dataset"]
+    return model.config["data"]["source"]
+
+
 def cmd_diagnose(args) -> None:
     from zoo.diagnostics import diagnose, format_report
     from zoo.loading import load
 
-    model = load(args.model, pretrained=True)
-    data = args.data or model.config["data"]["source"]
+    if args.plot:
+        from zoo.store.images import check_png_path
+
+        check_png_path(args.plot, "--plot")
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
+    data = args.data or run_data(args.model, model)
     try:
         report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
                           image_key=args.image_key, seed=args.seed, data_config=args.data_config,
@@ -264,7 +327,7 @@ def cmd_diagnose(args) -> None:
 def add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="ELBO, rate/distortion, MI, active units, IWAE NLL")
     p.add_argument("model", help="run folder, model name or Hub repo")
-    p.add_argument("--data", help="data spec (default: the model card's)")
+    p.add_argument("--data", help="data spec (default: a run folder's own training data, else the model card's)")
     p.add_argument("--split", default="test", help="split to measure on")
     p.add_argument("--image-key", help="the image column of --data (default: the card's, else the first image column)")
     p.add_argument("--data-config", help="the configuration of a Hub dataset with several (datasets' name=)")
@@ -279,4 +342,6 @@ def add_diagnose(sub) -> None:
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_diagnose)

@@ -38,8 +38,10 @@ def cmd_evaluate(args) -> None:
     from zoo.quality.seeds import evaluate_over_seeds
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    model = load(args.model, pretrained=True)
-    data = args.data or model.config["data"]["source"]
+    from zoo.cli.commands import run_data
+
+    model = load(args.model, pretrained=True, trust_modules=args.trust_modules)
+    data = args.data or run_data(args.model, model)
     report = evaluate_over_seeds(model, data, split=args.split, n=args.n, metrics=metrics, features=args.features,
                                  inception_path=args.inception_weights, seed=args.seed, seeds=args.seeds,
                                  sampler={"name": args.sampler, **({"steps": args.sampler_steps} if args.sampler_steps
@@ -77,7 +79,8 @@ def add_parser(sub) -> None:
     p.add_argument("--features", help="a registered feature network (e.g. digits-cnn) or 'inception' "
                                       "(default: the network of --data, else inception)")
     p.add_argument("--inception-weights", metavar="PATH", help="Inception-v3 weights file (torch-fidelity's "
-                                                               "weights-inception-2015-12-05-6726825d.pth)")
+                                                               "weights-inception-2015-12-05-6726825d.pth; its sha256 "
+                                                               "is checked before it is read, as tensors only)")
     p.add_argument("--seed", type=int, help="first seed of the samples (default: one of the model's own)")
     p.add_argument("--seeds", type=positive_int, default=5, help="sample draws (seeds SEED, SEED+1, ...): each metric "
                                                                  "is their mean +- SE (default 5)")
@@ -87,4 +90,6 @@ def add_parser(sub) -> None:
     p.add_argument("--update-card", action="store_true", help="for a named model: write the results into its card file")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
+                                                                "classes (bring your own module) to import them")
     p.set_defaults(func=cmd_evaluate)

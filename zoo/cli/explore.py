@@ -7,16 +7,19 @@ from zoo.errors import UsageError
 
 
 def _out_png(out: str) -> None:
-    if Path(out).is_dir():
-        raise UsageError(f"--out {out} is a folder; give the PNG file to write, e.g. {Path(out) / 'grid.png'}")
+    from zoo.store.images import check_png_path
+
+    check_png_path(out, "--out")
 
 
 def _model_and_data(args):
     from zoo.data import card_source_options, load_tensors
     from zoo.loading import load
 
+    from zoo.cli.commands import run_data
+
     model = load(args.model, pretrained=True)
-    spec = args.data or model.config["data"]["source"]
+    spec = args.data or run_data(args.model, model)
     options = card_source_options(spec, model.config.get("data") or {}, args.image_key)
     return model, spec, load_tensors(spec, args.split, **options)[:args.max_points]
 
@@ -58,7 +61,7 @@ def add_traverse(sub) -> None:
     p.add_argument("--steps", type=int, default=9, help="images per row (>= 2)")
     p.add_argument("--span", type=float, default=2.5, help="offsets from -SPAN to +SPAN around the reference")
     p.add_argument("--reference", default="0", help="index of the image whose posterior mean is the centre, or 'zero'")
-    p.add_argument("--max-dims", type=int, default=16, help="at most this many rows with --dims auto")
+    p.add_argument("--max-dims", type=_positive, default=16, help="at most this many rows with --dims auto")
     _common(p, "traverse.png")
     p.set_defaults(func=cmd_traverse)
 
@@ -91,12 +94,18 @@ def cmd_interpolate(args) -> None:
 def add_interpolate(sub) -> None:
     p = sub.add_parser("interpolate", help="PNG grid: slerp between the posterior means of pairs of images, decoded")
     p.add_argument("model", help="run folder, model name or Hub repo")
-    p.add_argument("--pairs", type=int, default=8, help="pairs of images (rows)")
+    p.add_argument("--pairs", type=_positive, default=8, help="pairs of images (rows)")
     p.add_argument("--steps", type=int, default=8, help="images per row (>= 2; the ends decode the two means)")
     p.add_argument("--seed", type=int, default=0, help="seed of the choice of pairs")
     p.add_argument("--with-inputs", action="store_true", help="also show the two input images at the row's ends")
     _common(p, "interpolate.png")
     p.set_defaults(func=cmd_interpolate)
+
+
+def _positive(text: str) -> int:
+    from zoo.cli.commands import positive_int
+
+    return positive_int(text)
 
 
 def _common(p, default_out: str) -> None:

@@ -32,19 +32,21 @@ def cmd_sweep(args) -> None:
 
 
 def add_parser(sub) -> None:
+    from zoo.cli.commands import count_int, positive_int
+
     p = sub.add_parser("sweep", help="train one model per beta; table + plots of rate, distortion, MI, active units")
     p.add_argument("name", help="model name (card), e.g. vae-digits")
     p.add_argument("--beta", default="0.5,1,2,4,8", help="comma-separated betas (default 0.5,1,2,4,8)")
     p.add_argument("--data", help="data spec (default: the card's)")
     p.add_argument("--out", default=None, help="output folder (default runs/sweep-NAME)")
     p.add_argument("--split", default="train", help="split the measurements use (default train: MI over more points)")
-    p.add_argument("--epochs", type=int, help="passes over the training data of each run")
-    p.add_argument("--steps", type=int, help="optimiser steps of each run (takes precedence over --epochs)")
-    p.add_argument("--batch-size", type=int, help="global batch of one optimiser step")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training data of each run")
+    p.add_argument("--steps", type=positive_int, help="optimiser steps of each run (takes precedence over --epochs)")
+    p.add_argument("--batch-size", type=positive_int, help="global batch of one optimiser step")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--seed", type=int, help="seed of every run")
     p.add_argument("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for models under 2M parameters; 0: torch's default)")
+    p.add_argument("--threads", type=count_int, help="torch CPU threads (default: 1 for models under 2M parameters; 0: torch's default)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier runs in OUT/beta-*")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the table rows as JSON")

@@ -13,6 +13,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import datasets
     import torch
 
+# where converting image modes is offered (no zoo command converts: its images are read as they are)
+CONVERT_HINT = ("in Python, zoo.data.load_tensors(..., convert=True) or zoo.data.to_tensor(..., convert=True); the zoo "
+                "commands read images as they are, so convert the files for them")
+
 _MODE_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 _CHANNEL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
@@ -66,13 +70,13 @@ class _Converter:
             if mode not in _MODE_CHANNELS:
                 hint = "L" if mode in _GRAY_MODES else "RGB"
                 raise DataError(f"{self.name}: image {row} has PIL mode {mode!r}; only L, RGB and RGBA "
-                                f"are read as they are: pass convert=True to convert to {hint}")
+                                f"are read as they are: convert them to {hint} ({CONVERT_HINT})")
             target = mode
         chw = (_MODE_CHANNELS[target], img.height, img.width)
         if self.shape is not None and chw != self.shape:
             hint = ""
             if chw[1:] == self.shape[1:] and not self.convert:
-                hint = " (pass convert=True to convert between grayscale, RGB and RGBA)"
+                hint = f" (to convert between grayscale, RGB and RGBA: {CONVERT_HINT})"
             raise DataError(f"{self.name}: the images are {_fmt(chw)} but the expected shape is "
                             f"{_fmt(self.shape)}; images are never resized{hint}")
         self.mode, self.chw = target, chw
@@ -85,7 +89,7 @@ class _Converter:
         if img.mode != self.mode:
             if not self.convert:
                 raise DataError(f"{self.name}: image {row} has PIL mode {img.mode!r} but image 0 has "
-                                f"{self.mode!r}; pass convert=True to convert all to {self.mode}")
+                                f"{self.mode!r}; convert all to {self.mode} ({CONVERT_HINT})")
             img = img.convert(self.mode)
         if (img.height, img.width) != self.chw[1:]:
             raise DataError(f"{self.name}: image {row} is {img.height}x{img.width} but the others are "

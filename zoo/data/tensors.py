@@ -9,7 +9,7 @@ import numpy as np
 
 from zoo.errors import DataError
 from zoo.data.embedded import _materialise, data_cache_dir
-from zoo.data.images import _fmt, to_tensor
+from zoo.data.images import CONVERT_HINT, _fmt, to_tensor
 from zoo.data.sources import _resolve, load_dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,6 +49,9 @@ def load_tensors(spec: str, split: str = "train", *, image_key: str | None = Non
 
     kind, target = _resolve(spec)
     spec = str(spec)
+    if config is not None and kind != "hub":  # a local folder or built-in has no configurations: never ignored
+        raise DataError(f"--data {spec!r}: --data-config {config!r} applies to Hub datasets only; this is a "
+                        f"{'local folder or file' if kind == 'local' else 'built-in dataset'}")
     shape_key = tuple(int(s) for s in shape) if shape is not None else None
     stamp = _stamp(target) if kind == "local" else (str(data_cache_dir()) if kind == "builtin" else ())
     key = (kind, spec, split, image_key, revision, shape_key, bool(convert), stamp, config)
@@ -60,12 +63,18 @@ def load_tensors(spec: str, split: str = "train", *, image_key: str | None = Non
         if split not in target.splits:
             raise DataError(f"--data {spec!r} has no split {split!r}; available: {list(target.splits)}")
         root = _materialise(target)
-        arr = np.load(root / f"{split}.npy")
-        if arr.shape != (target.splits[split], *target.shape) or arr.dtype != np.uint8:
-            raise DataError(f"--data {spec!r}: the cached {root / (split + '.npy')} is damaged "
-                            f"(shape {arr.shape}); delete {root} to rebuild")
+        expected = (target.splits[split], *target.shape)
+        arr = _read_cached(root / f"{split}.npy", expected)
+        if arr is None:  # truncated, pickled, another shape: rebuilt from the embedded data, said aloud
+            _warn_damaged(spec, root / f"{split}.npy")
+            (root / "meta.json").unlink(missing_ok=True)
+            root = _materialise(target)
+            arr = _read_cached(root / f"{split}.npy", expected)
+            if arr is None:
+                raise DataError(f"--data {spec!r}: the rebuilt cache {root / (split + '.npy')} is still unreadable; "
+                                f"delete {root} (or set ZOO_CACHE to another folder)")
         if shape_key is not None and shape_key != target.shape:
-            hint = " (pass convert=True to convert between grayscale and RGB)" \
+            hint = f" (to convert between grayscale and RGB: {CONVERT_HINT})" \
                 if shape_key[1:] == target.shape[1:] else ""
             raise DataError(f"--data {spec!r}: the images are {_fmt(target.shape)} but the expected "
                             f"shape is {_fmt(shape_key)}; images are never resized{hint}")
@@ -94,10 +103,11 @@ def _hub_tensors(spec: str, split: str, image_key: str | None, revision: str | N
 
     commit = resolve_commit(spec, revision)
     if commit is not None and cache_file(commit).is_file():
-        try:
-            return torch.from_numpy(np.load(cache_file(commit)))
-        except (OSError, ValueError):
-            cache_file(commit).unlink(missing_ok=True)  # damaged: decode again
+        arr = _read_cached(cache_file(commit), None)
+        if arr is not None:
+            return torch.from_numpy(arr)
+        _warn_damaged(spec, cache_file(commit))
+        cache_file(commit).unlink(missing_ok=True)  # damaged: decode again
     tensor = to_tensor(load_dataset(spec, split, image_key=image_key, revision=revision, config=config),
                        image_key=image_key, shape=shape_key, convert=convert)
     commit = commit or resolve_commit(spec, revision)  # the download has recorded it in the HF cache
@@ -108,3 +118,22 @@ def _hub_tensors(spec: str, split: str, image_key: str | None, revision: str | N
 
         save_atomic(cache_file(commit), write)
     return tensor
+
+
+def _read_cached(path: Path, shape: tuple | None) -> "np.ndarray | None":
+    """A decoded-data cache file as uint8 (never unpickled), or None when it is damaged: truncated, not an
+    .npy, pickled objects, another dtype or shape."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or (shape is not None and arr.shape != tuple(shape)):
+        return None
+    return arr
+
+
+def _warn_damaged(spec: str, path: Path) -> None:
+    import warnings
+
+    warnings.warn(f"--data {spec!r}: the decoded-data cache {path} is damaged (truncated, pickled or of another "
+                  f"shape); rebuilding it", UserWarning, stacklevel=3)

@@ -16,7 +16,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 
 __all__ = [
     "HubError", "RepoNotFound", "RevisionNotFound", "FileNotFound", "ChecksumError",
@@ -53,15 +53,34 @@ class ChecksumError(HubError):
     """A downloaded file does not hash to what was expected; the bad cached copy was deleted."""
 
 
+class BadRepoId(HubError, UsageError):
+    """A repo id the Hub would refuse (checked before any Hub client call; the CLI exits 2)."""
+
+
+_REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+REPO_ID_RULES = ("'org/name': letters, digits, '-', '_' and '.', each part 1 to 96 characters, starting and "
+                 "ending with a letter or digit, without '--' or '..'")
+
+
+def check_repo_id(repo_id: str, what: str = "repo id") -> str:
+    """``repo_id`` if the Hub would accept it (its rules for ``org/name``), else a BadRepoId naming it."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if (len(parts) != 2 or not all(_REPO_PART.fullmatch(p) for p in parts)
+            or any("--" in p or ".." in p for p in parts) or repo_id.endswith(".git")):
+        shown = repo_id if not isinstance(repo_id, str) or len(repo_id) <= 60 else repo_id[:57] + "..."
+        raise BadRepoId(f"{what} {shown!r} is not a valid Hub repo id"
+                        + (f" ({len(repo_id)} characters)" if isinstance(repo_id, str) and len(repo_id) > 60 else "")
+                        + f": expected {REPO_ID_RULES}")
+    return repo_id
+
+
 def parse_hf_uri(uri: str) -> tuple[str, str | None]:
     """``"hf://org/name@rev"`` -> ``("org/name", "rev")``; without ``@rev`` the revision is ``None``."""
     if not isinstance(uri, str) or not uri.startswith("hf://"):
         raise HubError(f"Not a Hub URI: {uri!r} (expected 'hf://org/name' or 'hf://org/name@revision')")
     repo_id, _, revision = uri[len("hf://"):].partition("@")
     repo_id = repo_id.strip("/")
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", p) for p in parts):
-        raise HubError(f"Bad repo id in Hub URI {uri!r}: expected 'hf://org/name[@revision]'")
+    check_repo_id(repo_id, f"Hub URI {uri if len(uri) <= 60 else uri[:57] + '...'!r}: repo id")
     if "@" in uri[len("hf://"):] and not revision:
         raise HubError(f"Empty revision after '@' in Hub URI {uri!r}")
     return repo_id, revision or None

@@ -121,12 +121,19 @@ def fidelity_metrics(generated: Tensor, reference: Tensor, *, features: FeatureN
         raise UsageError("fidelity_metrics takes uint8 images (to_uint8 converts images in [0, 1])")
     kwargs: dict[str, Any] = {}
     if features == "inception":
+        from zoo.quality.inception import register_inception, verify_inception
+
         weights = inception_weights(inception_path)
-        name, rgb = "inception-v3-compat", True
-        kwargs["feature_extractor_weights_path"] = str(weights)
+        sha = verify_inception(weights)  # the published file, checked before anything reads it
+        name, rgb = register_inception(weights), True  # read as tensors only; torch-fidelity never opens it
         described = {"features": "inception-v3-compat pool3 (2048-d, torch-fidelity)",
-                     "features_sha256": sha256_of(weights), "features_file": str(weights)}
+                     "features_sha256": sha, "features_file": str(weights)}
     elif isinstance(features, FeatureNetwork):
+        for images in (generated, reference):  # a network for other images would give a number that means nothing
+            if tuple(images.shape[1:]) != tuple(features.shape):
+                raise UsageError(f"--features {features.name}: a network for images of shape {list(features.shape)} "
+                                 f"({features.data}), but these images have shape {list(images.shape[1:])}; choose "
+                                 f"the feature network of their data set, or 'inception'")
         name, rgb = _extractor_for(features), False
         described = {"features": f"{features.name}: {features.dims}-d pooled conv features of a digit "
                                  f"classifier trained on {features.data} [train] (zoo.quality.features)",

@@ -10,6 +10,20 @@ from torch import Tensor
 from zoo.store.atomic import save_atomic
 
 
+def check_png_path(path: str | Path, flag: str = "--out") -> Path:
+    """The PNG file to write: refuse a folder or a name whose extension is not .png (the writers write PNG only),
+    before anything is computed; a UsageError naming the flag."""
+    from zoo.errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give the PNG file to write, e.g. {path / 'grid.png'}")
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"{flag} {path}: the image is written as PNG; give a file name ending in .png "
+                         f"(e.g. {path.with_suffix('.png') if path.suffix else path.parent / (path.name + '.png')})")
+    return path
+
+
 def make_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> Tensor:
     """[N, C, H, W] in [0, 1] -> one uint8 [H', W', C] image with ``nrow`` images a row."""
     n, c, h, w = images.shape
@@ -35,7 +49,7 @@ def save_grid(images: Tensor, path: str | Path, nrow: int | None = None, scale: 
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     if row_labels is not None:
         img = _with_row_labels(img, row_labels, (images.shape[2] + pad) * scale, pad * scale)
-    path = Path(path)
+    path = check_png_path(path, "path")
     save_atomic(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
 

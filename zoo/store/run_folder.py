@@ -47,6 +47,18 @@ def save_model(model: LatentModel, folder: str | Path, card: Card, *,
     return folder
 
 
+def save_pretrained_folder(model: LatentModel, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """``model.save_pretrained``: through the run-folder guard (zoo.store.run_lock.FolderGuard), staged beside
+    ``folder`` and moved into place; a folder save_pretrained wrote before is replaced."""
+    from zoo.store.run_lock import FolderGuard
+
+    with FolderGuard(folder, kind="model", overwrite=overwrite, flag="save_pretrained:",
+                     overwrite_flag="overwrite=True") as guard:
+        stage = guard.stage()
+        save_model(model, stage, model.card)
+        return guard.commit(stage, model.card.name)
+
+
 def read_folder_card(folder: str | Path) -> Card:
     """The card of a saved model: ``config.json`` if present, else ``README.md``."""
     folder = Path(folder)

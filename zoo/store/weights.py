@@ -45,6 +45,14 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
                                       ("shape mismatches", shapes)) if items]
         raise WeightsError(f"weights {source} do not fit the architecture of {getattr(model, 'name', 'the model')!r}: "
                            + "; ".join(parts))
+    kinds = [f"{k}: file {str(state[k].dtype).replace('torch.', '')} vs model {str(own[k].dtype).replace('torch.', '')}"
+             for k in own if own[k].is_floating_point() != state[k].is_floating_point()
+             or own[k].is_complex() != state[k].is_complex()]
+    if kinds:  # e.g. weights stored as int64: they would be truncated, or refused by torch with a traceback
+        raise WeightsError(f"weights {source} hold tensors of another kind of dtype than the architecture of "
+                           f"{getattr(model, 'name', 'the model')!r} ({len(kinds)}): {', '.join(kinds[:5])}"
+                           f"{' ...' if len(kinds) > 5 else ''}; the file was not written by latent-zoo from this "
+                           f"model, or is damaged")
     params = {name for name, _ in model.named_parameters()}
     broken = [k for k in own if k in params and state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
     if broken:

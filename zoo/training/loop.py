@@ -178,6 +178,9 @@ class TrainLoop:
         self.manager = CheckpointManager(out / "checkpoints", config.keep_checkpoints, rank=rank, world_size=world)
         self.ckpt = None
         self.start = 0
+        self.segments: list[dict[str, Any]] = []  # one per resumed stretch of the run (zoo.results.segments)
+        self.prior_seconds = 0.0  # training time of the earlier segments (from the checkpoint)
+        self._run_started: float | None = None
         self.lock = None
         self.image_key: str | None = None
         self.data_config: str | None = None
@@ -196,6 +199,8 @@ class TrainLoop:
             self.spec = data or self.ckpt.meta["data"].get("spec") or card.zoo["data"]["source"]
         else:
             self.spec = data or card.zoo["data"]["source"]
+            self.segments = [{"from_step": 0, "beta": card.beta, "train": recipe(self.config),
+                              "command": self.command or default_command(card.name, self.spec, self.out)}]
             if (self.manager.steps() or (self.out / "model.safetensors").exists()) and not overwrite:
                 raise TrainingError(f"{self.out} already holds a training run; pass --resume to continue it, "
                                     f"--overwrite to replace it, or choose another --out")
@@ -243,6 +248,20 @@ class TrainLoop:
         if inexact:
             _say(f"resuming with changed {', '.join(inexact)} (applied from step {ckpt.step} on): the run will not "
                  f"match an uninterrupted one")
+        self.segments = [dict(seg) for seg in meta.get("segments") or []] or [
+            {"from_step": 0, "beta": meta.get("beta"), "train": recipe(saved), "command": None}]
+        self.prior_seconds = float(meta.get("train_seconds") or 0.0)
+        last_beta = next((seg["beta"] for seg in reversed(self.segments) if seg.get("beta") is not None), None)
+        diff = {k: {"from": getattr(saved, k), "to": given[k]} for k in changed}
+        if last_beta is not None and card.beta != last_beta:
+            diff["beta"] = {"from": last_beta, "to": card.beta}
+        if diff and ckpt.step < (self.config.steps or float("inf")):
+            _say("resuming from step {} with changed {}: recorded as a new segment of the run (the card's "
+                 "results.segments), not as the recipe of the whole run".format(
+                     ckpt.step, ", ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in diff.items())))
+        if diff:
+            self.segments.append({"from_step": ckpt.step, "beta": card.beta,
+                                  "changed": {k: v["to"] for k, v in diff.items()}, "command": self.command})
         self.ckpt = ckpt
 
     def _load_data(self) -> None:
@@ -497,7 +516,7 @@ class TrainLoop:
         self.bad_step = (torch.full((), -1, dtype=torch.long, device=self.device)
                          if self.check_every > 1 else None)
         self.grad_norm = None
-        started = self.tick = time.perf_counter()
+        started = self.tick = self._run_started = time.perf_counter()
         cpu_started = time.process_time()
         self.tick_step = self.step
         self._emit("start")
@@ -516,6 +535,36 @@ class TrainLoop:
         self.bar.close()
         self._save_checkpoint(self.step)
         return self._finish()
+
+    def _seconds_so_far(self) -> float:
+        """Training time of the whole run up to now: the earlier segments' and this process's."""
+        return self.prior_seconds + (time.perf_counter() - self._run_started if self._run_started is not None else 0.0)
+
+    def _recorded(self, card: Card, command: str) -> tuple[Card, str, float]:
+        """(card, command, seconds) to record: with several segments, the card's train block and beta stay the
+        first segment's (the run's recipe) and each later segment's changes are in results.segments; the
+        command is the one that started the run; the time is the whole run's."""
+        seconds = self.prior_seconds + self.train_time
+        first = self.segments[0] if self.segments else {}
+        previous = self._previous_results() if self.ckpt is not None else {}
+        command = first.get("command") or previous.get("command") or command
+        if len(self.segments) > 1:
+            zoo = {**card.zoo, "train": first.get("train", card.zoo.get("train", {}))}
+            if first.get("beta") is not None:
+                zoo["objective"] = {**card.zoo.get("objective", {}), "beta": first["beta"]}
+            card = dataclasses.replace(card, zoo=zoo)
+        elif self.ckpt is not None and self.step == self.start:  # a finished run resumed: nothing new ran
+            seconds = float(previous.get("train_seconds", seconds))
+        return card, command, seconds
+
+    def _previous_results(self) -> dict[str, Any]:
+        import json
+
+        try:
+            results = json.loads((self.out / "config.json").read_text())["zoo"].get("results") or {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+        return results if isinstance(results, dict) else {}
 
     def _emit(self, event: str, **info: Any) -> None:
         for callback in self.callbacks:
@@ -688,7 +737,8 @@ class TrainLoop:
                 "config": dataclasses.asdict(self.config), "optimizer": opt_meta, "coupled_optimizers": coupled_meta,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
-                "ema_updates": self.ema.num_updates if self.ema is not None else 0, "precision": self.precision}
+                "ema_updates": self.ema.num_updates if self.ema is not None else 0, "precision": self.precision,
+                "beta": self.card.beta, "segments": self.segments, "train_seconds": self._seconds_so_far()}
         with self._writing(f"the checkpoint of step {step}"):
             self.manager.save(step, tensors if self.main else {}, meta)
         self.last_saved = step
@@ -787,10 +837,11 @@ class TrainLoop:
         from zoo.store.run_folder import save_model
 
         config = self.config
-        command = self.command or default_command(self.card.name, self.spec, self.out,
-                                                  data_shape=getattr(self, "data_shape_flag", None))
-        results = results_from_report(report, self.card, config, self.spec, steps=self.step,
-                                      seconds=self.train_time, command=command)
+        card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)})
+        card, command, seconds = self._recorded(card, self.command or default_command(
+            self.card.name, self.spec, self.out, data_shape=getattr(self, "data_shape_flag", None)))
+        results = results_from_report(report, card, config, self.spec, steps=self.step,
+                                      seconds=seconds, command=command)
         results.update({"weights": self._weights_kind, "precision": self.precision, "processes": self.world,
                         "batch_size": config.batch_size})
         if self.ema is not None:
@@ -800,7 +851,10 @@ class TrainLoop:
                                "weights": "model_best.safetensors"}
         if failure is not None:
             results.update({"measured": False, "evaluation_error": failure})
-        card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)}).with_results(results)
+        if len(self.segments) > 1:
+            results["segments"] = [{k: v for k, v in seg.items() if k != "train" and v is not None}
+                                   for seg in self.segments]
+        card = card.with_results(results)
         extra = {"model_raw.safetensors": self.model} if self.ema is not None else None
         with self._writing("the run folder's weights, config and card"):
             save_model(final, self.out, card, extra_weights=extra)

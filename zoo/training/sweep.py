@@ -37,14 +37,14 @@ def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def parse_betas(text: str) -> list[float]:
     """'0.5,1,2' -> [0.5, 1.0, 2.0]; every beta must be a number >= 0."""
-    from zoo.errors import ZooError
+    from zoo.errors import UsageError
 
     try:
         betas = [float(b) for b in text.replace(" ", "").split(",") if b]
     except ValueError:
-        raise ZooError(f"--beta must be comma-separated numbers, e.g. 0.5,1,2,4,8; got {text!r}") from None
+        raise UsageError(f"--beta must be comma-separated numbers, e.g. 0.5,1,2,4,8; got {text!r}") from None
     if not betas or any(b < 0 or not math.isfinite(b) for b in betas):
-        raise ZooError(f"--beta needs one or more finite numbers >= 0, got {text!r}")
+        raise UsageError(f"--beta needs one or more finite numbers >= 0, got {text!r}")
     return betas
 
 
@@ -59,16 +59,25 @@ def sweep(name: str, betas: list[float], *, data: str | None = None, out: str | 
     ``overwrite`` replaces earlier runs in ``out/beta-<b>``.
     ``threads``: CPU threads for torch while the sweep runs; default 1 for models under 2M
     parameters (small MLPs train several times faster on one thread, above all on a shared
-    machine), else torch's default; 0 keeps torch's setting."""
+    machine), else torch's default; 0 keeps torch's setting.  ``out`` is guarded as zoo.store.run_lock.FolderGuard
+    says (a folder of the user's files is refused)."""
+    from zoo.cards.catalog import get_card
+    from zoo.store.run_lock import FolderGuard
+
+    out = Path(out)
+    card = get_card(name) if isinstance(name, str) else name
+    with FolderGuard(out, kind="sweep", overwrite=overwrite) as guard:  # refused before any training
+        guard.mark(card.name)
+        return _sweep(card, betas, data, out, split, mi_samples, iwae_k, progress, command, threads, overwrite,
+                      overrides)
+
+
+def _sweep(card, betas, data, out, split, mi_samples, iwae_k, progress, command, threads, overwrite, overrides):
     import torch
 
     from zoo.assemble import build_model
-    from zoo.cards.catalog import get_card
     from zoo.data import load_factors, load_tensors
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    card = get_card(name) if isinstance(name, str) else name
     spec = data or card.zoo["data"]["source"]
     eval_x = load_tensors(spec, split)
     factors = load_factors(spec, split)
