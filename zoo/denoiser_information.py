@@ -35,8 +35,8 @@ from torch import Tensor
 
 from zoo import contracts as c
 
-DEFAULT_POINTS = 48
-MAX_IMAGES = 500
+DEFAULT_POINTS = 32
+MAX_IMAGES = 300
 
 
 def _mean_se(v: Tensor) -> tuple[float, float]:
