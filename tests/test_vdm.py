@@ -225,7 +225,6 @@ def test_shipped_vdm_digits_loads_and_scores_a_few_images():
     assert images.shape == (2, 1, 8, 8)
 
 
-@pytest.mark.slow
 def test_shipped_vdm_digits_is_below_the_per_pixel_categorical_on_the_test_split():
     """Issue 24's must-show: zoo diagnose on the packaged pixel VDM, test split, exact bound with its SE,
     below the per-pixel categorical's 2.44 bits/dim."""
