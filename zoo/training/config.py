@@ -16,7 +16,7 @@ from zoo.errors import CardError
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
 # settings a resumed run cannot change (the optimiser state, the data order and the noise belong to them)
-FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm")
+FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm", "validation")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
 TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_steps", "optimizer",
               "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
