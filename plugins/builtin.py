@@ -18,6 +18,7 @@ def register_encoders(register):
     register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
     register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
     register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
+    register("vdm-noising", "zoo_plugins.diffusion.vdm:VDMNoisingEncoder")
     register("flow", "zoo_plugins.flow_posterior:FlowEncoder")
     register("vq", "zoo_plugins.vq:VQEncoder")
     register("gumbel", "zoo_plugins.gumbel:GumbelEncoder")
@@ -32,6 +33,7 @@ def register_decoders(register):
     register("conv", "zoo_plugins.decoders:ConvDecoder")
     register("gmm", "zoo_plugins.gmm:GMMDecoder")
     register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
+    register("vdm-decoder", "zoo_plugins.diffusion.vdm:VDMDecoder")
     register("vq", "zoo_plugins.vq:VQDecoder")
     register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLDecoder")
     register("vqmodel", "zoo_plugins.autoencoders.vq:VQDecoder")
@@ -50,6 +52,7 @@ def register_priors(register):
     register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
     register("ladder", "zoo_plugins.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
+    register("vdm", "zoo_plugins.diffusion.vdm:VDMPrior")
     register("two-stage-vae", "zoo_plugins.second_stage:SecondStageVAEPrior")
 
 
@@ -87,6 +90,7 @@ def register_prior_fitters(register):
 @hookimpl
 def register_samplers(register):
     register("ddim", "zoo_plugins.diffusion.ddpm:DDIM")
+    register("vdm", "zoo_plugins.diffusion.vdm:VDM_SAMPLER")
 
 
 @hookimpl

@@ -14,7 +14,7 @@ from zoo.testing import check_prior
 
 
 IMAGE_PRIORS = {"ddpm"}  # priors over image-shaped latents [C, H, W]: checked below
-BOUND_PRIORS = {"two-stage-vae"}  # log_prob is a bound (exact = False): checked in tests/test_posthoc.py
+BOUND_PRIORS = {"two-stage-vae", "vdm"}  # log_prob is a bound (exact = False): checked in tests/test_posthoc.py, tests/test_vdm.py
 
 
 @pytest.mark.parametrize("name", sorted(set(get_registry().names("prior")) - IMAGE_PRIORS - BOUND_PRIORS))

@@ -47,6 +47,8 @@ Optional, prior
     StructuredInference     ``infer(q) -> (z, rate [B], extras)`` for structured posteriors
     SurrogateLoss           ``training_loss(q, name) -> (loss, ELBO)``, e.g. DDPM's L_simple
     DiscreteSupport         ``support() -> [K, *latent_shape]``: log_prob sums to 1 over it
+    GaussianForwardProcess  ``forward_marginals() -> (a_t, s_t)``: the noising process q(x_t|x_0) (diffusion)
+    Denoiser                ``denoise(z, log_snr)`` and ``log_snr_range()``: the learned E[x|z] (I-MMSE curve)
     ``exact = False``       log_prob is a (possibly stochastic) lower bound, not log p(z)
     ``estimator: str``      how the rate is estimated (shown by ``zoo diagnose``)
     ``samplers: tuple``     names of registered samplers that draw from this prior (``zoo sample --steps``)
@@ -92,7 +94,7 @@ __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
     "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "PerDimAggregatePosterior",
     "EnumerablePosterior", "Codebook", "Detachable", "DiagonalCovariance",
-    "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Binds",
+    "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Denoiser", "Binds",
     "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource", "Objective",
     "CoupledObjective",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
@@ -295,6 +297,17 @@ class SurrogateLoss(Protocol):
 class GaussianForwardProcess(Protocol):
     def forward_marginals(self) -> tuple[Tensor, Tensor]:
         """(a_t, s_t), each ``[T]`` for t = 1..T: the noising process q(x_t|x_0) = N(a_t x_0, s_t^2 I) (diffusion)."""
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """A diffusion prior's learned denoiser, for the I-MMSE information curve (zoo.denoiser_information)."""
+
+    def denoise(self, z: Tensor, log_snr: Tensor) -> Tensor:
+        """The model's E[x | z] for z = alpha x + sigma eps, alpha^2 = sigmoid(log_snr), sigma^2 = sigmoid(-log_snr); ``log_snr`` ``[B]``."""
+
+    def log_snr_range(self) -> tuple[float, float]:
+        """(lowest, highest) log-SNR the denoiser was trained on."""
 
 
 @runtime_checkable

@@ -110,6 +110,10 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         else:
             report.update(_iwae(model, data, iwae_k, batch_size))
         _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
+        if c.has(model.prior, c.Denoiser):  # what a diffusion model learned: I-MMSE on its denoiser
+            from zoo.denoiser_information import model_information
+
+            report["learned_information"] = model_information(model, data, posteriors=evaluation.posteriors, seed=seed)
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete, "seed": seed,
                    "rate_kind": "upper bound" if not c.is_exact(model.prior) else "exact KL"})
@@ -485,6 +489,14 @@ def format_report(report: dict[str, Any]) -> str:
                          + ", ".join(f"t={t + 1}: {v:.3g}" for t, v in dict(picks).items()))
         if isinstance(report.get("L_T"), float):
             lines.append(f"  prior term L_T = KL(q(x_T|x_0)||N(0,I)): {report['L_T']:.3g} nats")
+    li = report.get("learned_information")
+    if li:
+        lines.append(f"  learned information I(x; z_snr) (I-MMSE on the model's denoiser, nats): "
+                     + ", ".join(f"log-snr {li['log_snr'][j]:.1f}: {li['information'][j]:.2f} +- {li['information_se'][j]:.2f}"
+                                 for j in sorted({round(i * (len(li['log_snr']) - 1) / 4) for i in range(5)})))
+        if li.get("nll") is not None:
+            lines.append(f"    -log p(x) from the same curve (Kong et al. 2023, an estimate): {li['nll']:.2f} "
+                         f"+- {li['nll_se']:.2f} nats")
     if report.get("rate_estimator"):
         lines.append(f"  rate estimator: {report['rate_estimator']}")
     if report.get("active_units_note"):

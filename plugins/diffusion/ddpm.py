@@ -196,6 +196,30 @@ class DDPMPrior(nn.Module):
         t = check_timesteps(self.schedule, t if torch.is_tensor(t) else torch.tensor(t))
         return self.unet(x, t)
 
+    def _log_snrs(self) -> Tensor:
+        """log SNR_t = log(alpha_bar_t / (1 - alpha_bar_t)) at the 0-based step indices, decreasing."""
+        ab = self.schedule.alphas_cumprod.double()
+        return torch.log(ab) - torch.log1p(-ab)
+
+    def log_snr_range(self) -> tuple[float, float]:
+        """(log SNR at t = T, log SNR at t = 1): the range the UNet was trained on (zoo.contracts.Denoiser)."""
+        lam = self._log_snrs()
+        return float(lam[-1]), float(lam[0])
+
+    def denoise(self, z: Tensor, log_snr: Tensor) -> Tensor:
+        """x_hat = (z - sigma eps_theta(z, t)) / alpha for z = alpha x + sigma eps, alpha^2 = sigmoid(log_snr)
+        (zoo.contracts.Denoiser); t is the fractional step whose log-SNR is ``log_snr``, linearly interpolated
+        between the steps (the UNet's sinusoidal time embedding takes real t)."""
+        rev = self._log_snrs().flip(0)                                    # increasing
+        lam = log_snr.detach().double().cpu().clamp(float(rev[0]), float(rev[-1]))
+        j = torch.searchsorted(rev, lam).clamp(1, len(rev) - 1)
+        w = (lam - rev[j - 1]) / (rev[j] - rev[j - 1])
+        t = (len(rev) - 1) - (j - 1 + w)                                  # 0-based, real
+        eps = self.unet(z, t.to(device=z.device, dtype=z.dtype))
+        view = (-1,) + (1,) * (z.dim() - 1)
+        lam = log_snr.to(z.dtype).view(view)
+        return (z - torch.sigmoid(-lam).sqrt() * eps) / torch.sigmoid(lam).sqrt()
+
     @property
     def estimator(self) -> str:
         T = self.num_timesteps

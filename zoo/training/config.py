@@ -16,7 +16,7 @@ from zoo.errors import CardError
 PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 SCHEDULES = ("constant", "cosine", "linear")
 # settings a resumed run cannot change (the optimiser state, the data order and the noise belong to them)
-FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm")
+FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm", "validation")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
 TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_steps", "optimizer",
               "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
@@ -68,6 +68,11 @@ class TrainConfig:
     em_tol: float = option(1e-6, "fitting algorithms: stop when an iteration gains less (nats per image)")
     keep_best: bool = option(False, "also keep the weights of the best held-out ELBO (periodic evaluations and the "
                                     "end) as model_best.safetensors, with its step in the card")
+    validation: int = option(0, "hold out this many training images (a fixed seeded draw, never trained on) for the "
+                                "periodic evaluations and keep_best, so model selection never sees the test split "
+                                "(0: the periodic evaluations use the test split)")
+    restore_best: bool = option(False, "at the end, evaluate and save the weights of the best held-out ELBO instead of "
+                                       "the last ones (early stopping; needs keep_best)")
     report_to: str = option("auto", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
                                     "installed), none, or auto (tensorboard when installed); metrics.csv is always "
                                     "written")
@@ -120,9 +125,13 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and not integer(v, 1):
                 return key, "must be a positive integer"
-        for key in ("eval_every", "sample_every", "warmup_steps", "seed"):
+        for key in ("eval_every", "sample_every", "warmup_steps", "seed", "validation"):
             if not integer(getattr(self, key), 0):
                 return key, "must be a non-negative integer"
+        if self.restore_best and not self.keep_best:
+            return "restore_best", "needs keep_best (the best weights are the ones keep_best keeps)"
+        if self.validation and self.streaming:
+            return "validation", "cannot carve a validation set from a streamed data set (use streaming false)"
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float("inf")):
             return "lr", "must be a positive number"
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):

@@ -49,6 +49,8 @@ from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, SCHEDULES, TRAJECTO
 from zoo.training.engine import _dist_env, _make_accelerator, default_threads, isolated_rng, pick_device, trackers
 from zoo.training.stream import Batches, _stream_rows, _take
 
+VALIDATION_SEED = 0  # the fixed draw of the validation images (TrainConfig.validation) from the training split
+
 
 @dataclass
 class TrainResult:
@@ -283,6 +285,15 @@ class TrainLoop:
             self.train_data = load_tensors(spec, train_split, **source)
             self.test_x = load_tensors(spec, self.test_split, **source)
             check_shape(self.train_data, card, spec)
+            self.val_x = None
+            if config.validation:  # model selection on held-out training images, never on the test split
+                n = len(self.train_data)
+                if config.validation >= n:
+                    raise CardError(f"validation {config.validation} (--validation): the training split of {spec} "
+                                    f"has only {n} images")
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+                self.val_x = self.train_data[order[:config.validation]]
+                self.train_data = self.train_data[order[config.validation:].sort().values]
             self.rows = len(self.train_data)
 
     def _start_engine(self) -> None:
@@ -680,7 +691,8 @@ class TrainLoop:
         was_training = m.training
         m.eval()
         with isolated_rng(self.device, self.config.seed):
-            result = evaluate(m, self.test_x[:self.config.eval_points], batch_size=self.config.eval_batch_size)
+            held_out = self.test_x if getattr(self, "val_x", None) is None else self.val_x
+            result = evaluate(m, held_out[:self.config.eval_points], batch_size=self.config.eval_batch_size)
         m.train(was_training)
         values = {f"eval/{k}": result.mean(k) for k in ("elbo", "distortion", "rate")}
         values["eval/elbo_bpd"] = float(self.model.bits_per_dim(-values["eval/elbo"]))
@@ -813,6 +825,11 @@ class TrainLoop:
 
         step, config = self.step, self.config
         self._held_out(step)
+        if config.restore_best and self.best is not None and self.best[0] != step:
+            from zoo.store.weights import load_weights, read_weights
+
+            path = self.out / "model_best.safetensors"
+            load_weights(final, read_weights(path), str(path))
         self._samples(step)
         from zoo.data import load_factors
 
