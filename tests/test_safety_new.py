@@ -431,7 +431,7 @@ def test_keyboard_interrupt_at_plugin_import_is_recorded_like_any_failure(interr
     from zoo.registry import reset_registry
 
     reset_registry()
-    assert main(["list", "vae-digits"]) == 0
+    assert main(["list", "--names", "vae-digits"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == "vae-digits"
     assert "plugin zoo_interrupts from zoo-interrupts failed: KeyboardInterrupt" in err
@@ -448,7 +448,7 @@ def test_a_hanging_plugin_hook_is_named_after_the_time_limit(hanging_plugin, fre
 
     reset_registry()
     started = time.perf_counter()
-    assert main(["list", "vae-digits"]) == 0
+    assert main(["list", "--names", "vae-digits"]) == 0
     assert time.perf_counter() - started < 15
     err = capsys.readouterr().err
     assert "hook register_priors of plugin zoo_hangs (zoo_hangs) did not return within 1 s" in err
