@@ -202,7 +202,8 @@ class TrainLoop:
         else:
             self.spec = data or card.zoo["data"]["source"]
             self.segments = [{"from_step": 0, "beta": card.beta, "train": recipe(self.config),
-                              "command": self.command or default_command(card.name, self.spec, self.out)}]
+                              "command": self.command or default_command(
+                                  card.name, self.spec, self.out, data_shape=getattr(self, "data_shape_flag", None))}]
             if (self.manager.steps() or (self.out / "model.safetensors").exists()) and not overwrite:
                 raise TrainingError(f"{self.out} already holds a training run; pass --resume to continue it, "
                                     f"--overwrite to replace it, or choose another --out")
