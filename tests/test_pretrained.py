@@ -216,14 +216,23 @@ def test_readme_tables_are_generated_from_the_cards():
     assert with_model_table(readme) == readme, "README's tables are stale: run python tools/model_table.py"
 
 
-def test_results_table_has_a_row_per_embedded_card():
-    from zoo.cards.table import results_table
+def test_results_table_has_a_row_per_embedded_card_one_table_per_data_space():
+    from zoo.cards.table import card_space, results_table
 
-    rows = results_table().splitlines()[2:]
-    sources = ("zoo:mnist-5k", "zoo:digits", "zoo:shapes")
-    assert [r.split("|")[1].strip(" `") for r in rows] == sorted(
-        EMBEDDED, key=lambda n: (sources.index(zoo.get_card(n).zoo["data"]["source"]), n))
-    vae = next(r for r in rows if r.startswith("| `vae-mnist`"))
+    sections = results_table().split("\n\n**")
+    seen = []
+    for section in sections:
+        label = section.splitlines()[0].strip("*")
+        rows = [r for r in section.splitlines() if r.startswith("| `")]
+        names = [r.split("|")[1].strip(" `") for r in rows]
+        assert names == sorted(names), f"table {label!r} is not sorted by name"
+        for name in names:  # a number of another space is never in this table
+            assert card_space(zoo.get_card(name)).label == label, f"{name} in the table of {label!r}"
+        if "continuous" not in label:  # every discrete space carries its no-latent baselines
+            assert any(r.startswith("| *baseline: ") for r in section.splitlines()), label
+        seen += names
+    assert sorted(seen) == sorted(EMBEDDED)
+    vae = next(r for r in results_table().splitlines() if r.startswith("| `vae-mnist`"))
     assert f"{zoo.get_card('vae-mnist').zoo['results']['elbo']:.2f} ± " in vae and "(IWAE, k=100)" in vae
 
 

@@ -110,14 +110,43 @@ def results_row(card: Card) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
+def card_space(card: Card):
+    """The data space (zoo.data_space) the card's likelihood scores, from the architecture built on the meta device."""
+    from zoo.assemble import build_model
+    from zoo.data_space import DataSpace, likelihood_kind
+
+    model = build_model(card, empty=True)
+    return DataSpace(card.zoo["data"]["source"], tuple(card.zoo["data"]["shape"]),
+                     likelihood_kind(model.decoder.likelihood))
+
+
+def baseline_row(row: dict[str, Any]) -> str:
+    """A no-latent baseline (zoo.baselines) as a results row: its exact NLL, no latent terms."""
+    cells = (f"*baseline: {row['model']}*", row["description"], "—",
+             f"{_num(row['nll'])} ± {_num(row['nll_se'])} (exact, {row['bpd']:.3f} bits/dim)", "no latent", "", "", "")
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def results_table(sources: tuple[str, ...] = ("zoo:mnist-5k", "zoo:digits", "zoo:shapes")) -> str:
-    """The measured results of every card trained on ``sources`` (the cards that ship weights), by data then name."""
+    """The measured results of every card trained on ``sources`` (the cards that ship weights): one table per data
+    space (zoo.data_space: data, shape and discretisation; numbers of two spaces are never in one table), each with
+    the space's no-latent baselines (zoo.baselines, fitted on the train split, scored on the test split) first, then
+    its cards by name."""
+    from zoo.baselines import baselines
     from zoo.cards.catalog import get_card, model_names
 
     cards = [get_card(n) for n in model_names()]
-    cards = sorted((c for c in cards if c.zoo["data"]["source"] in sources),
-                   key=lambda c: (sources.index(c.zoo["data"]["source"]), c.name))
-    return "\n".join([RESULTS_HEADER] + [results_row(c) for c in cards])
+    spaces: dict[Any, list[Card]] = {}
+    for card in sorted((c for c in cards if c.zoo["data"]["source"] in sources),
+                       key=lambda c: (sources.index(c.zoo["data"]["source"]), c.name)):
+        spaces.setdefault(card_space(card), []).append(card)
+    order = sorted(spaces, key=lambda sp: (sources.index(sp.data), sp.kind))
+    parts = []
+    for space in order:
+        rows = [baseline_row(b) for b in baselines(space.data, space.kind)] if space.kind != "continuous" else []
+        parts.append("\n".join([f"**{space.label}**", "", RESULTS_HEADER, *rows,
+                                 *(results_row(c) for c in spaces[space])]))
+    return "\n\n".join(parts)
 
 
 def with_table(text: str, start: str, end: str, table: str) -> str:
