@@ -100,6 +100,10 @@ def test_compare_puts_each_data_space_in_its_own_table_with_its_baselines(tmp_pa
     curve = d["information_curve"]
     assert curve["saturated"][0] and curve["lower"][0] == pytest.approx(math.log(1497), abs=1e-3)
     assert d["rate_kind"] == "upper bound" and "log N" in table
+    # what the DDPM's denoiser learned (I-MMSE), with SE, in the table's notes; none for the VAE
+    li = d["learned_information"]
+    assert len(li["information"]) == len(li["information_se"]) == len(li["log_snr"]) and li["nll_se"] > 0
+    assert "learned_information" not in v and "learned information of tiny-ddpm: I(x; z_snr)" in eight
     assert d["quality_sampler"] == "ddim (steps=3)" and v["quality_sampler"] == "ancestral"
     # the floors are those of each space: binarised images against binarised ones, 8-bit against 8-bit
     f8, fb = spaces["8-bit"]["floor"], spaces["binarised"]["floor"]

@@ -97,6 +97,8 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
     row.update({f"{k}{s}": quality.get(f"{k}{s}") for k in SEEDED for s in ("", "_se")})
     row.update({"quality_features": quality["features"], "quality_seeds": quality["seeds"],
                 "quality_sampler": quality["sampler"]})
+    if report.get("learned_information"):  # what the denoiser learned (I-MMSE), for every diffusion prior
+        row["learned_information"] = report["learned_information"]
     first = model.encode(load_tensors(data, split)[:1])
     if c.has(model.prior, c.GaussianForwardProcess) and c.is_fixed(first):
         from zoo.forward_information import model_information_curve
@@ -252,6 +254,19 @@ def _mi_cell(r: dict[str, Any]) -> str:
     return f"[{r['mi_lower']:.3f} +- {_f(r.get('mi_lower_se'))}, {_f(r.get('mi_upper'))}]{sat}"
 
 
+def _learned_cell(li: dict[str, Any]) -> str:
+    """The I-MMSE curve of a denoiser (zoo.denoiser_information) in one line: a few points with SE and the -log p
+    estimate it gives (an estimate, not a bound)."""
+    n = len(li["log_snr"])
+    picks = sorted({round(i * (n - 1) / 3) for i in range(4)})
+    text = ("I(x; z_snr) by I-MMSE on the model's denoiser (nats; over-states the true information where the "
+            "denoiser is not Bayes-optimal): " + ", ".join(f"log-snr {li['log_snr'][j]:.1f}: {li['information'][j]:.2f}"
+                                                         f" +- {li['information_se'][j]:.2f}" for j in picks))
+    if li.get("nll") is not None:
+        text += f"; -log p(x) estimate (Kong et al. 2023) {li['nll']:.2f} +- {li['nll_se']:.2f} nats"
+    return text
+
+
 def _last_saturated(curve: dict[str, Any]) -> int | None:
     sat = [t for t, s in zip(curve["t"], curve["saturated"]) if s]
     return sat[-1] if sat else None
@@ -305,6 +320,9 @@ def format_table(result: dict[str, Any]) -> str:
                          f"nats on [{b['split']}]" + (f" ({b['note']})" if b.get("note") else "") + ".")
         if floor.get("floor"):
             lines.append(f"- floor: {floor['floor']}.")
+        for r in models:
+            if r.get("learned_information"):
+                lines.append(f"- learned information of {r['model']}: {_learned_cell(r['learned_information'])}.")
         if features:
             lines.append("- features of FID and precision/recall: " + "; ".join(features) + ".")
         lines.append("- samples of FID: " + "; ".join(f"{r['model']}: {r.get('quality_sampler', 'ancestral')}"
