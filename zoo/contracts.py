@@ -45,7 +45,7 @@ Optional, prior
     ClosedFormCrossEntropy  ``cross_entropy(q) -> [B]`` = -E_q log p(z) in closed form
     PerDimKL                ``kl_per_dim(q) -> [B, *latent_shape]`` (or None for a posterior it has none for)
     StructuredInference     ``infer(q) -> (z, rate [B], extras)`` for structured posteriors
-    SurrogateLoss           ``training_loss(q, name) -> (loss, ELBO)``, e.g. DDPM's L_simple
+    SurrogateLoss           ``training_loss(q, name, **options) -> (loss, ELBO)``, e.g. DDPM's L_simple
     DiscreteSupport         ``support() -> [K, *latent_shape]``: log_prob sums to 1 over it
     ``exact = False``       log_prob is a (possibly stochastic) lower bound, not log p(z)
     ``estimator: str``      how the rate is estimated (shown by ``zoo diagnose``)
@@ -287,8 +287,9 @@ class StructuredInference(Protocol):
 
 @runtime_checkable
 class SurrogateLoss(Protocol):
-    def training_loss(self, q: Any, loss: str) -> tuple[Tensor, Any]:
-        """(scalar loss, ELBO terms for logging) for card ``objective: {loss: NAME}``."""
+    def training_loss(self, q: Any, loss: str, **options: Any) -> tuple[Tensor, Any]:
+        """(scalar loss, ELBO terms for logging) for card ``objective: {loss: NAME, **options}`` (the card's
+        objective fields besides beta, iwae_k, loss, gradient and name are the loss's options)."""
 
 
 @runtime_checkable
