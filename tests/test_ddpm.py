@@ -183,6 +183,11 @@ def test_digits_card_trains_through_zoo_train(tmp_path):
 def test_latent_diffusion_mnist_builds_trains_and_diagnoses(tmp_path):
     result = zoo.train("ldm-mnist", out=tmp_path / "ldm", steps=2, batch_size=32, num_samples=2, progress=False)
     r = result.report
+    # train.init_from: vae-mnist; train.freeze: [encoder, decoder] -- they are vae-mnist's, the prior trained
+    vae = zoo.load("vae-mnist").state_dict()
+    state = result.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in vae.items())
+    assert result.model.prior.unet.out.weight.abs().sum() > 0     # zero-initialised output layer: it moved
     assert r["n"] == 500 and r["likelihood"] == "bernoulli"
     assert r["rate"] > 0 and r["elbo"] == pytest.approx(-(r["distortion"] + r["rate"]), rel=1e-4)
     assert r["active_units"] is not None and r["latent_dims"] == 16
