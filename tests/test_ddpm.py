@@ -183,9 +183,14 @@ def test_digits_card_trains_through_zoo_train(tmp_path):
 def test_latent_diffusion_mnist_builds_trains_and_diagnoses(tmp_path):
     result = zoo.train("ldm-mnist", out=tmp_path / "ldm", steps=2, batch_size=32, num_samples=2, progress=False)
     r = result.report
+    # train.init_from: vae-mnist; train.freeze: [encoder, decoder] -- they are vae-mnist's, the prior trained
+    vae = zoo.load("vae-mnist").state_dict()
+    state = result.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in vae.items())
+    assert result.model.prior.unet.out.weight.abs().sum() > 0     # zero-initialised output layer: it moved
     assert r["n"] == 500 and r["likelihood"] == "bernoulli"
     assert r["rate"] > 0 and r["elbo"] == pytest.approx(-(r["distortion"] + r["rate"]), rel=1e-4)
-    assert r["active_units"] is not None and r["latent_dims"] == 128
+    assert r["active_units"] is not None and r["latent_dims"] == 16
     assert len(r["L_t"]) == 1000 and r["nll"] == pytest.approx(-r["elbo"])
     model = result.model
     x = torch.rand(3, 1, 28, 28)
@@ -213,8 +218,8 @@ def test_bad_inputs_give_clear_errors():
     text = (ROOT / "cards" / "ddpm-cifar10.md").read_text().replace("[3, 32, 32]", "[3, 64, 64]")
     with pytest.raises(CardError, match=r"zoo\.prior.*\[3, 32, 32\].*\[3, 64, 64\].*own image size"):
         build(parse_card(text, name="ddpm-cifar10"))
-    with pytest.raises(CardError, match="variance must be 'fixed-small' or 'fixed-large'"):
-        build(tiny(variance="learned"))
+    with pytest.raises(CardError, match="variance must be 'fixed-small', 'fixed-large' or 'learned'"):
+        build(tiny(variance="fixed"))
     with pytest.raises(CardError, match="ddpm-noising: latent shape must equal the data shape"):
         build(tiny(T=10, K=2, latent=(1, 4, 4)))
 

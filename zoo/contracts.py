@@ -45,7 +45,7 @@ Optional, prior
     ClosedFormCrossEntropy  ``cross_entropy(q) -> [B]`` = -E_q log p(z) in closed form
     PerDimKL                ``kl_per_dim(q) -> [B, *latent_shape]`` (or None for a posterior it has none for)
     StructuredInference     ``infer(q) -> (z, rate [B], extras)`` for structured posteriors
-    SurrogateLoss           ``training_loss(q, name) -> (loss, ELBO)``, e.g. DDPM's L_simple
+    SurrogateLoss           ``training_loss(q, name, **options) -> (loss, ELBO)``, e.g. DDPM's L_simple
     DiscreteSupport         ``support() -> [K, *latent_shape]``: log_prob sums to 1 over it
     GaussianForwardProcess  ``forward_marginals() -> (a_t, s_t)``: the noising process q(x_t|x_0) (diffusion)
     Denoiser                ``denoise(z, log_snr)`` and ``log_snr_range()``: the learned E[x|z] (I-MMSE curve)
@@ -289,8 +289,9 @@ class StructuredInference(Protocol):
 
 @runtime_checkable
 class SurrogateLoss(Protocol):
-    def training_loss(self, q: Any, loss: str) -> tuple[Tensor, Any]:
-        """(scalar loss, ELBO terms for logging) for card ``objective: {loss: NAME}``."""
+    def training_loss(self, q: Any, loss: str, **options: Any) -> tuple[Tensor, Any]:
+        """(scalar loss, ELBO terms for logging) for card ``objective: {loss: NAME, **options}`` (the card's
+        objective fields besides beta, iwae_k, loss, gradient and name are the loss's options)."""
 
 
 @runtime_checkable

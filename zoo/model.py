@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from zoo import contracts as c
 from zoo.distributions import bits_per_dim
+from zoo.cards.schema import OBJECTIVE_FIELDS
 from zoo.errors import CardError, ContractError, InputError, ShapeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -342,7 +343,8 @@ class LatentModel(nn.Module):
             if not c.has(self.prior, c.SurrogateLoss):
                 raise CardError(f"objective.loss {loss_name!r} needs a prior with training_loss(q, loss); "
                                 f"{self.sources.get('prior', type(self.prior).__name__)} has none (use 'elbo')")
-            return self.prior.training_loss(self.posterior(x), loss_name)
+            options = {k: v for k, v in objective.items() if k not in OBJECTIVE_FIELDS}  # the loss's own options
+            return self.prior.training_loss(self.posterior(x), loss_name, **options)
         if k <= 1:
             terms = self.elbo(x, prepared=True)
             return terms.loss(beta), terms

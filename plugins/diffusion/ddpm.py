@@ -59,16 +59,18 @@ from .schedule import (
     p_mean_variance,
     prior_kl,
     q_sample,
+    split_output,
     step_terms,
     variational_bound,
 )
+from .mlp import MLPDenoiser
 from .unet import UNet, UNetConfig
 
 __all__ = ["DDPMPrior", "NoisingEncoder", "NoisingPosterior", "DDPMDecoder", "DiscretizedGaussian",
            "UNET_PRESETS", "sample", "DDIM"]
 
 VARIANCES = {"fixed-small": "fixed_small", "fixed-large": "fixed_large",
-             "fixed_small": "fixed_small", "fixed_large": "fixed_large"}
+             "fixed_small": "fixed_small", "fixed_large": "fixed_large", "learned": "learned"}
 UNET_PRESETS = {
     "ddpm-cifar10": UNetConfig.ddpm_cifar10,
     "digits-8x8": UNetConfig.digits_8x8,
@@ -79,7 +81,7 @@ UNET_PRESETS = {
 MAX_ROWS = 1024  # rows per UNet call when several timesteps are stacked
 
 
-def _unet_config(spec: Any, channels: int, size: int) -> UNetConfig:
+def _unet_config(spec: Any, channels: int, size: int, out_mult: int = 1) -> UNetConfig:
     if isinstance(spec, str):
         if spec not in UNET_PRESETS:
             raise ValueError(f"unknown unet preset {spec!r}; choose one of {sorted(UNET_PRESETS)} or give a mapping")
@@ -87,13 +89,15 @@ def _unet_config(spec: Any, channels: int, size: int) -> UNetConfig:
     else:
         d = dict(spec or {})
         d.setdefault("in_channels", channels)
-        d.setdefault("out_channels", channels)
+        d.setdefault("out_channels", channels * out_mult)
         d.setdefault("sample_size", size)
         cfg = UNetConfig.from_dict(d)
-    if cfg.sample_size != size or cfg.in_channels != channels or cfg.out_channels != channels:
+    if cfg.sample_size != size or cfg.in_channels != channels or cfg.out_channels != channels * out_mult:
         raise ShapeError(f"the UNet is for images of shape [{cfg.in_channels}, {cfg.sample_size}, {cfg.sample_size}] "
                          f"(out_channels {cfg.out_channels}) but the diffused variable has shape "
-                         f"[{channels}, {size}, {size}]: a pretrained UNet only works at its own image size")
+                         f"[{channels}, {size}, {size}]" + (f" and learned variances need out_channels {channels * out_mult}"
+                                                           if out_mult > 1 else "")
+                         + ": a pretrained UNet only works at its own image size")
     return cfg
 
 
@@ -133,7 +137,13 @@ class DDPMPrior(nn.Module):
     ``first_variance`` sigma_1^2 at t = 1 under either (beta~_1 = 0): ``beta_tilde_2`` (default, Ho et al.'s code) or
     ``beta_1`` (diffusers' fixed_large), which moves L_0 alone,
     ``eval_timesteps`` K for the stratified sub-sampled bound (null: exact), ``clip_sample``
-    (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound)."""
+    (clamp the predicted x_0 to [-1, 1] while sampling; never in the bound).
+
+    Improved DDPM (Nichol & Dhariwal 2021): ``variance: learned`` makes the network output eps and a
+    second set v, Sigma = exp(v log beta_t + (1 - v) log beta~_t) (:func:`.schedule.learned_log_variance`);
+    ``denoiser: {name: mlp, width, blocks, time_dim}`` replaces the UNet by a residual MLP
+    (:mod:`.mlp`) for a latent of any shape (a VAE's vector latent).  The training losses
+    ``hybrid`` and ``vlb`` (card ``objective``) are in :meth:`training_loss`."""
 
     exact = False  # log_prob is the variational bound
     family = "diffusion"
@@ -144,13 +154,23 @@ class DDPMPrior(nn.Module):
     def __init__(self, *, latent_shape, data_shape=None, unet: Any = None, timesteps: int = 1000,
                  schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
                  cosine_s: float = 0.008, variance: str = "fixed-small", eval_timesteps: int | None = None,
-                 clip_sample: bool = True, first_variance: str = "beta_tilde_2"):
+                 clip_sample: bool = True, first_variance: str = "beta_tilde_2", denoiser: Any = None):
         super().__init__()
         shape = tuple(int(v) for v in latent_shape)
-        if len(shape) != 3 or shape[1] != shape[2]:
-            raise ShapeError(f"the ddpm prior diffuses square images: latent shape must be [C, H, H], got {list(shape)}")
+        if variance not in VARIANCES:
+            raise ValueError(f"variance must be 'fixed-small', 'fixed-large' or 'learned', got {variance!r}")
+        out_mult = 2 if VARIANCES[variance] == "learned" else 1
         self.latent_shape = shape
-        self.unet = UNet(_unet_config(unet, shape[0], shape[1]))
+        if denoiser is not None:
+            if unet is not None:
+                raise ValueError("the ddpm prior takes either 'unet' or 'denoiser' (an MLP), not both")
+            # the attribute keeps the name 'unet': the noise network, whatever its architecture
+            self.unet = MLPDenoiser.from_spec(denoiser, shape, out_mult)
+        else:
+            if len(shape) != 3 or shape[1] != shape[2]:
+                raise ShapeError(f"the ddpm prior's UNet diffuses square images: latent shape must be [C, H, H], got "
+                                 f"{list(shape)} (a vector latent takes 'denoiser: {{name: mlp}}')")
+            self.unet = UNet(_unet_config(unet, shape[0], shape[1], out_mult))
         if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 2:
             raise ValueError(f"timesteps must be an integer >= 2, got {timesteps!r}")
         if schedule == "linear":
@@ -165,8 +185,6 @@ class DDPMPrior(nn.Module):
             raise ValueError(f"first_variance must be one of {', '.join(FIRST_VARIANCES)} (sigma_1^2 of p(x_0|x_1)), "
                              f"got {first_variance!r}")
         self.schedule = dataclasses.replace(self.schedule, first_variance=first_variance)
-        if variance not in VARIANCES:
-            raise ValueError(f"variance must be 'fixed-small' or 'fixed-large', got {variance!r}")
         self.variance = VARIANCES[variance]
         if eval_timesteps is not None and (not isinstance(eval_timesteps, int) or eval_timesteps < 1):
             raise ValueError(f"eval_timesteps must be a positive integer or null (exact), got {eval_timesteps!r}")
@@ -194,7 +212,7 @@ class DDPMPrior(nn.Module):
     def eps(self, x: Tensor, t: Tensor) -> Tensor:
         """epsilon_theta(x_t, t), t the 0-based step index (ValueError outside 0..T-1)."""
         t = check_timesteps(self.schedule, t if torch.is_tensor(t) else torch.tensor(t))
-        return self.unet(x, t)
+        return split_output(self.unet(x, t), self.variance, x)[0]
 
     def _log_snrs(self) -> Tensor:
         """log SNR_t = log(alpha_bar_t / (1 - alpha_bar_t)) at the 0-based step indices, decreasing."""
@@ -267,35 +285,88 @@ class DDPMPrior(nn.Module):
 
     def log_prob(self, z: Tensor) -> Tensor:
         """-L(z) <= log p(z): the diffusion bound on a continuous variable (stochastic; any leading dims)."""
-        lead = z.shape[: z.dim() - 3]
+        lead = z.shape[: z.dim() - len(self.latent_shape)]
         flat = z.reshape(-1, *self.latent_shape)
         bound, _ = self._rate(flat, 0, continuous=True)
         return -bound.reshape(lead)
 
     # -- training --------------------------------------------------------------------------------
-    def training_loss(self, q, loss: str = "simple"):
-        """Ho et al.'s L_simple = E_{t, eps} ||eps - eps_theta(x_t, t)||^2 (mean over pixels), t uniform
-        in 0..T-1, and, for logging, the one-sample unbiased bound estimate L_T + T * L_t from the same
-        forward pass (distortion = T * L_0 when t = 0, rate the rest)."""
+    LOSSES = ("simple", "hybrid", "vlb")
+    TIMESTEP_SAMPLING = ("uniform", "importance")
+
+    def training_loss(self, q, loss: str = "simple", *, vlb_weight: float = 0.001,
+                      timestep_sampling: str = "uniform"):
+        """A surrogate loss of the pixel model (card ``objective: {loss: NAME, ...}``), one t per image:
+
+        * ``simple``: Ho et al.'s L_simple = ||eps - eps_theta(x_t, t)||^2 / D, t uniform in 0..T-1
+          (fixed variances only: L_simple does not train learned ones);
+        * ``hybrid`` (Nichol & Dhariwal eq. 16): L_simple + vlb_weight * L_vlb / D with the mean of
+          p(x_{t-1}|x_t) from a stopped eps, so the L_vlb term trains the variances only (learned ones);
+        * ``vlb``: the bound's one-sample estimate L_T + L_t / p(t) / D itself, with ``timestep_sampling:
+          importance`` (p(t) from the history of L_t^2, :class:`.improved.ImportanceSampler`) or uniform.
+
+        The terms returned for logging are the one-sample unbiased bound estimate from the same forward
+        pass (distortion the L_0 part, rate the rest); ``LatentModel.elbo`` always reports the true bound."""
         from zoo.model import ELBO
 
-        if loss != "simple":
-            raise ValueError(f"ddpm prior: unknown objective.loss {loss!r}; choose 'elbo' (the bound) or 'simple'")
+        from .improved import ImportanceSampler, hybrid_loss, simple_loss, vlb_estimate
+
+        if loss not in self.LOSSES:
+            raise ValueError(f"ddpm prior: unknown objective.loss {loss!r}; choose 'elbo' (the bound), "
+                             f"{', '.join(repr(n) for n in self.LOSSES)}")
+        if timestep_sampling not in self.TIMESTEP_SAMPLING:
+            raise ValueError(f"ddpm prior: objective.timestep_sampling must be one of "
+                             f"{', '.join(self.TIMESTEP_SAMPLING)}, got {timestep_sampling!r}")
+        if timestep_sampling == "importance" and loss != "vlb":
+            raise ValueError("ddpm prior: objective.timestep_sampling 'importance' weights the bound's terms; it "
+                             "goes with objective.loss 'vlb'")
+        if not (isinstance(vlb_weight, (int, float)) and not isinstance(vlb_weight, bool) and vlb_weight >= 0):
+            raise ValueError(f"ddpm prior: objective.vlb_weight must be a number >= 0, got {vlb_weight!r}")
+        if loss == "simple" and self.variance == "learned":
+            raise ValueError("ddpm prior: objective.loss 'simple' does not train learned variances (variance: "
+                             "learned); use loss 'hybrid' or 'vlb'")
         if not isinstance(q, NoisingPosterior):
-            raise ValueError("objective.loss 'simple' trains a pixel-space DDPM (encoder ddpm-noising); a latent "
+            raise ValueError(f"objective.loss {loss!r} trains a pixel-space DDPM (encoder ddpm-noising); a latent "
                              "diffusion model trains on its ELBO (objective.loss: elbo)")
         x0 = q.x0
-        T = self.num_timesteps
-        t = torch.randint(0, T, (x0.shape[0],), device=x0.device)
+        T, b, dims = self.num_timesteps, x0.shape[0], x0[0].numel()
+        if timestep_sampling == "importance":
+            if getattr(self, "importance", None) is None:
+                self.importance = ImportanceSampler(T).to(x0.device)
+            t, p_t = self.importance.sample(b)
+            p_t = p_t.to(x0.dtype)
+        else:
+            t = torch.randint(0, T, (b,), device=x0.device)
+            p_t = x0.new_full((b,), 1.0 / T)
         noise = torch.randn_like(x0)
-        eps = self.unet(q_sample(self.schedule, x0, t, noise), t)
-        mse = (eps - noise).pow(2).flatten(1).mean(1)
+        xt = q_sample(self.schedule, x0, t, noise)
+        out = self.unet(xt, t)
+        eps, v = split_output(out, self.variance, xt)
+        simple = simple_loss(eps, noise)
+        if loss == "hybrid":  # the bound's term with the mean stopped: it trains v alone (eq. 16)
+            frozen = eps.detach() if v is None else torch.cat([eps.detach(), v], 1)
+            term = step_terms(self.schedule, lambda _x, _t: frozen, x0, t, noise, self.variance)
+        elif loss == "vlb":
+            term = step_terms(self.schedule, lambda _x, _t: out, x0, t, noise, self.variance)
+        else:
+            with torch.no_grad():
+                term = step_terms(self.schedule, lambda _x, _t: out.detach(), x0, t, noise, self.variance)
+        prior = prior_kl(self.schedule, x0)
+        vlb = vlb_estimate(term, prior, p_t)
+        if loss == "simple":
+            value = simple
+        elif loss == "hybrid":
+            value = hybrid_loss(simple, vlb, dims, vlb_weight)
+        else:
+            value = vlb / dims
+        if timestep_sampling == "importance":
+            self.importance.update(t, term)
         with torch.no_grad():  # the same forward pass scored as one step of the bound
-            term = step_terms(self.schedule, lambda xt, ts: eps.detach(), x0, t, noise, self.variance)
             first = t == 0
-            distortion = T * torch.where(first, term, torch.zeros_like(term))
-            rate = prior_kl(self.schedule, x0) + T * torch.where(first, torch.zeros_like(term), term)
-        return mse.mean(), ELBO(-(distortion + rate), distortion, rate, {"L_simple": mse.detach()})
+            scaled = (term / p_t).detach()
+            distortion = torch.where(first, scaled, torch.zeros_like(scaled))
+            rate = prior + torch.where(first, torch.zeros_like(scaled), scaled)
+        return value.mean(), ELBO(-(distortion + rate), distortion, rate, {"L_simple": simple.detach()})
 
     # -- sampling --------------------------------------------------------------------------------
     @torch.no_grad()

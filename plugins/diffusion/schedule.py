@@ -35,10 +35,10 @@ __all__ = [
     "linear_betas", "scaled_linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
     "q_mean_variance", "q_sample", "q_posterior", "predict_x0", "p_mean_variance", "PMeanVar",
     "normal_kl", "discretized_gaussian_log_likelihood", "prior_kl", "BoundTerms", "step_terms", "FIRST_VARIANCES",
-    "variational_bound", "bits_per_dim", "Variance",
+    "variational_bound", "bits_per_dim", "Variance", "split_output", "learned_log_variance",
 ]
 
-Variance = Literal["fixed_small", "fixed_large"]
+Variance = Literal["fixed_small", "fixed_large", "learned"]
 FIRST_VARIANCES = ("beta_tilde_2", "beta_1")  # NoiseSchedule.first_variance: sigma_1^2 of p(x_0|x_1)
 EpsModel = Callable[[Tensor, Tensor], Tensor]
 
@@ -224,12 +224,14 @@ def p_mean_variance(schedule: NoiseSchedule, eps: Tensor, xt: Tensor, t: Tensor,
 
     mu_theta = mu~_t(x_t, x0_hat) with x0_hat = predict_x0(x_t, eps), which (unclipped) equals
     eq. 11:  mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
-    sigma_t^2: "fixed_small" = beta~_t, "fixed_large" = beta_t; at t=1 (beta~_1 = 0) both use the schedule's
+    sigma_t^2: "fixed_small" = beta~_t, "fixed_large" = beta_t, "learned" = :func:`learned_log_variance` of the
+    output's second half v (``eps`` is then the network's whole output, eps and v); at t=1 (beta~_1 = 0) both use the schedule's
     ``first_variance``: beta~_2 (the default, Ho et al.'s code: the decoder is not over-dispersed) or beta_1
     (diffusers' fixed_large).  The choice moves L_0 = -log p(x_0|x_1) alone.
     ``clip_x0`` clamps x0_hat to [-1, 1] first (sampling-time trick; changes the model).
     """
     t = check_timesteps(schedule, t)
+    eps, v = split_output(eps, variance, xt)
     x0 = predict_x0(schedule, xt, t, eps)
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)
@@ -239,9 +241,33 @@ def p_mean_variance(schedule: NoiseSchedule, eps: Tensor, xt: Tensor, t: Tensor,
     elif variance == "fixed_large":
         logvar = _gather(schedule.large_log_variance, t, xt)
     else:
-        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}")
+        logvar = learned_log_variance(schedule, v, t)
     logvar = logvar.expand_as(xt)
     return PMeanVar(mean, logvar.exp(), logvar, x0)
+
+
+def split_output(out: Tensor, variance: Variance, xt: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(eps, v) from the network's output: under ``learned`` variances the output has twice the channels
+    of x_t (eps first, v second; Nichol & Dhariwal 2021 sec. 3.1), else it is eps alone (v None)."""
+    if variance in ("fixed_small", "fixed_large"):
+        return out, None
+    if variance != "learned":
+        raise ValueError(f"variance must be 'fixed_small', 'fixed_large' or 'learned', got {variance!r}")
+    if out.dim() != xt.dim() or out.shape[1] != 2 * xt.shape[1] or out.shape[2:] != xt.shape[2:]:
+        raise ValueError(f"learned variances: the network output {list(out.shape)} must have twice the channels "
+                         f"of x_t {list(xt.shape)} (eps, then v)")
+    eps, v = out.chunk(2, dim=1)
+    return eps, v
+
+
+def learned_log_variance(schedule: NoiseSchedule, v: Tensor, t: Tensor) -> Tensor:
+    """Nichol & Dhariwal (2021) eq. 15, log Sigma_theta(x_t, t) = v log beta_t + (1 - v) log beta~_t,
+    v the network's unconstrained output (v = 0: fixed-small, v = 1: fixed-large).  At t = 1, where
+    beta~_1 = 0, log beta~_2 stands for log beta~_1 (as in their code: ``posterior_log_variance_clipped``),
+    so sigma_1^2 moves between beta~_2 and beta_1.  Units: log of a variance (of x_{t-1})."""
+    lo = _gather(schedule.posterior_log_variance_clipped, t, v)
+    hi = _gather(schedule.betas.log(), t, v)
+    return v * hi + (1.0 - v) * lo
 
 
 # --------------------------------------------------------------------------- bound terms

@@ -239,7 +239,10 @@ def validate_zoo(zoo: Any, source: str | Path) -> dict[str, Any]:
             raise fail(f"{kind}.fitted_from", "must be a mapping (the run and codes the prior was fitted on)")
     if "objective" in zoo:
         named = isinstance(zoo["objective"], dict) and zoo["objective"].get("name", "elbo") != "elbo"
-        _check_mapping(zoo["objective"], "objective", set(zoo["objective"]) if named else OBJECTIVE_FIELDS, fail)
+        # a surrogate loss the prior defines (objective.loss other than elbo) takes its own options beside it
+        surrogate = isinstance(zoo["objective"], dict) and zoo["objective"].get("loss", "elbo") != "elbo"
+        _check_mapping(zoo["objective"], "objective", set(zoo["objective"]) if named or surrogate else OBJECTIVE_FIELDS,
+                       fail)
         name = zoo["objective"].get("name", "elbo")
         if not isinstance(name, str) or not name:
             raise fail("objective.name", f"must be the name of a registered objective (or 'elbo'), got {name!r}")

@@ -76,6 +76,12 @@ class TrainConfig:
     report_to: str = option("auto", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
                                     "installed), none, or auto (tensorboard when installed); metrics.csv is always "
                                     "written")
+    init_from: str | None = option(None, "a card name or run folder whose weights initialise this model before training "
+                                         "(every tensor of it must exist here with the same name and shape, e.g. a VAE's "
+                                         "encoder and decoder under a new prior; the rest keeps its initialisation)")
+    freeze: list | None = option(None, "components not updated by the optimiser, e.g. [encoder, decoder] (for "
+                                       "freeze_steps steps, or the whole run)", flag=False)
+    freeze_steps: int = option(0, "steps during which the 'freeze' components stay fixed (0: the whole run)")
     threads: int | None = option(None, "torch CPU threads per process (default: torch's for one process; cores // "
                                        "processes when several share the machine)")
 
@@ -125,7 +131,7 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and not integer(v, 1):
                 return key, "must be a positive integer"
-        for key in ("eval_every", "sample_every", "warmup_steps", "seed", "validation"):
+        for key in ("eval_every", "sample_every", "warmup_steps", "seed", "validation", "freeze_steps"):
             if not integer(getattr(self, key), 0):
                 return key, "must be a non-negative integer"
         if self.restore_best and not self.keep_best:
@@ -149,6 +155,11 @@ class TrainConfig:
         for key in ("optimizer_args", "lr_schedule_args"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
                 return key, "must be a mapping of keyword arguments"
+        if self.freeze is not None and (not isinstance(self.freeze, list) or not self.freeze or not all(
+                part in ("encoder", "decoder", "prior") for part in self.freeze)):
+            return "freeze", "must be a non-empty list of components: encoder, decoder, prior"
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            return "init_from", "must be a card name or a run folder"
         if self.threads is not None and not integer(self.threads, 1):
             return "threads", "must be a positive integer"
         if self.ema is not None and self.ema != 0 and not (0 < self.ema < 1):

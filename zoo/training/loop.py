@@ -112,6 +112,25 @@ def _say(message: str) -> None:
     print(f"zoo train: {message}", file=sys.stderr, flush=True)
 
 
+def init_from(model: nn.Module, source: str) -> None:
+    """Copy the weights of ``source`` (a card name or run folder, loaded as ``zoo.load`` does) into the model's
+    tensors of the same names (card ``train.init_from``); CardError naming the first tensor that has no
+    counterpart here or another shape.  Tensors the source lacks (a new prior's) keep their initialisation."""
+    import zoo
+
+    try:
+        src = zoo.load(source).state_dict()
+    except Exception as e:  # noqa: BLE001 - say which option failed, with the loader's reason
+        raise CardError(f"train.init_from {source!r}: cannot load its weights: {e}") from None
+    own = model.state_dict()
+    bad = [f"{k} (not in this model)" if k not in own else f"{k} (shape {list(v.shape)} vs {list(own[k].shape)})"
+           for k, v in src.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise CardError(f"train.init_from {source!r}: its weights do not fit this model: {', '.join(bad[:5])}"
+                        f"{' ...' if len(bad) > 5 else ''}")
+    model.load_state_dict(src, strict=False)
+
+
 def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None = None, beta: float | None = None,
           progress: bool = True, command: str | None = None, resume: bool = False,
           overwrite: bool = False, image_key: str | None = None, data_config: str | None = None,
@@ -360,6 +379,9 @@ class TrainLoop:
             model.card = card
         if self.ckpt is not None:
             load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
+        elif config.init_from:
+            init_from(model, config.init_from)
+        self.frozen = [p for part in (config.freeze or []) for p in getattr(model, part).parameters()]
         opt_cls = _torch_class("optim", config.optimizer)
         coupled = self._coupled_optimisers(model, opt_cls)
         own = {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
@@ -618,6 +640,9 @@ class TrainLoop:
             self.loss_sum += loss.detach()
             self.elbo_sum += elbo
         self.count += accum
+        if self.frozen and (not self.config.freeze_steps or self.step < self.config.freeze_steps):
+            for p in self.frozen:  # frozen components (train.freeze): no gradient, so the optimiser skips them
+                p.grad = None
         if self.config.grad_clip:
             self.grad_norm = acc.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
