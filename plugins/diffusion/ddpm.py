@@ -233,7 +233,8 @@ class DDPMPrior(nn.Module):
         j = torch.searchsorted(rev, lam).clamp(1, len(rev) - 1)
         w = (lam - rev[j - 1]) / (rev[j] - rev[j - 1])
         t = (len(rev) - 1) - (j - 1 + w)                                  # 0-based, real
-        eps = self.unet(z, t.to(device=z.device, dtype=z.dtype))
+        out = self.unet(z, t.to(device=z.device, dtype=z.dtype))  # real t: the time embedding is sinusoidal
+        eps = split_output(out, self.variance, z)[0]  # the eps half of a learned-variance output
         view = (-1,) + (1,) * (z.dim() - 1)
         lam = log_snr.to(z.dtype).view(view)
         return (z - torch.sigmoid(-lam).sqrt() * eps) / torch.sigmoid(lam).sqrt()
