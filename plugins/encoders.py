@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from zoo.distributions import DiagGaussian
 
 from .layers import activation as act_layer
-from .layers import conv_stack, mlp, numel, output_shape
+from .layers import conv_stack, mlp, mlp_parameter_count, numel, output_shape
 
 
 class GaussianHead(nn.Module):
@@ -35,6 +35,11 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> DiagGaussian:
         return self.head(self.body(x))
+
+    @staticmethod
+    def parameter_count(*, data_shape, latent_shape, hidden=(512, 256), **_) -> int:
+        """Weights and biases of the linear layers (zoo.contracts.DeclaredSize), without building them."""
+        return mlp_parameter_count([numel(data_shape), *hidden, 2 * numel(latent_shape)])
 
 
 class ConvEncoder(nn.Module):
