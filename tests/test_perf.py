@@ -57,3 +57,19 @@ def test_conv_output_shape_by_arithmetic_matches_a_forward(channels, shape):
 
     body = nn.Sequential(conv_stack(shape[0], channels), nn.Flatten())
     assert _arithmetic_shape(body, shape) == tuple(body(torch.zeros(1, *shape)).shape[1:])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["plugins"], ["info", "vae-mnist"], ["train", "--help"]])
+def test_listing_and_help_import_no_torch(argv):
+    code = f"""
+import contextlib, io, sys
+from zoo.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        code = main({argv!r})
+    except SystemExit as e:
+        code = e.code
+assert code == 0, code
+assert "torch" not in sys.modules, "zoo {' '.join(argv)} imported torch"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
