@@ -73,3 +73,75 @@ assert code == 0, code
 assert "torch" not in sys.modules, "zoo {' '.join(argv)} imported torch"
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_allocator_thresholds_set_once_and_opt_out_respected():
+    code = """
+import os, sys
+from zoo.allocator import tune_allocator
+expected = sys.platform.startswith("linux") and os.environ.get("ZOO_MALLOC") != "default"
+first = tune_allocator()
+assert tune_allocator() is first
+import ctypes
+try:
+    ctypes.CDLL(None).mallopt
+except AttributeError:
+    expected = False
+assert first == expected, (first, expected)
+"""
+    import os
+
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "ZOO_MALLOC": "default"})
+    env = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}
+    out = subprocess.run([sys.executable, "-c", "from zoo.allocator import tune_allocator; print(tune_allocator())"],
+                         check=True, timeout=60, env=env, capture_output=True, text=True).stdout
+    assert out.strip() == "False"  # the user's own malloc tunables win
+
+
+def test_training_data_prepared_once_gives_the_same_run(tmp_path):
+    from zoo.training.loop import train
+
+    torch.set_num_threads(1)
+    runs, seen = {}, []
+    for cached in (True, False):
+        import zoo.training.loop as loop
+
+        original = loop.TrainLoop._prepared_once
+        if not cached:
+            loop.TrainLoop._prepared_once = lambda self: setattr(self, "prepared_data", False)
+        try:
+            r = train("vae-digits", out=tmp_path / str(cached), progress=False, steps=12, device="cpu",
+                      eval_iwae_k=1, eval_every=0, sample_every=0, checkpoint_every=10 ** 9,
+                      callbacks=[lambda event, lp, **_: seen.append(lp.prepared_data) if event == "start" else None])
+        finally:
+            loop.TrainLoop._prepared_once = original
+        runs[cached] = r
+    assert seen == [True, False] and runs[True].report["train_steps"] == 12
+    for (k, a), b in zip(runs[True].model.state_dict().items(), runs[False].model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_ddpm_bound_in_unet_slices_is_the_same_bound(monkeypatch):
+    import zoo_plugins.diffusion.ddpm as ddpm
+    from test_ddpm import X8, build, tiny
+
+    model = build(tiny(T=12)).eval()
+    calls: list[int] = []
+    unet_forward = type(model.prior.unet).forward
+
+    def counted(self, x, t):
+        calls.append(x.shape[0])
+        return unet_forward(self, x, t)
+
+    monkeypatch.setattr(type(model.prior.unet), "forward", counted)
+    results = {}
+    for rows in (None, 4):
+        monkeypatch.setattr(ddpm, "UNET_ROWS", {} if rows is None else {"cpu": rows})
+        calls.clear()
+        torch.manual_seed(5)
+        with torch.no_grad():
+            results[rows] = model.elbo(X8).elbo
+        # the bound stacks 11 steps x 6 images into one call, or feeds them in slices (L_0 of the decoder: 6 rows)
+        assert (66 in calls) if rows is None else (max(calls) == 6 and calls.count(4) >= 66 // 4), calls
+    assert torch.allclose(results[None], results[4], rtol=1e-5, atol=1e-4)

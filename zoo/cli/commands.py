@@ -197,6 +197,9 @@ def add_sample(sub) -> None:
 
 # -- diagnose -------------------------------------------------------------------------------------
 def cmd_diagnose(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
     from zoo.diagnostics import diagnose, format_report
     from zoo.loading import load
 

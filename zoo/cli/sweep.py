@@ -8,6 +8,9 @@ from pathlib import Path
 
 
 def cmd_sweep(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
     from zoo.training.sweep import parse_betas, sweep
 
     betas = parse_betas(args.beta)

@@ -63,10 +63,11 @@ class Objective(nn.Module):
     def __init__(self, model: nn.Module, beta: float):
         super().__init__()
         self.model, self.beta = model, beta
+        self.prepared = False  # True when the batches are already in the likelihood's data space (cached once)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the card's objective: the beta-ELBO, or the k-sample IWAE bound (objective.iwae_k)
-        loss, terms = self.model.objective(self.model.prepare(x), self.beta, prepared=True)
+        loss, terms = self.model.objective(x if self.prepared else self.model.prepare(x), self.beta, prepared=True)
         return loss, terms.elbo.detach().mean()
 
 
@@ -107,7 +108,13 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
     without it an existing run in ``out`` is refused unless ``overwrite=True``.  ``image_key`` names
     the image column of ``data`` (default: the card's, else the data set's first image column).
     ``callbacks``: callables ``cb(event, loop, **info)`` for your own code, called at the events
-    "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``)."""
+    "start", "step", "log" (``values``), "eval" (``values``), "checkpoint" (``step``) and "end" (``report``).
+
+    The process's C allocator is tuned for training on its first call (:func:`zoo.allocator.tune_allocator`;
+    ``ZOO_MALLOC=default`` opts out)."""
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()
     given = None
     if isinstance(name, nn.Module):  # a model built in Python (zoo.build(encoder=..., ...)): trained as it is
         given = name
@@ -345,7 +352,7 @@ class TrainLoop:
         objective, acc = self.model.training_objective, self.accelerator
         for name, optimizer in self.coupled.items():
             self.model.zero_grad(set_to_none=True)
-            loss = objective.coupled_loss(name, self.model, self.model.prepare(xs))
+            loss = objective.coupled_loss(name, self.model, xs if self.prepared_data else self.model.prepare(xs))
             if not torch.isfinite(loss):
                 self._stop_nonfinite(self.step + 1, float(loss.detach()), f"the objective's {name!r} loss")
             acc.backward(loss)
@@ -427,7 +434,8 @@ class TrainLoop:
         shard = config.batch_size // world
         if not config.streaming and device.type != "cpu" and self.train_data.nbytes <= 2 ** 30:
             self.train_data = self.train_data.to(device)  # small sets live on the accelerator: no copies per step
-        self.batches = Batches(self.train_data, config.batch_size, config.seed, self.rank * shard,
+        rows = self._prepared_once()
+        self.batches = Batches(self.train_data if rows is None else rows, config.batch_size, config.seed, self.rank * shard,
                                (self.rank + 1) * shard, streaming=config.streaming, shape=self.card.data_shape,
                                buffer=config.stream_buffer, device=device)
         if self.ckpt is not None:
@@ -436,6 +444,23 @@ class TrainLoop:
                 self.batches.seek(pos["epoch"], pos["batch"])
             elif self.batches.per_epoch:
                 self.batches.seek(self.start // self.batches.per_epoch, self.start % self.batches.per_epoch)
+
+    def _prepared_once(self) -> torch.Tensor | None:
+        """The in-memory training set converted to the likelihood's data space once, instead of every step (uint8
+        -> float / 255 -> e.g. [-1, 1]), when that conversion is the core's elementwise one (so a batch of the
+        converted rows equals the converted batch, bit for bit) and the result takes at most 1 GiB; else None."""
+        data, likelihood = self.train_data, getattr(self.model.decoder, "likelihood", None)
+        prepare = getattr(type(likelihood), "prepare", None)
+        self.prepared_data = False
+        if (self.config.streaming or not isinstance(data, torch.Tensor) or data.dtype != torch.uint8
+                or getattr(prepare, "__module__", None) != "zoo.likelihoods"
+                or data.numel() * self.model.dtype.itemsize > 2 ** 30):
+            return None
+        with torch.no_grad():
+            rows = torch.cat([self.model.prepare(data[i:i + 4096]) for i in range(0, len(data), 4096)])
+        self.prepared_data = True
+        self.accelerator.unwrap_model(self.objective).prepared = True
+        return rows
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> TrainResult:
