@@ -145,3 +145,36 @@ def test_ddpm_bound_in_unet_slices_is_the_same_bound(monkeypatch):
         # the bound stacks 11 steps x 6 images into one call, or feeds them in slices (L_0 of the decoder: 6 rows)
         assert (66 in calls) if rows is None else (max(calls) == 6 and calls.count(4) >= 66 // 4), calls
     assert torch.allclose(results[None], results[4], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind, hidden", [("encoder", [64, 32]), ("decoder", [32, 64])])
+def test_declared_parameter_count_is_exact_for_mlps(kind, hidden):
+    card = _with(get_card("vae-digits"), **{kind: {**get_card("vae-digits").zoo[kind], "hidden": hidden}})
+    model = build_model(card)
+    module = getattr(model, kind)
+    declared = type(module).parameter_count(data_shape=card.data_shape, latent_shape=card.latent_shape,
+                                            **{k: v for k, v in card.zoo[kind].items() if k != "name"})
+    assert declared == sum(p.numel() for p in module.parameters())
+
+
+def test_encoder_head_parametrisations():
+    from zoo_plugins.encoders import GaussianHead
+
+    torch.manual_seed(0)
+    heads = {p: GaussianHead(5, (3,), parametrisation=p) for p in ("log-sigma", "log-variance", "softplus")}
+    for h in heads.values():
+        h.load_state_dict(heads["log-sigma"].state_dict())
+    feats = torch.randn(4, 5)
+    u = heads["log-sigma"].linear(feats).chunk(2, -1)[1]
+    assert torch.equal(heads["log-sigma"](feats).log_scale, u.clamp(min=-8))          # the default, unchanged
+    assert torch.allclose(heads["log-variance"](feats).variance, u.exp())             # u = log sigma^2
+    assert torch.allclose(heads["softplus"](feats).stddev, torch.nn.functional.softplus(u) + 1e-4)
+    card = get_card("vae-digits")
+    with pytest.raises(CardError, match=r"field 'zoo.encoder'.*head 'log-var' is not one of"):
+        build_model(_with(card, encoder={**card.zoo["encoder"], "head": "log-var"}))
+    default = build_model(card)
+    torch.manual_seed(1)
+    x = torch.rand(2, *card.data_shape)
+    explicit = build_model(_with(card, encoder={**card.zoo["encoder"], "head": "log-sigma"}))
+    explicit.load_state_dict(default.state_dict())
+    assert torch.equal(default.encoder(x).log_scale, explicit.encoder(x).log_scale)
