@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     x = (torch.rand(b, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
     rows = torch.randn(b * k, 3, 32, 32)
     ts = torch.randint(1, 1000, (b * k,))
-    per_call = max(1, ddpm.MAX_ROWS // b) * b
+    per_call = min(max(1, ddpm.MAX_ROWS // b) * b, b * k)
 
     def zoo_side():
         return model.elbo(x).elbo

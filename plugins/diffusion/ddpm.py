@@ -79,8 +79,8 @@ UNET_PRESETS = {
 MAX_ROWS = 1024  # rows stacked per step of the bound when several timesteps are evaluated together
 # rows per UNet call while evaluating the bound, by device type: on a CPU large calls run slower per row (one
 # 32x32 ddpm-cifar10 call: 91.5 ms/row at 200 rows, about 64 ms/row at 8-32 rows, issue 22), so the stacked
-# rows are fed in slices of UNET_ROWS, each in channels_last memory format (measured 0.84x the time of a
-# contiguous input on one CPU thread, 16 rows; tools/bench_ddpm_elbo.py); an accelerator takes them whole
+# rows are fed in slices of UNET_ROWS, each in channels_last memory format (faster convolutions on a CPU:
+# tools/bench_unet.py --channels-last; end to end: tools/bench_ddpm_elbo.py); an accelerator takes them whole
 UNET_ROWS = {"cpu": 16}
 
 
