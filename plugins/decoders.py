@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from zoo.likelihoods import Observation, make_likelihood
 
 from .layers import activation as act_layer
-from .layers import deconv_stack, mlp, numel
+from .layers import deconv_stack, mlp, mlp_parameter_count, numel
 
 
 class MLPDecoder(nn.Module):
@@ -26,6 +26,12 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Observation:
         return self.likelihood(self.net(z))
+
+    @staticmethod
+    def parameter_count(*, data_shape, latent_shape, hidden=(256, 512), **_) -> int:
+        """Weights and biases of the linear layers for a one-parameter likelihood (a lower bound for the
+        others; zoo.contracts.DeclaredSize), without building them."""
+        return mlp_parameter_count([numel(latent_shape), *hidden, numel(data_shape)])
 
 
 class ConvDecoder(nn.Module):

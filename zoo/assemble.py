@@ -9,8 +9,6 @@ distribution that registered it and what is missing, before any data is read.
 from __future__ import annotations
 
 import inspect
-import os
-import warnings
 from typing import Any
 
 from torch import nn
@@ -20,6 +18,7 @@ from zoo.cards import COMPONENTS, Card
 from zoo.errors import CardError, ContractError, PluginError, ShapeError
 from zoo.model import LatentModel
 from zoo.registry import Component, get_registry
+from zoo.sizeguard import AllocationGuard, TooBig, declared_bytes, memory_bytes
 
 _PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
@@ -110,40 +109,35 @@ def _call(entry: Component, card: Card, kind: str, name: str, args: dict[str, An
             raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} does not accept these "
                             f"arguments: {e}") from None
     _refuse_absurd_sizes(factory, card, kind, args, who)
+    guard = AllocationGuard(memory_bytes())
     try:
-        return factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
+        with guard:
+            return factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
+    except TooBig as e:
+        raise CardError(_too_big(card, kind, args, who, e.counted, e.limit, "or more (counted before allocating)")) from None
     except CardError as e:
         raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any failure of a plugin's factory is reported, named
+        if guard.limit and guard.counted > guard.limit:  # a factory that swallowed TooBig and failed otherwise
+            raise CardError(_too_big(card, kind, args, who, guard.counted, guard.limit, "or more")) from None
         raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} could not be built with "
                         f"{args or 'no arguments'}: {type(e).__name__}: {e}") from e
 
 
 def _refuse_absurd_sizes(factory, card: Card, kind: str, args: dict[str, Any], who: str) -> None:
-    """Build the component on the meta device first (no memory) and refuse one whose parameters would
-    not fit in this machine's memory, with the size in GiB.  A factory that cannot build on meta skips this."""
-    import torch
-
-    try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. a pretrained backbone loading into meta tensors
-            probe = factory(data_shape=card.data_shape, latent_shape=card.latent_shape, **args)
-        tensors = list(probe.parameters()) + list(probe.buffers()) if isinstance(probe, nn.Module) else []
-        size = sum(t.numel() * t.element_size() for t in tensors)
-    except Exception:  # noqa: BLE001 - the real call below reports the factory's own errors
-        return
-    limit = _memory_bytes()
-    if limit and size > limit:
-        raise CardError(f"{where(card)}: field 'zoo.{kind}': {kind} {who} with {args} would hold "
-                        f"{size / 2 ** 30:.1f} GiB of parameters, more than this machine's "
-                        f"{limit / 2 ** 30:.1f} GiB of memory; check the sizes in the card")
+    """Refuse, before building, a component whose declared parameter count (``parameter_count`` on its class,
+    :class:`zoo.contracts.DeclaredSize`) would not fit in this machine's memory.  Components that declare
+    none are checked while they build, by :class:`zoo.sizeguard.AllocationGuard` (see ``_call``)."""
+    size = declared_bytes(factory, card.data_shape, card.latent_shape, args)
+    limit = memory_bytes()
+    if size is not None and limit and size > limit:
+        raise CardError(_too_big(card, kind, args, who, size, limit, "(declared by the component)"))
 
 
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+def _too_big(card: Card, kind: str, args: dict[str, Any], who: str, size: int, limit: int, how: str) -> str:
+    return (f"{where(card)}: field 'zoo.{kind}': {kind} {who} with {args} would hold {size / 2 ** 30:.1f} GiB of "
+            f"parameters {how}, more than this machine's {limit / 2 ** 30:.1f} GiB of memory; check the sizes "
+            f"in the card")
 
 
 def contract_problem(kind: str, obj: Any) -> str | None:

@@ -197,6 +197,16 @@ class Prior(Protocol):
         """``[n, *latent_shape]``."""
 
 
+@runtime_checkable
+class DeclaredSize(Protocol):
+    """Optional on a component's class: its parameter count from the card's arguments by arithmetic alone, so the
+    assembler refuses an absurd size before building anything (components without it are checked as they
+    allocate, :mod:`zoo.sizeguard`).  Exact or a lower bound, never more than the component holds."""
+
+    @staticmethod
+    def parameter_count(*, data_shape: tuple[int, ...], latent_shape: tuple[int, ...], **args: Any) -> int: ...
+
+
 REQUIRED: dict[str, type] = {"encoder": Encoder, "decoder": Decoder, "prior": Prior,
                              "likelihood": Likelihood, "posterior": Posterior, "observation": Observation}
 

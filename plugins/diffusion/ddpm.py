@@ -78,7 +78,31 @@ UNET_PRESETS = {
     "ddpm-256": lambda: UNetConfig(sample_size=256, channels=128, channel_mult=(1, 1, 2, 2, 4, 4),
                                    attention_resolutions=(16,)),
 }
-MAX_ROWS = 1024  # rows per UNet call when several timesteps are stacked
+MAX_ROWS = 1024  # rows stacked per step of the bound when several timesteps are evaluated together
+# rows per UNet call while evaluating the bound, by device type: on a CPU large calls run slower per row (one
+# 32x32 ddpm-cifar10 call: 91.5 ms/row at 200 rows, about 64 ms/row at 8-32 rows, issue 22), so the stacked
+# rows are fed in slices of UNET_ROWS, each in channels_last memory format (faster convolutions on a CPU:
+# tools/bench_unet.py --channels-last; end to end: tools/bench_ddpm_elbo.py); an accelerator takes them whole
+UNET_ROWS = {"cpu": 16}
+
+
+def _unet_in_slices(unet: nn.Module, device: torch.device):
+    """``unet(x, t)`` over at most UNET_ROWS[device] rows per call, channels_last input (the same outputs, row
+    for row, up to float rounding)."""
+    rows = UNET_ROWS.get(device.type)
+    if rows is None:
+        return unet
+
+    def one(x: Tensor, t: Tensor) -> Tensor:
+        if x.dim() == 4:
+            return unet(x.contiguous(memory_format=torch.channels_last), t).contiguous()
+        return unet(x, t)
+
+    def call(x: Tensor, t: Tensor) -> Tensor:
+        if x.shape[0] <= rows:
+            return one(x, t)
+        return torch.cat([one(x[i:i + rows], t[i:i + rows]) for i in range(0, x.shape[0], rows)])
+    return call
 
 
 def _unet_config(spec: Any, channels: int, size: int, out_mult: int = 1) -> UNetConfig:
@@ -264,7 +288,7 @@ class DDPMPrior(nn.Module):
         if first == 0:  # L_0 (a continuous z's density term) exactly, never inside a sub-sampled stratum
             ts = torch.cat([torch.zeros(1, b, dtype=ts.dtype), ts])
             weights = torch.cat([torch.ones(1), weights])
-        bound = variational_bound(self.schedule, self.unet, x0, timesteps=ts, weights=weights,
+        bound = variational_bound(self.schedule, _unet_in_slices(self.unet, x0.device), x0, timesteps=ts, weights=weights,
                                   variance=self.variance, chunk=max(1, MAX_ROWS // max(b, 1)),
                                   continuous=continuous)
         terms = bound.terms                                               # [B, K]

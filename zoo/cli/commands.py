@@ -297,6 +297,9 @@ def run_data(name: str, model) -> str:
 
 
 def cmd_diagnose(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
     from zoo.diagnostics import diagnose, format_report
     from zoo.loading import load
 

@@ -32,6 +32,9 @@ def format_quality(report: dict) -> str:
 
 
 def cmd_evaluate(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
     from zoo.errors import UsageError
     from zoo.loading import load, resolve
     from zoo.quality.evaluate import quality_results, record_in_card, record_in_folder

@@ -6,10 +6,13 @@ import sys
 import time
 from pathlib import Path
 
-from zoo.training.sweep import parse_betas, sweep
-
 
 def cmd_sweep(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
+    from zoo.training.sweep import parse_betas, sweep
+
     betas = parse_betas(args.beta)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps), ("seed", args.seed),
                                    ("lr", args.lr), ("batch_size", args.batch_size), ("device", args.device),

@@ -6,6 +6,9 @@ import sys
 
 
 def cmd_train(args) -> None:
+    from zoo.allocator import tune_allocator
+
+    tune_allocator()  # before torch allocates anything (zoo.allocator)
     from zoo.diagnostics import format_report
     from zoo.training import train
     from zoo.training.config import flag_values

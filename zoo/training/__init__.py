@@ -9,7 +9,20 @@
     metrics  metrics.csv and TensorBoard
     sweep    ``zoo sweep``: one run per beta, the seed's experiment
 """
+from typing import TYPE_CHECKING
+
 from zoo.training.config import TrainConfig
-from zoo.training.loop import TrainLoop, TrainResult, train
+
+if TYPE_CHECKING:
+    from zoo.training.loop import TrainLoop, TrainResult, train
 
 __all__ = ["train", "TrainConfig", "TrainLoop", "TrainResult"]
+
+
+def __getattr__(name: str):
+    """The loop (and torch with it) is imported on first use, so the CLI's help and listings stay light."""
+    if name in ("train", "TrainLoop", "TrainResult"):
+        from zoo.training import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'zoo.training' has no attribute {name!r}")
