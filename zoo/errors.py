@@ -53,6 +53,11 @@ class TrainingError(ZooError):
     """Training stopped: a non-finite loss, or a setting that cannot work."""
 
 
+class TrainingInterrupted(TrainingError):
+    """The run was stopped by SIGINT / SIGTERM after writing a checkpoint of the current step."""
+
+
+
 class UnsupportedModelError(ZooError, ValueError):
     """A model an operation does not apply to (e.g. ``zoo fit-prior`` on a latent that is not a flat Gaussian vector)."""
 

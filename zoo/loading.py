@@ -14,6 +14,7 @@ from typing import Any
 from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
+from zoo.cards.weights_spec import weight_files, weights_source  # noqa: F401 - part of the loader's API
 from zoo.errors import WeightsError
 from zoo.model import LatentModel
 
@@ -130,24 +131,6 @@ def card_for_repo(repo_id: str) -> str | None:
         raise UnknownModelError(f"{repo_id!r} is the weights repo of several models ({', '.join(matches)}): "
                                 f"load one of them by name")
     return matches[0] if matches else None
-
-
-def weight_files(spec: dict) -> dict[str | None, str]:
-    """The card's weights file(s): ``{None: file}``, or part -> file for a checkpoint in several files."""
-    file = spec["file"]
-    return dict(file) if isinstance(file, dict) else {None: file}
-
-
-def weights_source(card: Card, revision: str | None = None) -> str | None:
-    """Where ``zoo.load`` takes a card's weights from: ``"hub"`` when the card pins a Hub revision (or ``revision``
-    asks for one) or has no packaged file, ``"packaged"`` for the file shipped beside the card otherwise; None
-    when the card has no weights."""
-    spec = card.zoo.get("weights")
-    if not spec:
-        return None
-    if spec.get("packaged") and revision is None and not (spec.get("repo") and spec.get("revision")):
-        return "packaged"
-    return "hub"
 
 
 def packaged_path(card: Card) -> Path:

@@ -46,7 +46,7 @@ def _cached(repo: str, file: str, revision: str) -> bool:
 
 def weights_availability(card: Card) -> WeightsAvailability:
     """Where ``zoo.load(card)`` takes the weights from and whether they are on this machine (no network used)."""
-    from zoo.loading import weight_files, weights_source
+    from zoo.cards.weights_spec import weight_files, weights_source
 
     source = weights_source(card)
     spec = card.zoo.get("weights") or {}
@@ -87,9 +87,11 @@ def _architecture_key(card: Card) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
-    """name -> the parameter count of the card's architecture (None where it cannot be built here), through the
-    cache file (module docstring)."""
+def card_facts(cards: list[Card]) -> dict[str, dict]:
+    """name -> ``{"parameters": count or None, "family": tag}`` of the card's architecture, through the cache file
+    (module docstring): the count needs the architecture built and the family the plugin classes imported, which
+    is torch; a warm cache needs neither."""
+    from zoo.cards.hub_schema import model_family
     from zoo.cards.table import parameter_count
 
     path = _cache_file()
@@ -98,18 +100,22 @@ def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
         cache = cache if isinstance(cache, dict) else {}
     except (OSError, ValueError):
         cache = {}
-    out: dict[str, int | None] = {}
+    out: dict[str, dict] = {}
     changed = False
     for card in cards:
         key = f"{card.name}:{_architecture_key(card)}"
-        if isinstance(cache.get(key), int):
-            out[card.name] = cache[key]
+        entry = cache.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("family"), str) and "parameters" in entry:
+            out[card.name] = entry
             continue
         try:
-            out[card.name] = cache[key] = parameter_count(card)
-            changed = True
+            count = parameter_count(card)
         except Exception:  # noqa: BLE001 - a card whose plugin is missing still lists, without a count
-            out[card.name] = None
+            count = None
+        out[card.name] = {"parameters": count, "family": model_family(card)}
+        if count is not None:  # a card that could not be built is tried again next time
+            cache[key] = out[card.name]
+            changed = True
     if changed:
         try:
             from zoo.store.atomic import write_atomic
@@ -121,6 +127,11 @@ def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
     return out
 
 
+def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
+    """name -> the parameter count of the card's architecture (None where it cannot be built here)."""
+    return {name: facts["parameters"] for name, facts in card_facts(cards).items()}
+
+
 def format_count(n: int | None) -> str:
     if n is None:
         return "?"
@@ -130,15 +141,15 @@ def format_count(n: int | None) -> str:
 def listing_rows(names: list[str]) -> list[dict[str, str]]:
     """One row per model for ``zoo list``: name, family, parameters, data, weights, here."""
     from zoo.cards.catalog import get_card
-    from zoo.cards.hub_schema import model_family
 
     cards = [get_card(n) for n in names]
-    counts = parameter_counts(cards)
+    facts = card_facts(cards)
     rows = []
     for card in cards:
         data = card.zoo["data"]
         w = weights_availability(card)
-        rows.append({"name": card.name, "family": model_family(card), "parameters": format_count(counts[card.name]),
+        rows.append({"name": card.name, "family": facts[card.name]["family"],
+                     "parameters": format_count(facts[card.name]["parameters"]),
                      "data": f"{data['source']} {'x'.join(str(v) for v in data['shape'])}", "weights": w.label,
                      "here": here_cell(w)})
     return rows

@@ -47,7 +47,7 @@ def headline(results: dict[str, Any]) -> str:
 
 
 def weights_cell(card: Card) -> str:
-    from zoo.loading import weights_source
+    from zoo.cards.weights_spec import weights_source
 
     spec = card.zoo.get("weights") or {}
     source = weights_source(card)

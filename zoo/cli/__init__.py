@@ -86,7 +86,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command != "plugins":
         warn_plugin_failures()
     from zoo.progress import progress_bars
-    from zoo.training.loop import TrainingInterrupted
+    from zoo.errors import TrainingInterrupted  # no torch: zoo list / --help stay light
 
     try:
         with progress_bars(False if getattr(args, "quiet", False) else None):  # --quiet: no bars, downloads too

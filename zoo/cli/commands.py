@@ -143,7 +143,13 @@ def cmd_info(args) -> None:
 
 def check_buildable(card) -> None:
     """Build the card's model without weights or memory (meta device): its components must accept their arguments
-    (CardError naming the field otherwise).  A card naming its own Python modules is not imported here."""
+    (CardError naming the field otherwise).  A card naming its own Python modules is not imported here.  A card
+    whose architecture was already built once (the ``zoo list`` cache, zoo.cards.listing) is not built again, so
+    ``zoo info`` of a known card imports no torch."""
+    from zoo.cards.listing import card_facts
+
+    if card_facts([card])[card.name]["parameters"] is not None:
+        return
     from zoo.assemble import build_model
     from zoo.errors import UntrustedCodeError
 

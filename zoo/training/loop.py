@@ -44,7 +44,7 @@ from torch import nn
 from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
-from zoo.errors import CardError, ShapeError, TrainingError
+from zoo.errors import CardError, ShapeError, TrainingError, TrainingInterrupted  # noqa: F401 - raised here, caught by the CLI
 from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, SCHEDULES, TRAJECTORY, TrainConfig, _torch_class
 from zoo.training.engine import _dist_env, _make_accelerator, default_threads, isolated_rng, pick_device, trackers
 from zoo.training.stream import Batches, _stream_rows, _take
@@ -967,10 +967,6 @@ def recipe(config: TrainConfig) -> dict[str, Any]:
     """The training recipe that ran, as a card ``zoo.train`` block (fields that differ from the defaults)."""
     defaults = TrainConfig()
     return {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(defaults, k)}
-
-
-class TrainingInterrupted(TrainingError):
-    """The run was stopped by SIGINT / SIGTERM after writing a checkpoint of the current step."""
 
 
 class _StopRequest:

@@ -1,0 +1,25 @@
+"""What a card's ``zoo.weights`` says: which file(s), and where ``zoo.load`` takes them from.
+
+Plain reading of the card (no torch, no network), shared by the loader and by ``zoo list`` / ``zoo info``.
+"""
+from __future__ import annotations
+
+from zoo.cards.schema import Card
+
+
+def weight_files(spec: dict) -> dict[str | None, str]:
+    """The card's weights file(s): ``{None: file}``, or part -> file for a checkpoint in several files."""
+    file = spec["file"]
+    return dict(file) if isinstance(file, dict) else {None: file}
+
+
+def weights_source(card: Card, revision: str | None = None) -> str | None:
+    """Where ``zoo.load`` takes a card's weights from: ``"hub"`` when the card pins a Hub revision (or ``revision``
+    asks for one) or has no packaged file, ``"packaged"`` for the file shipped beside the card otherwise; None
+    when the card has no weights."""
+    spec = card.zoo.get("weights")
+    if not spec:
+        return None
+    if spec.get("packaged") and revision is None and not (spec.get("repo") and spec.get("revision")):
+        return "packaged"
+    return "hub"
