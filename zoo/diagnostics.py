@@ -138,7 +138,9 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete, "seed": seed,
                    "rate_kind": kind})
-    report["rate_estimator"] = "; ".join(v for v in (report.get("rate_estimator"), rate_how) if v)
+    rate_text = "; ".join(v for v in (report.get("rate_estimator"), rate_how) if v)
+    if rate_text:
+        report["rate_estimator"] = rate_text
     if fittable:
         report.update({"likelihood_params": likelihood.describe(), "likelihood_fit": fit, "n_fit": n_fit})
     for key in ("elbo", "distortion", "rate", "nll"):
@@ -617,9 +619,9 @@ def format_report(report: dict[str, Any]) -> str:
     kl_bound = report.get("marginal_kl_kind") == "upper bound"
     kl_note = None
     if report.get("marginal_kl") is not None:
-        kl_note = " ".join(v for v in (pm("marginal_kl"), f">= {report['marginal_kl_lower']:.3f}"
-                                       if report.get("marginal_kl_lower") is not None else None,
-                                       "(upper bound)" if kl_bound else None) if v) or None
+        kl_note = " ".join(v for v in (pm("marginal_kl"), f"(>= {report['marginal_kl_lower']:.3f}: rate - I_q's upper "
+                                       f"end)" if report.get("marginal_kl_lower") is not None else None,
+                                       "UPPER BOUND" if kl_bound else None) if v) or None
     rows = [("ELBO", report["elbo"], report.get("elbo_bpd"), pm("elbo")),
             ("distortion  -E_q log p(x|z)", report["distortion"], report.get("distortion_bpd"), pm("distortion")),
             (rate_label, report["rate"], report.get("rate_bpd"), pm("rate")),
