@@ -148,3 +148,16 @@ def test_the_saturation_rule_flags_beta_vae_mnist_on_its_test_split():
     assert r["mi_saturated"] and r["mutual_information_kind"] == "lower bound"
     assert r["marginal_kl_kind"] == "upper bound" and r["total_correlation_kind"] == "upper bound"
     assert "I_q(x;z) >=" in format_report(r) and "KL(q(z)||p(z)) <=" in format_report(r)
+
+
+@pytest.mark.slow
+def test_diagnose_moves_saturated_information_terms_to_the_split_with_more_points():
+    import zoo
+
+    r = diagnose(zoo.load("beta-vae-mnist"), "zoo:mnist-5k", split="test", iwae_k=0)
+    assert r["split"] == "test" and r["n"] == 500                              # ELBO, rate, ...: the test split
+    assert r["mi_split"] == "train" and r["mi_n"] == 4500                       # the I_q terms: the train split's
+    assert r["mi_first"]["saturated"] and r["mi_first"]["split"] == "test"
+    assert r["mutual_information"] > r["mi_first"]["lower"] + 0.5               # more points, a higher lower bound
+    assert r["marginal_kl"] == pytest.approx(r["mi_rate"] - r["mutual_information"])
+    assert "I_q terms use split 'train'" in format_report(r)

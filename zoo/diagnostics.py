@@ -108,8 +108,9 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         _clip_sampled_rate(report, kind)
         report.update(aggregate_posterior_split(model, posterior, mi_samples, rate=report["rate"],
                                                 rates=evaluation.terms["rate"]))
-        report.update({"mi_split": split if source != "tensor" else None, "mi_n": report["n"],
-                       "mi_rate": report["rate"]})
+        if report.get("mutual_information") is not None:
+            report.update({"mi_split": split if source != "tensor" else None, "mi_n": report["n"],
+                           "mi_rate": report["rate"]})
         other = _mi_split_choice(report, source, split, mi_split)
         if other:
             report.update(_split_on(model, source, other, options, max_points=max_points, batch_size=batch_size,
@@ -339,7 +340,7 @@ def _add_notes(report: dict[str, Any], posterior, prior) -> None:
     if "mi" in notes:
         unavailable = report.get("mutual_information") is None
         report["mi_estimator"] = notes["mi"] if unavailable else f"{report['mi_estimator']}; {notes['mi']}"
-    if "nll" in notes and report.get("nll_estimator"):
+    if "nll" in notes and report.get("nll_estimator") and "point mass" not in report["nll_estimator"]:
         report["nll_estimator"] = f"{report['nll_estimator']}; {notes['nll']}"
     for key in ("kl_per_dim", "active_units"):
         if key in notes and not report.get(f"{key}_note"):
