@@ -57,6 +57,10 @@ def test_gmm_round_trip_lowers_the_marginal_kl(run, tmp_path):
     b = r["before"]
     assert r["rate"] < b["rate"] - 0.05 and r["elbo"] > b["elbo"] + 0.05 and r["marginal_kl"] <= b["marginal_kl"]
     assert r["nll"] < b["nll"]
+    # the mixture prior's KL terms say how they were computed, with their SE, and are never negative
+    assert r["rate_kind"] == "Monte Carlo KL" and b["rate_kind"] == "exact KL" and r["rate_se"] > 0
+    assert "Monte Carlo" in r["rate_estimator"] and r["rate"] >= 0
+    assert 0 <= r["marginal_kl"] <= r["rate"] and r["marginal_kl_se"] > 0 and r["marginal_kl_kind"] in ("value", "upper bound")
     # sampling draws from the fitted prior
     z = loaded.prior.sample(2000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

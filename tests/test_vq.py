@@ -69,6 +69,7 @@ def test_diagnose_reports_codebook_usage_and_an_exact_rate_split(runs):
     assert r["mutual_information"] + r["marginal_kl"] == pytest.approx(r["rate"], abs=1e-3)
     assert r["nll"] == pytest.approx(-r["elbo"], abs=1e-3)
     assert "point mass" in r["mi_estimator"] and "equals the ELBO" in r["nll_estimator"]
+    assert r["nll_kind"] == "negative ELBO" and r["rate_kind"] == "exact KL"     # labelled by what was computed
     text = format_report(r)
     assert f"/ {K} codes used, perplexity" in text
 

@@ -3,6 +3,8 @@
     python tools/ship_weights.py vae-mnist gmm-digits      # these cards
     python tools/ship_weights.py --all                      # every card whose data is zoo:mnist-5k / zoo:digits
     python tools/ship_weights.py --all --check              # only check what is shipped (sizes, hashes, results)
+    python tools/ship_weights.py --measure vae-mnist        # re-measure a card's results from its packaged
+                                                            # weights (no training; training facts kept)
 
 For each card:
   1. ``zoo train NAME --data SOURCE --out runs/ship/NAME --quiet`` (the card's own recipe, offline; a finished
@@ -91,6 +93,30 @@ def ship(name: str, run: Path) -> None:
           f"ELBO {results.get('elbo')} (train run: {trained.get('elbo')})", flush=True)
 
 
+def remeasure(name: str) -> None:
+    """Measure the card's results again from exactly its packaged weights (as step 4), keeping the training facts
+    (steps, time, command, seed) its results already hold; nothing is trained."""
+    import zoo
+    from zoo.cards import with_results_section
+    from zoo.cards.edit import set_zoo_fields
+    from zoo.cards.measured import measure_results
+
+    card = zoo.get_card(name)
+    if not (card.zoo.get("weights") or {}).get("packaged"):
+        raise SystemExit(f"{name}: no packaged weights to re-measure (cards/{name}.md has no zoo.weights.packaged)")
+    old = card.zoo.get("results") or {}
+    facts = {k: old[k] for k in TRAINING_FACTS if k in old}
+    start = time.time()
+    model = zoo.load(name)                              # exactly the packaged file, sha256-checked
+    assert model.info["source"] == "packaged", model.info
+    results = {**measure_results(model, card), **facts}
+    card = card.with_results(results)
+    set_zoo_fields(card.path, {"results": results}, body=with_results_section(card.body, card))
+    print(f"{name}: re-measured in {time.time() - start:.0f} s: ELBO {results.get('elbo')} (was {old.get('elbo')}), "
+          f"I_q {results.get('mutual_information')} [{results.get('mutual_information_kind')}, split "
+          f"{results.get('mi_split')}] (was {old.get('mutual_information')})", flush=True)
+
+
 def check() -> int:
     import zoo
     from safetensors import safe_open
@@ -118,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every card on embedded data")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     parser.add_argument("--check", action="store_true", help="only report what is shipped")
+    parser.add_argument("--measure", action="store_true",
+                        help="only re-measure the cards' results from their packaged weights (no training)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ship", help="where the runs go")
     args = parser.parse_args(argv)
     if args.check:
@@ -126,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         parser.error("give card names or --all")
     for name in names:
+        if args.measure:
+            remeasure(name)
+            continue
         ship(name, train(name, args.runs.resolve(), args.retrain))
     return check()
 

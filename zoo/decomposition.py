@@ -46,6 +46,24 @@ def tc_terms(log_q_own: Tensor, log_qz: Tensor, log_qz_marginals: Tensor, log_pz
     return log_q_own - log_qz, log_qz - log_qz_marginals, log_qz_marginals - log_pz
 
 
+def paired_tc_terms(mi_terms: Tensor, log_q_own: Tensor, log_qz_marginals: Tensor, rate: Tensor
+                    ) -> tuple[Tensor, Tensor]:
+    """Per-sample (total correlation, dimension-wise KL), nats, paired with the index-code MI terms.
+
+    For a posterior that factorises over dimensions, log q(z|x) = sum_d log q(z_d|x), so
+
+        B = log q(z|x) - sum_d log q(z_d)  = sum_d [log q(z_d|x) - log q(z_d)]   (sum_d I(x; z_d) per sample)
+        TC                = B - mi_terms                                        (Chen et al. 2018, eq. 2)
+        dimension-wise KL = rate - B
+
+    with ``mi_terms`` = log q(z|x) - log q(z) at the same samples (the index-code MI, I_q's own terms) and
+    ``rate`` the rate of each point (closed form where the prior gives it, broadcast over samples).  Every
+    term is a difference of log-densities at the same z, so a collapsed posterior reads 0 in each, and
+    mi + TC + dimension-wise KL = rate sample by sample."""
+    b = log_q_own - log_qz_marginals
+    return b - mi_terms, rate - b
+
+
 def mss_log_weights(batch: int, dataset_size: int, *, device=None, dtype=None) -> Tensor:
     """log w_ij of the minibatch-stratified sampling estimator (Chen et al. 2018, appendix C.2), ``[M, M]``:
     q(z_i) ~= sum_j w_ij q(z_i|x_j) for a minibatch of M points from N, with w_ii = 1/N (z_i's own point),

@@ -34,14 +34,17 @@ from zoo.evaluation import Evaluation, evaluate
 from zoo.model import LatentModel
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_d]) > 0.01
-SATURATION = 0.95        # an I_q lower bound above this fraction of log N only says I_q >= it (saturated)
+SATURATION = 0.95        # (zoo.forward_information's curve) a lower bound above this fraction of log N is saturated
+SATURATION_MARGIN = 1.0  # nats: an I_q lower bound within this of log N is saturated (diagnose's rule, saturation())
+BRACKET_TOLERANCE = 0.5  # nats: ... as is a bracket [lower, upper] wider than this and BRACKET_RELATIVE * lower
+BRACKET_RELATIVE = 0.25
 
 
 @torch.no_grad()
 def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", batch_size: int = 500,
              iwae_k: int = 100, mi_samples: int = 10, max_points: int = 10000, seed: int | None = None,
              image_key: str | None = None, data_config: str | None = None,
-             fit_points: int | None = None, factors: Any = None) -> dict[str, Any]:
+             fit_points: int | None = None, factors: Any = None, mi_split: str | None = "auto") -> dict[str, Any]:
     """ELBO, distortion, rate, I_q(x;z), marginal KL, active units, KL per dimension, IWAE NLL.
 
     ``data``: a data spec (``zoo:digits``, a Hub id, a local path; ``image_key`` names its image column)
@@ -55,7 +58,12 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     parameters as they are).
 
     Data with known generative factors (``zoo:shapes``; or ``factors``, a :class:`zoo.data.Factors` row-aligned
-    with tensor ``data``) also get the mutual information gap of the posterior means (:mod:`zoo.disentanglement`)."""
+    with tensor ``data``) also get the mutual information gap of the posterior means (:mod:`zoo.disentanglement`).
+
+    ``mi_split`` (data specs only): the split of the I_q terms (I_q, marginal KL, the TC split).  ``"auto"``
+    (default): ``split``'s, unless its I_q is saturated (:func:`saturation`) and the ``train`` split has more
+    points, which then gives them (at most ``max_points``); a split name: that split; None: ``split``'s.
+    ``mi_split``, ``mi_n`` and ``mi_rate`` say which split, how many points and whose rate they used."""
     from zoo.errors import InputError
 
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
@@ -63,6 +71,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k < 0:
         raise InputError(f"iwae_k (--k) must be an integer >= 1 (or 0 to skip the IWAE estimate), got {iwae_k!r}")
     source = data if isinstance(data, str) else "tensor"
+    options: dict[str, Any] = {}
     if isinstance(data, str):
         from zoo.data import card_source_options, load_tensors
 
@@ -95,7 +104,17 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
             report.update(disentanglement(evaluation.posteriors, factors.take(slice(n_fit, None))))
         report.update(codebook_usage(evaluation.posteriors))
         posterior = _concat(evaluation.posteriors)
-        report.update(aggregate_posterior_split(model, posterior, mi_samples, rate=report["rate"]))
+        kind, rate_how = _rate_kind(model, evaluation)
+        _clip_sampled_rate(report, kind)
+        report.update(aggregate_posterior_split(model, posterior, mi_samples, rate=report["rate"],
+                                                rates=evaluation.terms["rate"]))
+        if report.get("mutual_information") is not None:
+            report.update({"mi_split": split if source != "tensor" else None, "mi_n": report["n"],
+                           "mi_rate": report["rate"]})
+        other = _mi_split_choice(report, source, split, mi_split)
+        if other:
+            report.update(_split_on(model, source, other, options, max_points=max_points, batch_size=batch_size,
+                                    samples=mi_samples, first=report))
         if evaluation.exact:
             # the ELBO of an exact discrete posterior is log p(x) itself: no importance sampling to do
             report.update({"nll": -report["elbo"], "nll_se": report["elbo_se"], "iwae_k": 0, "nll_kind": "exact",
@@ -107,6 +126,13 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
                            "nll_kind": "negative ELBO",
                            "nll_estimator": "the negative ELBO (the model's variational bound); no IWAE: "
                                             "the prior's log p(z) is a stochastic bound (prior.exact = False)"})
+        elif _point_mass(evaluation.posteriors):
+            # every importance sample of a point-mass q(z|x) is the same z: the k-sample bound is the ELBO
+            report.update({"nll": -report["elbo"], "nll_se": report["elbo_se"], "iwae_k": 0,
+                           "nll_kind": "negative ELBO",
+                           "nll_estimator": "the negative ELBO: q(z|x) is a point mass (H[q(z|x)] = 0), so every "
+                                            "importance sample is the same z and the IWAE bound equals the ELBO "
+                                            "for any k"})
         else:
             report.update(_iwae(model, data, iwae_k, batch_size))
         _add_notes(report, evaluation.posteriors[0] if evaluation.posteriors else None, model.prior)
@@ -116,7 +142,10 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
             report["learned_information"] = model_information(model, data, posteriors=evaluation.posteriors, seed=seed)
     report.update({"model": model.name, "data": source, "split": split if source != "tensor" else None,
                    "likelihood": likelihood.name, "discrete_likelihood": likelihood.discrete, "seed": seed,
-                   "rate_kind": "upper bound" if not c.is_exact(model.prior) else "exact KL"})
+                   "rate_kind": kind})
+    rate_text = "; ".join(v for v in (report.get("rate_estimator"), rate_how) if v)
+    if rate_text:
+        report["rate_estimator"] = rate_text
     if fittable:
         report.update({"likelihood_params": likelihood.describe(), "likelihood_fit": fit, "n_fit": n_fit})
     for key in ("elbo", "distortion", "rate", "nll"):
@@ -124,6 +153,85 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
             value = -report[key] if key == "elbo" else report[key]
             report[f"{key}_bpd"] = float(model.bits_per_dim(value))
     return report
+
+
+def _rate_kind(model: LatentModel, evaluation: Evaluation) -> tuple[str, str | None]:
+    """How the reported rate was computed: ``exact KL`` (closed form, an exact sum over a discrete support, or
+    a point-mass posterior), ``Monte Carlo KL`` (log q(z|x) - log p(z) at one z per point: unbiased, noisy)
+    or ``upper bound`` (the prior's log p(z) is a bound, prior.exact = False); and a sentence saying so."""
+    first = evaluation.posteriors[0] if evaluation.posteriors else None
+    if not c.is_exact(model.prior):
+        return "upper bound", None
+    if evaluation.exact:
+        return "exact KL", None
+    if c.has(model.prior, c.StructuredInference):
+        return "Monte Carlo KL", "the prior's own one-sample estimate of the KL (structured inference)"
+    if first is not None and c.has(model.prior, c.ClosedFormCrossEntropy) and c.has(first, c.ClosedFormEntropy):
+        return "exact KL", None
+    if _point_mass(evaluation.posteriors):
+        return "exact KL", "q(z|x) is a point mass: log q(z|x) - log p(z) at its one z is the KL exactly"
+    return "Monte Carlo KL", ("Monte Carlo KL: log q(z|x) - log p(z) at one z ~ q(z|x) per point (no closed form "
+                              "for this prior), mean with its standard error over the N points")
+
+
+def _clip_sampled_rate(report: dict[str, Any], kind: str) -> None:
+    """A Monte Carlo KL whose mean falls below 0 is reported as 0 (a KL is never negative), with the estimate
+    and its SE in the rate estimator text; the ELBO keeps the unclipped one-sample terms."""
+    if kind == "Monte Carlo KL" and report.get("rate", 0.0) < 0:
+        note = (f"the Monte Carlo mean {report['rate']:.4f} +- {report.get('rate_se', float('nan')):.4f} is below 0, "
+                f"reported as 0 (a KL is never negative); the ELBO keeps the unclipped terms")
+        report["rate"] = 0.0
+        report["rate_estimator"] = "; ".join(v for v in (report.get("rate_estimator"), note) if v)
+
+
+def _point_mass(posteriors: list) -> bool:
+    """True when every q(z|x) declares a closed-form entropy of exactly 0 (a deterministic code, e.g. VQ-VAE)."""
+    if not posteriors or not c.has(posteriors[0], c.ClosedFormEntropy):
+        return False
+    return all(bool((q.entropy() == 0).all()) for q in posteriors)
+
+
+def _mi_split_choice(report: dict[str, Any], source: str, split: str, mi_split: str | None) -> str | None:
+    """The split whose points should give the I_q terms instead of ``split``'s (None: keep them)."""
+    if source == "tensor" or mi_split is None or mi_split == split or report.get("mutual_information") is None:
+        return None
+    if mi_split == "auto":
+        return "train" if report.get("mi_saturated") and split != "train" else None
+    return mi_split
+
+
+def _split_on(model: LatentModel, source: str, split: str, options: dict[str, Any], *, max_points: int,
+              batch_size: int, samples: int, first: dict[str, Any]) -> dict[str, Any]:
+    """The I_q terms on ``split`` (its first ``max_points`` images), with that split's own rate, replacing
+    ``first``'s (from the split diagnose evaluated) when it has more points, or when it was asked for by name."""
+    from zoo.data import load_tensors
+    from zoo.errors import ZooError
+
+    keys = [k for k in first if k.startswith(("mutual_information", "mi_", "marginal_kl", "total_correlation",
+                                               "dimension_wise_kl", "index_code_mi", "rate_split", "tc_"))]
+    try:
+        x = load_tensors(source, split, **options)[:max_points]
+    except (ZooError, OSError, ValueError) as e:
+        return {"mi_estimator": f"{first['mi_estimator']}; the {split!r} split could not be loaded for the I_q "
+                                f"terms ({e}), so they stay on {first.get('mi_split')!r}"}
+    if len(x) <= first["mi_n"] and first.get("mi_saturated"):
+        return {"mi_estimator": f"{first['mi_estimator']}; the {split!r} split has no more points ({len(x)})"}
+    evaluation = evaluate(model, x, batch_size=batch_size, keep_posteriors=True)
+    rate = _mean_se(evaluation.terms["rate"])[0]
+    kind, _ = _rate_kind(model, evaluation)
+    if kind == "Monte Carlo KL":
+        rate = max(rate, 0.0)
+    out = {k: None for k in keys}
+    out.update(aggregate_posterior_split(model, _concat(evaluation.posteriors), samples, rate=rate,
+                                         rates=evaluation.terms["rate"]))
+    why = (f"{first['mi_split']!r} ({first['mi_n']} points) saturated: {first.get('mi_saturation')}"
+           if first.get("mi_saturated") else f"asked for (--mi-split {split})")
+    out.update({"mi_split": split, "mi_n": len(x), "mi_rate": rate,
+                "mi_first": {"split": first["mi_split"], "n": first["mi_n"], "lower": first["mutual_information"],
+                             "upper": first.get("mutual_information_upper"), "saturated": first.get("mi_saturated")},
+                "mi_estimator": f"on split {split!r}, N={len(x)} points, with that split's rate {rate:.4f} ("
+                                f"{why}): " + out["mi_estimator"]})
+    return out
 
 
 def default_seed(model: LatentModel) -> int:
@@ -236,7 +344,7 @@ def _add_notes(report: dict[str, Any], posterior, prior) -> None:
     if "mi" in notes:
         unavailable = report.get("mutual_information") is None
         report["mi_estimator"] = notes["mi"] if unavailable else f"{report['mi_estimator']}; {notes['mi']}"
-    if "nll" in notes and report.get("nll_estimator"):
+    if "nll" in notes and report.get("nll_estimator") and "point mass" not in report["nll_estimator"]:
         report["nll_estimator"] = f"{report['nll_estimator']}; {notes['nll']}"
     for key in ("kl_per_dim", "active_units"):
         if key in notes and not report.get(f"{key}_note"):
@@ -249,8 +357,30 @@ def _concat(posteriors: list):
     return type(posteriors[0]).cat(posteriors)
 
 
-def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate: float | None = None
-                              ) -> dict[str, Any]:
+def saturation(lower: float, upper: float, n: int) -> str | None:
+    """Why an I_q(x;z) lower bound over N points is only a bound (None: the bracket identifies I_q).
+
+    The rule (one for every I_q in latent-zoo's reports): the InfoNCE lower bound is within
+    ``SATURATION_MARGIN`` nats of its ceiling log N, or the bracket [lower, upper] is wider than
+    ``BRACKET_TOLERANCE`` nats and ``BRACKET_RELATIVE`` of the lower bound.  ``upper`` is the bracket's
+    upper end as reported (the leave-one-out bound, or the rate where that is smaller)."""
+    log_n = math.log(n)
+    if lower > log_n - SATURATION_MARGIN:
+        return (f"the lower bound {lower:.3f} is within {SATURATION_MARGIN:g} nat of its ceiling log N = {log_n:.3f} "
+                f"(N={n})")
+    if upper - lower > max(BRACKET_TOLERANCE, BRACKET_RELATIVE * lower):
+        return (f"the bracket [{lower:.3f}, {upper:.3f}] is wider than {BRACKET_TOLERANCE:g} nats and "
+                f"{BRACKET_RELATIVE:.0%} of its lower bound")
+    return None
+
+
+def _clip(value: float, hi: float) -> float:
+    """The clipping rule of every reported information and KL: into [0, hi] (hi = the rate)."""
+    return min(max(value, 0.0), hi)
+
+
+def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate: float | None = None,
+                              rates: Tensor | None = None) -> dict[str, Any]:
     """I_q(x;z) and KL(q(z)||p(z)) with the exact aggregate posterior of the N points in ``q``.
 
     Exact for a discrete posterior the model enumerates (sums over its K values).  Otherwise the
@@ -259,10 +389,14 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
         lower (InfoNCE)        1/NS sum_ns [log q(z_ns|x_n) - log 1/N sum_m q(z_ns|x_m)]        <= I_q, <= log N
         upper (leave-one-out)  1/NS sum_ns [log q(z_ns|x_n) - log 1/(N-1) sum_{m!=n} q(z_ns|x_m)]  >= I_q
 
-    ``mutual_information`` is the lower bound (each point's term has expectation KL(q(z|x_n) || q(z))
-    >= 0), clipped to [0, rate] where Monte Carlo noise puts it outside; ``marginal_kl`` = rate - I_q,
-    never negative.  Near log N the lower bound is *saturated*: it then only says I_q >= log N, and an
-    identified value needs N well above e^rate (more points: ``--max-points``, or the training split)."""
+    ``rate`` is the reported rate (its mean) and ``rates`` optionally its per-point values ``[N]`` (for the
+    marginal KL's standard error).  Rules, each stated in the estimator texts:
+
+    * ``mutual_information`` is the lower bound clipped to [0, rate]; the bracket's upper end is the smaller of
+      the leave-one-out bound and the rate, and never below the reported lower end (no inverted bracket);
+    * ``marginal_kl`` = rate - I_q in [0, rate], ``marginal_kl_lower`` = rate - upper <= ``marginal_kl``;
+    * :func:`saturation` marks I_q as a lower bound (``mi_saturated``); then ``marginal_kl`` and the total
+      correlation are upper bounds (``*_kind``), not values; an identified value needs N well above e^I_q."""
     if q is None or not c.has(q, c.AggregatePosterior):
         return {"mutual_information": None, "marginal_kl": None, "total_correlation": None,
                 "mi_estimator": ("not available for this encoder: its posterior does not give the aggregate "
@@ -277,33 +411,50 @@ def aggregate_posterior_split(model: LatentModel, q, samples: int = 10, *, rate:
         return _exact_discrete_split(model, q, rate)
     z = q.rsample(samples)                                     # [S, N, ...]
     split = {} if c.has(q, c.PerDimAggregatePosterior) else None
-    lower, lower_se, upper, upper_se = paired_bounds(q, z=z, split=split)
+    lower_terms, upper_terms = _paired_terms(q, z, n, split=split)
+    lower, lower_se = _mean_se(lower_terms.mean(0))
+    upper, upper_se = _mean_se(upper_terms.mean(0))
     log_n = math.log(n)
     hi = rate if rate is not None and rate >= 0 else math.inf
-    mi = min(max(lower, 0.0), hi)
-    saturated = lower > SATURATION * log_n
+    mi = _clip(lower, hi)
     estimator = (f"paired InfoNCE lower bound with the exact aggregate posterior over N={n} points, {samples} "
                  f"z-samples per point (Poole et al. 2019; log q(z|x_n) and log q(z) from the same samples), "
                  f"I_q <= log N = {log_n:.2f}; bracket up to the leave-one-out upper bound; standard errors over "
                  f"the N points")
     if mi != lower:
-        estimator += f"; clipped to [0, rate] (the estimate was {lower:.4f})"
-    if saturated:
-        estimator += (f"; SATURATED: within 5% of log N, so it only says I_q >= {lower:.2f}: evaluate more points "
-                      f"(--max-points, or --split train) for an identified value")
+        estimator += f"; clipped to [0, rate] (the estimate was {lower:.4f} +- {lower_se:.4f})"
     if upper > hi:  # I_q <= rate always: the rate is then the tighter upper end of the bracket
         estimator += f"; the leave-one-out bound ({upper:.2f}) is above the rate, so the bracket ends at the rate"
         upper, upper_se = hi, 0.0
-    tc = _tc_split(model, q, z, split) if split is not None else {
-        "total_correlation": None, "tc_estimator": "not available for this encoder: its posterior does not give q(z) "
-                                                   "per latent dimension (zoo.contracts.PerDimAggregatePosterior)"}
-    out = {**tc, "mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
-           "mutual_information_upper_se": upper_se, "mi_saturated": saturated, "mi_log_n": log_n,
-           "mi_estimator": estimator}
+    if upper < mi:  # Monte Carlo noise near collapse: both ends estimate about the same number
+        estimator += f"; the leave-one-out bound ({upper:.4f}) fell below the lower end, so the bracket is [I, I]"
+        upper = mi
+    why = saturation(mi, upper, n)
+    if why:
+        estimator += (f"; SATURATED ({why}): I_q >= {mi:.2f} is a lower bound, not a value; evaluate more points "
+                      f"(--max-points, --mi-split) to identify it")
+    out: dict[str, Any] = {
+        "mutual_information": mi, "mutual_information_se": lower_se, "mutual_information_upper": upper,
+        "mutual_information_upper_se": upper_se, "mutual_information_kind": "lower bound" if why else "value",
+        "mi_saturated": bool(why), "mi_saturation": why, "mi_log_n": log_n, "mi_estimator": estimator}
+    if split is not None:
+        out.update(_tc_split(model, q, z, split, lower_terms, rate=rate, saturated=bool(why)))
+        out["index_code_mi"], out["index_code_mi_se"] = mi, lower_se      # the same estimate as I_q
+    else:
+        out.update({"total_correlation": None, "tc_estimator": "not available for this encoder: its posterior does "
+                    "not give q(z) per latent dimension (zoo.contracts.PerDimAggregatePosterior)"})
     if rate is not None:
-        out["marginal_kl"] = rate - mi
-        out["marginal_kl_lower"] = max(rate - upper, 0.0)
-        if not c.is_exact(model.prior):
+        out["marginal_kl"] = _clip(rate - mi, max(rate, 0.0))
+        if rates is not None and len(rates) == n:
+            out["marginal_kl_se"] = _mean_se(rates.double().cpu() - lower_terms.mean(0))[1]
+        out["marginal_kl_lower"] = min(max(rate - upper, 0.0), out["marginal_kl"])
+        bound = not c.is_exact(model.prior)
+        out["marginal_kl_kind"] = "upper bound" if why or bound else "value"
+        out["marginal_kl_estimator"] = (
+            "rate - I_q(x;z) (ELBO surgery, Hoffman & Johnson 2016), in [0, rate]; bracketed below by rate - upper end"
+            + ("; an UPPER BOUND: I_q is saturated (a lower bound)" if why else "")
+            + ("; an upper bound: the rate is the prior's bound (prior.exact = False)" if bound else ""))
+        if bound:
             out["mi_estimator"] += ("; the rate is the prior's bound (prior.exact = False), so the marginal KL "
                                     "= rate - I_q is an upper bound")
     return out
@@ -331,14 +482,15 @@ def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024, split: dict[str, Tens
     log q(z_ns|x_n) is the diagonal of the same cross_log_prob matrix, so both terms are computed
     alike (a collapsed posterior reads exactly 0); rows in chunks keep memory at chunk x N.  With
     ``split`` (a dict, for a zoo.contracts.PerDimAggregatePosterior) the matrix is computed per latent
-    dimension and ``split`` receives ``[S, N]`` log q(z_ns) and sum_d log q(z_ns,d) over the same N points
-    (:func:`zoo.decomposition.mixture_log_density`, weights 1/N)."""
+    dimension and ``split`` receives ``[S, N]`` log q(z_ns|x_n), log q(z_ns) and sum_d log q(z_ns,d) over the
+    same N points (:func:`zoo.decomposition.mixture_log_density`, weights 1/N)."""
     from zoo.decomposition import mixture_log_density
 
     lower = torch.empty(z.shape[0], n, dtype=torch.float64)
     upper = torch.empty(z.shape[0], n, dtype=torch.float64)
     if split is not None:
-        split["log_qz"], split["log_qz_marginals"] = torch.empty_like(lower), torch.empty_like(lower)
+        for key in ("own", "log_qz", "log_qz_marginals"):
+            split[key] = torch.empty_like(lower)
         chunk = max(1, min(chunk, 2 ** 21 // (n * max(1, z[0, 0].numel()))))
     log_w = torch.full((n,), -math.log(n), dtype=torch.float64)
     for s in range(z.shape[0]):
@@ -351,39 +503,60 @@ def _paired_terms(q, z: Tensor, n: int, chunk: int = 1024, split: dict[str, Tens
                 split["log_qz"][s, rows], split["log_qz_marginals"][s, rows] = mixture_log_density(per_dim, log_w)
                 cross = per_dim.sum(2)
             own = cross[torch.arange(len(rows)), rows]
+            if split is not None:
+                split["own"][s, rows] = own
             lower[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n))
             cross[torch.arange(len(rows)), rows] = -math.inf                    # leave x_n out
             upper[s, rows] = own - (torch.logsumexp(cross, 1) - math.log(n - 1))
     return lower, upper
 
 
-def _tc_split(model: LatentModel, q, z: Tensor, split: dict[str, Tensor]) -> dict[str, Any]:
+def _tc_split(model: LatentModel, q, z: Tensor, split: dict[str, Tensor], mi_terms: Tensor, *,
+              rate: float | None, saturated: bool) -> dict[str, Any]:
     """Index-code MI, total correlation and dimension-wise KL (Chen et al. 2018, eq. 2; zoo.decomposition)
-    with the exact aggregate posterior of the N points and its per-dimension marginals, from the same
-    z_ns as I_q.  log q(z|x) and log p(z) enter in closed form where the rate is (H[q(z|x)], the prior's
-    cross-entropy), so the three sum to the reported rate exactly; else at the samples."""
-    from zoo.decomposition import tc_terms
+    with the exact aggregate posterior of the N points and its per-dimension marginals, all three from the
+    same z_ns as I_q and paired at them (:func:`zoo.decomposition.paired_tc_terms`): the index-code MI *is*
+    the reported I_q; TC = sum_d I(x;z_d) - I_q; dimension-wise KL = rate - sum_d I(x;z_d) with the rate per
+    point in closed form where the prior gives it (else at the same samples).  The three sum to that rate
+    before the clipping rule (each into [0, rate])."""
+    from zoo.decomposition import paired_tc_terms
 
-    s, n = split["log_qz"].shape
-    closed = c.has(q, c.ClosedFormEntropy) and c.has(model.prior, c.ClosedFormCrossEntropy)
-    if closed:
-        own = (-q.entropy()).double().cpu().expand(s, n)
-        log_p = (-model.prior.cross_entropy(q)).double().cpu().expand(s, n)
+    s, n = split["own"].shape
+    factorised = c.has(model.prior, c.PerDimKL) and model.prior.kl_per_dim(q) is not None
+    if factorised:
+        rate_n = model.prior.kl_per_dim(q).double().cpu().flatten(1).sum(1)           # [N], closed form
+        how = "the rate per point in closed form (the sum of its per-dimension KLs)"
+    elif c.has(q, c.ClosedFormEntropy) and c.has(model.prior, c.ClosedFormCrossEntropy):
+        rate_n = (model.prior.cross_entropy(q) - q.entropy()).double().cpu()
+        how = "the rate per point in closed form"
     else:
-        own = q.log_prob(z).double().cpu()                                   # [S, N]
-        log_p = model.prior.log_prob(z).double().cpu()
-    terms = tc_terms(own, split["log_qz"], split["log_qz_marginals"], log_p)
+        rate_n = (split["own"] - model.prior.log_prob(z).double().cpu()).mean(0)       # same z: paired
+        how = f"the rate per point at the same {s} samples (log q(z|x) - log p(z))"
+    mi_raw = float(mi_terms.mean(0).mean())
+    tc_terms_, dw_terms = paired_tc_terms(mi_terms, split["own"], split["log_qz_marginals"], rate_n.unsqueeze(0))
+    hi = rate if rate is not None and rate >= 0 else math.inf
     out: dict[str, Any] = {}
-    for key, values in zip(("index_code_mi", "total_correlation", "dimension_wise_kl"), terms):
-        out[key], out[f"{key}_se"] = _mean_se(values.mean(0))
-    factorised = c.has(model.prior, c.PerDimKL)
-    out["tc_estimator"] = (
-        f"full-set estimator: log q(z) and each log q(z_d) as mixtures over all N={n} points, {s} z-samples per "
-        f"point (the same as I_q's); log q(z|x) and log p(z) "
-        + ("in closed form, so MI + TC + dimension-wise KL = rate exactly" if closed else
-           "at the samples, so the three sum to a Monte Carlo rate")
-        + ("" if factorised else "; the prior has no per-dimension KL, so the third term is "
-           "E_q(z)[sum_d log q(z_d) - log p(z)], not a sum of KLs"))
+    raw = {"index_code_mi": mi_raw}
+    for key, values in (("total_correlation", tc_terms_), ("dimension_wise_kl", dw_terms)):
+        raw[key], out[f"{key}_se"] = _mean_se(values.mean(0))
+        out[key] = _clip(raw[key], hi)
+    clipped = [f"{k} {raw[k]:.4f}" for k in raw if k != "index_code_mi" and out[k] != raw[k]]
+    out["rate_split_sum"] = sum(raw.values())
+    text = (f"full-set estimator, paired: log q(z) and each log q(z_d) as mixtures over all N={n} points at the "
+            f"{s} z-samples per point of I_q; index-code MI = I_q (the same estimate); TC = sum_d I(x;z_d) - I_q; "
+            f"dimension-wise KL = rate - sum_d I(x;z_d), with {how}; before clipping the three sum to "
+            f"{out['rate_split_sum']:.4f} = that rate; each is clipped to [0, rate]")
+    if clipped:
+        text += f" (clipped: {', '.join(clipped)})"
+    if saturated:
+        text += ("; I_q is SATURATED, so TC = sum_d I(x;z_d) - I_q takes its bias: TC is an UPPER BOUND "
+                 "(as far as the one-dimensional terms are identified)")
+    out["total_correlation_kind"] = "upper bound" if saturated else "value"
+    if not factorised:
+        out["dimension_wise_kl"] = out["dimension_wise_kl_se"] = None
+        text += ("; the prior does not factorise over dimensions (no per-dimension KL), so the third term "
+                 "KL(q(z)||p(z)) - TC is not a KL and is not reported")
+    out["tc_estimator"] = text
     return out
 
 
@@ -396,11 +569,17 @@ def _exact_discrete_split(model: LatentModel, q, rate: float | None) -> dict[str
     log_p = model.prior.log_prob(values).double()              # [K]
     mi, mi_se = _mean_se((log_q.exp() * (log_q - log_agg)).sum(1))   # KL(q(z|x_n) || q(z)) per point
     marginal = float((log_agg.exp() * (log_agg - log_p)).sum())
+    why = saturation(mi, mi, n)
+    text = (f"exact: sums over the {log_q.shape[1]} values of the discrete latent and the N={n} "
+            f"points (I_q <= log N = {math.log(n):.2f}; rate = I_q + marginal KL exactly)")
+    if why:
+        text += f"; SATURATED ({why}): the N-point aggregate's I_q is a lower bound on the population's"
     return {"mutual_information": mi, "mutual_information_se": mi_se, "mutual_information_upper": mi,
-            "mi_saturated": mi > SATURATION * math.log(n), "mi_log_n": math.log(n), "marginal_kl": marginal,
-            "marginal_kl_lower": marginal,
-            "mi_estimator": f"exact: sums over the {log_q.shape[1]} values of the discrete latent and the N={n} "
-                            f"points (I_q <= log N = {math.log(n):.2f}; rate = I_q + marginal KL exactly)"}
+            "mutual_information_kind": "lower bound" if why else "value", "mi_saturated": bool(why),
+            "mi_saturation": why, "mi_log_n": math.log(n), "marginal_kl": marginal, "marginal_kl_lower": marginal,
+            "marginal_kl_kind": "upper bound" if why else "value",
+            "marginal_kl_estimator": "exact: sums over the support of the aggregate of the N points",
+            "mi_estimator": text}
 
 
 def _iwae(model: LatentModel, data: Tensor, k: int, batch_size: int) -> dict[str, Any]:
@@ -443,21 +622,36 @@ def format_report(report: dict[str, Any]) -> str:
     mi_note = None
     if report.get("mutual_information") is not None and report.get("mutual_information_upper") is not None:
         mi_note = f"<= {report['mutual_information_upper']:.3f}" + (" SATURATED" if report.get("mi_saturated") else "")
+    elsewhere = report.get("mi_split") not in (None, report.get("split"))
+    where = f" [{report['mi_split']}, N={report['mi_n']}]" if elsewhere else ""
+    mi_label = ("  I_q(x;z) >= (lower bound)" if report.get("mi_saturated") else "  = I_q(x;z)") + where
+    kl_bound = report.get("marginal_kl_kind") == "upper bound"
+    kl_note = None
+    if report.get("marginal_kl") is not None:
+        kl_note = " ".join(v for v in (pm("marginal_kl"), f"(>= {report['marginal_kl_lower']:.3f}: rate - I_q's upper "
+                                       f"end)" if report.get("marginal_kl_lower") is not None else None,
+                                       "UPPER BOUND" if kl_bound else None) if v) or None
     rows = [("ELBO", report["elbo"], report.get("elbo_bpd"), pm("elbo")),
             ("distortion  -E_q log p(x|z)", report["distortion"], report.get("distortion_bpd"), pm("distortion")),
             (rate_label, report["rate"], report.get("rate_bpd"), pm("rate")),
-            ("  = I_q(x;z) (lower bound)" if mi_note else "  = I_q(x;z)", report.get("mutual_information"), None,
+            (mi_label, report.get("mutual_information"), None,
              " ".join(v for v in (pm("mutual_information"), mi_note) if v) or None),
-            ("  + KL(q(z)||p(z))", report.get("marginal_kl"), None, None),
+            (("  KL(q(z)||p(z)) <=" if kl_bound else "  + KL(q(z)||p(z))") + where, report.get("marginal_kl"), None,
+             kl_note),
             (nll_label, report.get("nll"), report.get("nll_bpd"), pm("nll"))]
     lines.append(f"  {'term':32s} {'nats':>12s} {'bits/dim':>10s}")
     for label, nats, bpd, note in rows:
         lines.append(f"  {label:32s} {f(nats):>12s} {f(bpd, '.4f') if bpd is not None else '':>10s}"
                      f"{'  ' + note if note else ''}".rstrip())
+    if elsewhere:
+        lines.append(f"  the I_q terms use split {report['mi_split']!r} (N={report['mi_n']}, its rate "
+                     f"{report['mi_rate']:.3f}); every other number split {report.get('split')!r} (N={report['n']})")
     if report.get("total_correlation") is not None:
-        lines.append(f"  rate = index-code MI {report['index_code_mi']:.3f} + total correlation "
-                     f"{report['total_correlation']:.3f} +- {report['total_correlation_se']:.3f} + dimension-wise KL "
-                     f"{report['dimension_wise_kl']:.3f} (nats)")
+        tc = ("total correlation <= " if report.get("total_correlation_kind") == "upper bound" else "total correlation ")
+        dw = (f" + dimension-wise KL {report['dimension_wise_kl']:.3f} +- {report['dimension_wise_kl_se']:.3f}"
+              if report.get("dimension_wise_kl") is not None else " + a term that is not a KL (prior not factorised)")
+        lines.append(f"  rate{where} = index-code MI (= I_q) {report['index_code_mi']:.3f} + {tc}"
+                     f"{report['total_correlation']:.3f} +- {report['total_correlation_se']:.3f}{dw} (nats)")
     if report.get("active_units") is not None:
         lines.append(f"  active units (Cov_x E_q[z_d] > {report['active_threshold']}): "
                      f"{report['active_units']} / {report['latent_dims']}")

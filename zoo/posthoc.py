@@ -29,7 +29,9 @@ from zoo.errors import PluginError, UnsupportedModelError, UsageError
 from zoo.model import LatentModel
 
 CODES = ("sample", "mean")
-COMPARED = ("elbo", "distortion", "rate", "mutual_information", "marginal_kl", "nll", "nll_kind", "iwae_k")
+COMPARED = ("elbo", "elbo_se", "distortion", "rate", "rate_se", "rate_kind", "mutual_information",
+            "mutual_information_se", "mutual_information_kind", "marginal_kl", "marginal_kl_se", "marginal_kl_kind",
+            "mi_split", "nll", "nll_se", "nll_kind", "iwae_k")
 
 
 def fitter(name: str) -> Any:

@@ -140,8 +140,11 @@ def model_index(card: Card) -> list[dict[str, Any]]:
         "nll_bpd": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
         "mutual_information": {"estimator": results.get("mi_estimator"), "se": results.get("mutual_information_se"),
                                "upper_bound": results.get("mutual_information_upper"),
-                               "saturated": results.get("mi_saturated")},
-        "marginal_kl": {"estimator": results.get("mi_estimator")},
+                               "saturated": results.get("mi_saturated"), "kind": results.get("mutual_information_kind"),
+                               "split": results.get("mi_split"), "n": results.get("mi_n")},
+        "marginal_kl": {"estimator": results.get("marginal_kl_estimator") or results.get("mi_estimator"),
+                        "se": results.get("marginal_kl_se"), "lower_bound": results.get("marginal_kl_lower"),
+                        "kind": results.get("marginal_kl_kind"), "split": results.get("mi_split")},
         "active_units": {"latent_dims": results.get("latent_dims"), "threshold": "Cov_x E_q[z_d] > 0.01"},
     }
     quality_args = {"features": results.get("quality_features"), "features_sha256": results.get("quality_features_sha256"),
@@ -156,6 +159,10 @@ def model_index(card: Card) -> list[dict[str, Any]]:
             continue
         if key in ("nll", "nll_bpd") and results.get("nll_kind") in ("exact", "negative ELBO"):
             label = f"{label[:-1]}, {'exact' if results['nll_kind'] == 'exact' else 'upper bound: -ELBO'})"
+        elif key == "mutual_information" and results.get("mutual_information_kind") == "lower bound":
+            label = "I_q(x;z), a lower bound (nats)"
+        elif key == "marginal_kl" and results.get("marginal_kl_kind") == "upper bound":
+            label = "KL(q(z)||p(z)), an upper bound (nats)"
         elif key in ("nll", "nll_bpd") and results.get("iwae_k"):
             label = f"{label[:-1]}, IWAE k={results['iwae_k']})"
         args = {k: v for k, v in estimators.get(key, {}).items() if v is not None}

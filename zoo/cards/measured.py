@@ -9,7 +9,10 @@ RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_inf
                "mutual_information_upper", "mi_saturated", "marginal_kl", "active_units", "latent_dims", "nll",
                "nll_se", "nll_kind", "iwae_k", "elbo_bpd", "nll_bpd", "mi_estimator", "nll_estimator", "n",
                "index_code_mi", "total_correlation", "total_correlation_se", "dimension_wise_kl",
-               "mig", "mig_per_factor")
+               "mig", "mig_per_factor", "rate_se", "rate_estimator", "mutual_information_kind", "mi_saturation",
+               "marginal_kl_se", "marginal_kl_lower", "marginal_kl_kind", "marginal_kl_estimator", "index_code_mi_se",
+               "total_correlation_kind", "dimension_wise_kl_se", "tc_estimator", "mi_split", "mi_n", "mi_rate",
+               "mi_first")
 DEFAULT_EVAL_IWAE_K = 100      # TrainConfig.eval_iwae_k
 DEFAULT_EVAL_BATCH_SIZE = 500  # TrainConfig.eval_batch_size
 

@@ -47,10 +47,23 @@ def results_section(card: Card, *, repo_id: str | None = None) -> str:
     mi_how = r.get("mi_estimator", "") + se("mutual_information")
     if r.get("mutual_information_upper") is not None:
         mi_how += f"; bracket up to {_fmt(r['mutual_information_upper'])} (leave-one-out upper bound)"
+    where = f" [split {r['mi_split']}, N={r.get('mi_n')}]" if r.get("mi_split") not in (None, split) else ""
+    lower = r.get("mutual_information_kind") == "lower bound"
+    kl_upper = r.get("marginal_kl_kind") == "upper bound"
+    tc_upper = r.get("total_correlation_kind") == "upper bound"
     rows += [("distortion -E_q log p(x|z)", r.get("distortion"), None, "same z as the ELBO"),
-             (rate_label, r.get("rate"), None, "same z as the ELBO"),
-             ("mutual information I_q(x;z)", r.get("mutual_information"), None, mi_how),
-             ("marginal KL(q(z) ‖ p(z))", r.get("marginal_kl"), None, "rate - I_q(x;z)")]
+             (rate_label, r.get("rate"), None, "same z as the ELBO" + (
+                 f"; {r['rate_estimator']}" if r.get("rate_estimator") else "") + se("rate")),
+             (("mutual information I_q(x;z) ≥ (a lower bound)" if lower else "mutual information I_q(x;z)") + where,
+              r.get("mutual_information"), None, mi_how),
+             (("marginal KL(q(z) ‖ p(z)) ≤ (an upper bound)" if kl_upper else "marginal KL(q(z) ‖ p(z))") + where,
+              r.get("marginal_kl"), None, r.get("marginal_kl_estimator", "rate - I_q(x;z)")
+              + (f" on that split's rate {_fmt(r['mi_rate'])}" if where and r.get("mi_rate") is not None else "")
+              + se("marginal_kl")),
+             (("total correlation ≤ (an upper bound)" if tc_upper else "total correlation") + where,
+              r.get("total_correlation"), None, (r.get("tc_estimator") or "") + se("total_correlation")),
+             ("dimension-wise KL" + where, r.get("dimension_wise_kl"), None,
+              "the third term of the same split (see total correlation)" + se("dimension_wise_kl"))]
     lines = [RESULTS_START, "## Results", ""]
     where = f"`{data}`, split `{split}`"
     if r.get("n"):

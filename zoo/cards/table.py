@@ -103,10 +103,13 @@ def results_row(card: Card) -> str:
     label = label[1:-1] if label.startswith("(") and label.endswith(")") else label
     nll = f"{_num(r.get('nll'))} ({label})" if isinstance(r.get("nll"), (int, float)) else "n/a"
     mi = (f"[{_num(r.get('mutual_information'), '.3f')}, {_num(r.get('mutual_information_upper'), '.3f')}]"
-          + (" saturated" if r.get("mi_saturated") else "")) if r.get("mutual_information") is not None else "n/a"
+          + (" saturated" if r.get("mi_saturated") else "")
+          + (f" ({r['mi_split']})" if r.get("mi_split") not in (None, r.get("split", "test")) else "")
+          ) if r.get("mutual_information") is not None else "n/a"
     units = f"{r['active_units']}/{r.get('latent_dims', '?')}" if r.get("active_units") is not None else "n/a"
     cells = (f"`{card.name}`", f"`{card.zoo['data']['source']}`", f"{_num(r.get('elbo'))} ± {_num(r.get('elbo_se'))}",
-             nll, mi, units, _num(r.get("total_correlation"), ".3f"), _num(r.get("train_seconds"), ".0f"))
+             nll, mi, units, ("≤ " if r.get("total_correlation_kind") == "upper bound" else "")
+             + _num(r.get("total_correlation"), ".3f"), _num(r.get("train_seconds"), ".0f"))
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 

@@ -318,7 +318,7 @@ def cmd_diagnose(args) -> None:
     try:
         report = diagnose(model, data, split=args.split, iwae_k=args.k, max_points=args.max_points,
                           image_key=args.image_key, seed=args.seed, data_config=args.data_config,
-                          fit_points=args.fit_points)
+                          fit_points=args.fit_points, mi_split=None if args.mi_split == "same" else args.mi_split)
     except ValueError as e:
         if "fit_points" not in str(e):
             raise
@@ -348,6 +348,9 @@ def add_diagnose(sub) -> None:
                    help="for a likelihood with fitted parameters (e.g. the noise scale of a deterministic decoder): "
                         "fit them on the first N images and evaluate the rest (default: a quarter; 0: keep the "
                         "card's values)")
+    p.add_argument("--mi-split", default="auto", metavar="SPLIT",
+                   help="split of the I_q terms (I_q, marginal KL, total correlation): 'auto' (default: --split's, "
+                        "or the train split's more points when --split's I_q is saturated), 'same', or a split name")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

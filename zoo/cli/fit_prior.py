@@ -42,7 +42,15 @@ def cmd_fit_prior(args) -> None:
     print(f"wrote {args.out} ({model.name}: prior {model.card.zoo['prior']['name']} fitted to {args.codes} codes)")
     for key in ("elbo", "rate", "marginal_kl", "nll"):
         if key in r and key in b:
-            print(f"  {key:12s} {b[key]:10.3f} -> {r[key]:10.3f}  (train split, nats)")
+            print(f"  {key:12s} {_labelled(b, key)} -> {_labelled(r, key)}  (train split, nats)")
+
+
+def _labelled(r: dict, key: str) -> str:
+    """A number of a fit-prior report with its standard error and how it was computed (e.g. a Monte Carlo KL)."""
+    se = r.get(f"{key}_se")
+    kind = r.get({"rate": "rate_kind", "marginal_kl": "marginal_kl_kind", "nll": "nll_kind"}.get(key, ""))
+    return (f"{r[key]:10.3f}" + (f" +- {se:.3f}" if isinstance(se, float) else "")
+            + (f" ({kind})" if kind and kind != "value" else ""))
 
 
 def add_parser(sub) -> None:
