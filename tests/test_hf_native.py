@@ -83,9 +83,9 @@ def test_pretrained_weights_are_loaded_into_an_empty_model_without_patching_init
 def test_precision_comes_from_accelerate_when_not_given(tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     result = zoo.train(small_card(train={"steps": 3}), out=tmp_path / "a", **QUICK)
-    assert result.report and json.loads((tmp_path / "a" / "config.json").read_text())["zoo"]["results"]["precision"] == "bf16"
+    assert result.report and json.loads((tmp_path / "a" / "config.json").read_text())["zoo"]["results"]["mixed_precision"] == "bf16"
     zoo.train(small_card(train={"steps": 3}), out=tmp_path / "b", precision="no", **QUICK)   # the flag wins
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["zoo"]["results"]["precision"] == "no"
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["zoo"]["results"]["mixed_precision"] == "no"
 
 
 @pytest.mark.parametrize("var, name", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
@@ -106,7 +106,7 @@ def test_accelerate_launch_runs_the_cli_on_two_cpu_processes(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "config.json").read_text())["zoo"]["results"]
-    assert results["processes"] == 2 and results["precision"] == "bf16" and results["steps"] == 4
+    assert results["processes"] == 2 and results["mixed_precision"] == "bf16" and results["steps"] == 4
 
 
 def test_trackers_optimisers_schedulers_best_checkpoint_and_callbacks(tmp_path):

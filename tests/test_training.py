@@ -259,4 +259,4 @@ def test_streaming_run_resumes_exactly(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     result = train(small_card(), out=tmp_path / "r", precision="bf16", steps=5, **QUICK)
     assert result.report["elbo"] < 0
-    assert zoo.read_card(tmp_path / "r" / "README.md").zoo["results"]["precision"] == "bf16"
+    assert zoo.read_card(tmp_path / "r" / "README.md").zoo["results"]["mixed_precision"] == "bf16"

@@ -36,7 +36,7 @@ BUDGET_BYTES = 20 * 10 ** 6
 EMBEDDED = ("zoo:mnist-5k", "zoo:digits", "zoo:shapes")  # the embedded (or generated) data sets
 HUB_ORG = "latent-zoo"  # where `zoo push` would publish the shipped weights (not published yet: no revision)
 TRAINING_FACTS = ("dataset", "split", "split_label", "beta", "seed", "steps", "train_seconds", "zoo_version",
-                  "command", "weights", "precision", "processes", "batch_size", "ema", "dataset_revision", "best")
+                  "command", "weights", "mixed_precision", "processes", "batch_size", "ema", "dataset_revision", "best")
 
 
 def embedded_cards() -> list[str]:

@@ -932,7 +932,7 @@ class TrainLoop:
             self.card.name, self.spec, self.out, data_shape=getattr(self, "data_shape_flag", None)))
         results = results_from_report(report, card, config, self.spec, steps=self.step,
                                       seconds=seconds, command=command)
-        results.update({"weights": self._weights_kind, "precision": self.precision, "processes": self.world,
+        results.update({"weights": self._weights_kind, "mixed_precision": self.precision, "processes": self.world,
                         "batch_size": config.batch_size})
         if self.ema is not None:
             results["ema"] = config.ema
