@@ -47,8 +47,13 @@ class Categorical(Likelihood):
         b, _, *rest = params.shape
         return params.reshape(b, self.levels, -1, *rest).movedim(1, -1)
 
+    @staticmethod
+    def _promoted(logits: Tensor) -> Tensor:
+        """Half-precision logits in float32 for the softmax; float32 and float64 as they are."""
+        return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
     def log_prob_elementwise(self, params: Tensor, x: Tensor) -> Tensor:
-        logp = torch.log_softmax(self._logits(params).float(), dim=-1)
+        logp = torch.log_softmax(self._promoted(self._logits(params)), dim=-1)
         v = torch.round(x.float().clamp(0, 1) * 255).long()
         k = self.index.to(v.device)[v]
         on_grid = (k >= 0)
@@ -60,13 +65,13 @@ class Categorical(Likelihood):
         return torch.where(on_grid, mixed, torch.full_like(picked, log_floor))
 
     def mean(self, params: Tensor) -> Tensor:
-        p = torch.softmax(self._logits(params).float(), dim=-1)
+        p = torch.softmax(self._promoted(self._logits(params)), dim=-1)
         grid = self.values.to(p.device, p.dtype) / 255
         m = (p * grid).sum(-1)
         return (1 - self.floor) * m + self.floor * 0.5
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        p = torch.softmax(self._logits(params).float(), dim=-1)
+        p = torch.softmax(self._promoted(self._logits(params)), dim=-1)
         flat = p.reshape(-1, self.levels)
         k = torch.multinomial(flat, 1, generator=generator).reshape(p.shape[:-1])
         v = self.values.to(k.device)[k]
