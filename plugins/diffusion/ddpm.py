@@ -36,7 +36,6 @@ returns for logging are the one-sample unbiased estimate of the bound from the s
 from __future__ import annotations
 
 import math
-import weakref
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import Observation, SignedUnitLikelihood
 
+from .binding import BoundToPrior
 from .sampling import ddim_sample, ddpm_sample
 from .schedule import (
     FIRST_VARIANCES,
@@ -450,24 +450,14 @@ class NoisingPosterior:
         return NoisingPosterior(torch.cat([p.x0 for p in parts]), parts[0].schedule)
 
 
-class _Bound(nn.Module):
-    """Keeps a weak reference to the model's ``ddpm`` prior (not a submodule: no duplicated weights)."""
+class _Bound(BoundToPrior):
+    """Borrows the model's ``ddpm`` prior (zoo_plugins.diffusion.binding)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._prior_ref = None
-
-    def bind(self, model) -> None:
-        if not isinstance(model.prior, DDPMPrior):
-            raise ValueError(f"{type(self).__name__} needs the 'ddpm' prior, got {type(model.prior).__name__}")
-        object.__setattr__(self, "_prior_ref", weakref.ref(model.prior))
+    prior_type, prior_label = DDPMPrior, "ddpm"
 
     @property
     def ddpm(self) -> DDPMPrior:
-        prior = self._prior_ref() if self._prior_ref is not None else None
-        if prior is None:
-            raise RuntimeError(f"{type(self).__name__} is not bound to a model with a ddpm prior")
-        return prior
+        return self.bound_prior()
 
 
 class NoisingEncoder(_Bound):

@@ -43,7 +43,6 @@ of the diffusion term (VDM section 5.2: the gradient of E[L^2] reaches the shape
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -55,6 +54,8 @@ from zoo.contracts import ClosedFormEntropy, SamplerOption, has
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import SignedUnitLikelihood
+
+from .binding import BoundToPrior
 
 __all__ = ["VDMPrior", "VDMNoisingEncoder", "VDMNoisingPosterior", "VDMDecoder", "LevelCategorical",
            "MonotoneSchedule", "digit_levels", "VDM_SAMPLER"]
@@ -472,24 +473,14 @@ class VDMNoisingPosterior:
         return VDMNoisingPosterior(torch.cat([p.x0 for p in parts]), parts[0].gamma_0)
 
 
-class _Bound(nn.Module):
-    """Keeps a weak reference to the model's ``vdm`` prior (not a submodule: no duplicated weights)."""
+class _Bound(BoundToPrior):
+    """Borrows the model's ``vdm`` prior (zoo_plugins.diffusion.binding)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._prior_ref = None
-
-    def bind(self, model) -> None:
-        if not isinstance(model.prior, VDMPrior):
-            raise ValueError(f"{type(self).__name__} needs the 'vdm' prior, got {type(model.prior).__name__}")
-        object.__setattr__(self, "_prior_ref", weakref.ref(model.prior))
+    prior_type, prior_label = VDMPrior, "vdm"
 
     @property
     def vdm(self) -> VDMPrior:
-        prior = self._prior_ref() if self._prior_ref is not None else None
-        if prior is None:
-            raise RuntimeError(f"{type(self).__name__} is not bound to a model with a vdm prior")
-        return prior
+        return self.bound_prior()
 
 
 _TEST_PRIOR = {"name": "vdm", "parameterization": "categorical", "levels": 17, "hidden": 32, "blocks": 1,
