@@ -16,6 +16,10 @@ import yaml
 
 from zoo.errors import CardError
 
+# libyaml's safe loader where PyYAML was built with it (the same safe subset; the pure-Python parser took most of
+# `zoo list`'s time over 45 cards), else the pure-Python one
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 COMPONENTS = ("encoder", "decoder", "prior")
 ZOO_FIELDS = {"name", "description", "extends", "data", "latent", "encoder", "decoder", "prior",
               "objective", "train", "sampler", "weights", "results"}
@@ -124,7 +128,7 @@ def _front_matter(text: str, source: str | Path) -> tuple[dict[str, Any], str]:
     head, body = parts[0][3:], parts[1]
     body = body[body.index("\n") + 1:] if "\n" in body else ""
     try:
-        front = yaml.safe_load(head) or {}
+        front = yaml.load(head, Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as e:
         raise CardError(f"{source}: invalid YAML front matter: {e}") from None
     if not isinstance(front, dict):
