@@ -44,6 +44,24 @@ def _levels_8bit(x: Tensor) -> Tensor:
     return x.reshape(len(x), -1).long()
 
 
+def categorical_levels_nll(train: Tensor, test: Tensor, *, smoothing: float = 1.0) -> Tensor:
+    """Per image of ``test``: -log P (nats, float64) under the per-pixel categorical over the L values ``train``
+    uses, P_d(v_k) = (n_dk + a) / (N + a L) (a = ``smoothing``); inf for an image with a value outside them.
+    uint8 images ``[N, ...]``."""
+    tr, te = _levels_8bit(train), _levels_8bit(test)
+    levels = torch.unique(tr)
+    L, d = levels.numel(), tr.shape[1]
+    index = torch.full((256,), -1, dtype=torch.long)
+    index[levels] = torch.arange(L)
+    k_te = index[te]
+    counts = torch.zeros(d, L, dtype=torch.float64)
+    counts.scatter_add_(1, index[tr].t().contiguous(), torch.ones(d, len(tr), dtype=torch.float64))
+    logp = torch.log((counts + smoothing) / (len(tr) + smoothing * L))
+    nll = -logp.gather(1, k_te.clamp(min=0).t()).t().sum(1)
+    nll[(k_te < 0).any(1)] = math.inf
+    return nll
+
+
 def baselines_8bit(train: Tensor, test: Tensor, *, smoothing: float = 1.0, fit: str = "train",
                    split: str = "test") -> list[dict[str, Any]]:
     """The 8-bit rows for uint8 images ``train`` (fit) and ``test`` (scored), shape ``[N, ...]``."""
@@ -64,12 +82,7 @@ def baselines_8bit(train: Tensor, test: Tensor, *, smoothing: float = 1.0, fit: 
     uni = torch.full((len(te),), d * math.log(L), dtype=torch.float64)
     uni[(k_te < 0).any(1)] = math.inf
     rows.append(_row("uniform-levels", f"uniform over the {L} values the {fit} split uses", uni, d, fit, split))
-    # per-pixel categorical over the fit split's L values, add-a smoothing
-    counts = torch.zeros(d, L, dtype=torch.float64)
-    counts.scatter_add_(1, index[tr].t().contiguous(), torch.ones(d, len(tr), dtype=torch.float64))
-    logp = torch.log((counts + smoothing) / (len(tr) + smoothing * L))
-    nll = -logp.gather(1, k_te.clamp(min=0).t()).t().sum(1)
-    nll[(k_te < 0).any(1)] = math.inf
+    nll = categorical_levels_nll(train, test, smoothing=smoothing)
     rows.append(_row("categorical-levels", f"per-pixel categorical over the {L} values the {fit} split uses, "
                                            f"add-{smoothing:g} smoothing, fitted on [{fit}]", nll, d, fit, split))
     counts = torch.zeros(d, 256, dtype=torch.float64)
