@@ -75,7 +75,7 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
     from zoo.diagnostics import diagnose
     from zoo.quality.seeds import SEEDED, evaluate_over_seeds
 
-    report = diagnose(model, data, split=split)
+    report = diagnose(model, data, split=split, mi_split="same")  # the I_q terms are measured on mi_split below
     row: dict[str, Any] = {
         "model": model.name, "family": c.family_of(model.prior) or c.family_of(model.encoder) or "vae",
         "bpd": report.get("elbo_bpd"), "bpd_se": _bpd_se(model, report.get("elbo_se")),
