@@ -127,11 +127,6 @@ def card_facts(cards: list[Card]) -> dict[str, dict]:
     return out
 
 
-def parameter_counts(cards: list[Card]) -> dict[str, int | None]:
-    """name -> the parameter count of the card's architecture (None where it cannot be built here)."""
-    return {name: facts["parameters"] for name, facts in card_facts(cards).items()}
-
-
 def format_count(n: int | None) -> str:
     if n is None:
         return "?"

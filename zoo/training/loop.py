@@ -90,15 +90,6 @@ class Objective(nn.Module):
         return loss, terms.elbo.detach().mean()
 
 
-def _fused_on_cpu(opt_cls: type, device: torch.device, args: dict[str, Any]) -> dict[str, Any]:
-    """The optimiser's options as the card gives them.  ``optimizer_args: {fused: true}`` runs Adam / AdamW as one
-    fused kernel per step on a CPU (+12% steps/s, CPU time, one thread, on tools/bench_train_vs.py's MLP VAE), but
-    it rounds differently in the last bits, so it is opt-in: a shipped card's command must give its shipped
-    numbers bit for bit (``zoo train vae-digits`` did not with fused Adam: ELBO -20.2867 against the card's
-    -20.2861)."""
-    return args
-
-
 def lr_factor(schedule: str, warmup: int, total: int):
     def f(step: int) -> float:
         if warmup and step < warmup:
@@ -404,7 +395,7 @@ class TrainLoop:
         try:
             optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
                                 weight_decay=config.weight_decay,
-                                **_fused_on_cpu(opt_cls, self.device, config.optimizer_args or {}))
+                                **(config.optimizer_args or {}))  # {fused: true}: faster on CPU, opt-in (other last bits)
         except (TypeError, ValueError) as e:
             raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
                             f"{e}") from None
