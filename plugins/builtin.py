@@ -12,48 +12,48 @@ from zoo.hookspecs import hookimpl
 
 @hookimpl
 def register_encoders(register):
-    register("mlp", "zoo_plugins.encoders:MLPEncoder")
-    register("conv", "zoo_plugins.encoders:ConvEncoder")
-    register("gmm-posterior", "zoo_plugins.gmm:GMMPosterior")
-    register("ladder", "zoo_plugins.hierarchical:LadderEncoder")
-    register("timm", "zoo_plugins.timm_encoder:TimmEncoder")
+    register("mlp", "zoo_plugins.basic.encoders:MLPEncoder")
+    register("conv", "zoo_plugins.basic.encoders:ConvEncoder")
+    register("gmm-posterior", "zoo_plugins.mixtures.gmm:GMMPosterior")
+    register("ladder", "zoo_plugins.hierarchy.hierarchical:LadderEncoder")
+    register("timm", "zoo_plugins.basic.timm_encoder:TimmEncoder")
     register("ddpm-noising", "zoo_plugins.diffusion.ddpm:NoisingEncoder")
     register("vdm-noising", "zoo_plugins.diffusion.vdm:VDMNoisingEncoder")
-    register("flow", "zoo_plugins.flow_posterior:FlowEncoder")
-    register("vq", "zoo_plugins.vq:VQEncoder")
-    register("gumbel", "zoo_plugins.gumbel:GumbelEncoder")
-    register("vmf", "zoo_plugins.spherical:VMFEncoder")
+    register("flow", "zoo_plugins.normalizing_flows.flow_posterior:FlowEncoder")
+    register("vq", "zoo_plugins.discrete.vq:VQEncoder")
+    register("gumbel", "zoo_plugins.discrete.gumbel:GumbelEncoder")
+    register("vmf", "zoo_plugins.sphere.spherical:VMFEncoder")
     register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLEncoder")
     register("vqmodel", "zoo_plugins.autoencoders.vq:VQEncoder")
 
 
 @hookimpl
 def register_decoders(register):
-    register("mlp", "zoo_plugins.decoders:MLPDecoder")
-    register("conv", "zoo_plugins.decoders:ConvDecoder")
-    register("gmm", "zoo_plugins.gmm:GMMDecoder")
+    register("mlp", "zoo_plugins.basic.decoders:MLPDecoder")
+    register("conv", "zoo_plugins.basic.decoders:ConvDecoder")
+    register("gmm", "zoo_plugins.mixtures.gmm:GMMDecoder")
     register("ddpm-decoder", "zoo_plugins.diffusion.ddpm:DDPMDecoder")
     register("vdm-decoder", "zoo_plugins.diffusion.vdm:VDMDecoder")
-    register("vq", "zoo_plugins.vq:VQDecoder")
+    register("vq", "zoo_plugins.discrete.vq:VQDecoder")
     register("autoencoder-kl", "zoo_plugins.autoencoders.kl:AutoencoderKLDecoder")
     register("vqmodel", "zoo_plugins.autoencoders.vq:VQDecoder")
 
 
 @hookimpl
 def register_priors(register):
-    register("standard-normal", "zoo_plugins.priors:StandardNormal")
-    register("mixture-of-gaussians", "zoo_plugins.priors:MixtureOfGaussians")
-    register("categorical", "zoo_plugins.gmm:CategoricalPrior")
-    register("vampprior", "zoo_plugins.vampprior:VampPrior")
-    register("realnvp", "zoo_plugins.flows:RealNVPPrior")
-    register("maf", "zoo_plugins.maf:MAFPrior")
-    register("categorical-codes", "zoo_plugins.codes_prior:CategoricalCodes")
-    register("autoregressive-codes", "zoo_plugins.codes_prior:AutoregressiveCodes")
-    register("hyperspherical-uniform", "zoo_plugins.spherical:HypersphericalUniform")
-    register("ladder", "zoo_plugins.hierarchical:LadderPrior")
+    register("standard-normal", "zoo_plugins.basic.priors:StandardNormal")
+    register("mixture-of-gaussians", "zoo_plugins.basic.priors:MixtureOfGaussians")
+    register("categorical", "zoo_plugins.mixtures.gmm:CategoricalPrior")
+    register("vampprior", "zoo_plugins.mixtures.vampprior:VampPrior")
+    register("realnvp", "zoo_plugins.normalizing_flows.flows:RealNVPPrior")
+    register("maf", "zoo_plugins.normalizing_flows.maf:MAFPrior")
+    register("categorical-codes", "zoo_plugins.discrete.codes_prior:CategoricalCodes")
+    register("autoregressive-codes", "zoo_plugins.discrete.codes_prior:AutoregressiveCodes")
+    register("hyperspherical-uniform", "zoo_plugins.sphere.spherical:HypersphericalUniform")
+    register("ladder", "zoo_plugins.hierarchy.hierarchical:LadderPrior")
     register("ddpm", "zoo_plugins.diffusion.ddpm:DDPMPrior")
     register("vdm", "zoo_plugins.diffusion.vdm:VDMPrior")
-    register("two-stage-vae", "zoo_plugins.second_stage:SecondStageVAEPrior")
+    register("two-stage-vae", "zoo_plugins.post_hoc.second_stage:SecondStageVAEPrior")
 
 
 @hookimpl
@@ -61,7 +61,7 @@ def register_likelihoods(register):
     register("bernoulli", "zoo.likelihoods:Bernoulli")
     register("gaussian", "zoo.likelihoods:Gaussian")
     register("discretized-logistic", "zoo.likelihoods:DiscretizedLogistic")
-    register("categorical", "zoo_plugins.categorical:Categorical")
+    register("categorical", "zoo_plugins.basic.categorical:Categorical")
     register("discretized-gaussian", "zoo_plugins.diffusion.ddpm:DiscretizedGaussian")
     register("fixed-discretized-gaussian", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedGaussian")
     register("fixed-discretized-logistic", "zoo_plugins.autoencoders.likelihoods:FixedScaleDiscretizedLogistic")
@@ -77,14 +77,14 @@ def register_converters(register):
 
 @hookimpl
 def register_fitters(register):
-    register("em", "zoo_plugins.gmm:fit_em_from_data")
+    register("em", "zoo_plugins.mixtures.gmm:fit_em_from_data")
 
 
 @hookimpl
 def register_prior_fitters(register):
-    register("gmm", "zoo_plugins.posthoc:GMM")
-    register("maf", "zoo_plugins.posthoc:MAF")
-    register("vae", "zoo_plugins.posthoc:VAE")
+    register("gmm", "zoo_plugins.post_hoc.fitters:GMM")
+    register("maf", "zoo_plugins.post_hoc.fitters:MAF")
+    register("vae", "zoo_plugins.post_hoc.fitters:VAE")
 
 
 @hookimpl
@@ -95,21 +95,21 @@ def register_samplers(register):
 
 @hookimpl
 def register_objectives(register):
-    register("beta-tcvae", "zoo_plugins.objectives_disentangle:BetaTCVAE")
-    register("factorvae", "zoo_plugins.objectives_disentangle:FactorVAE")
-    register("dip-vae-i", "zoo_plugins.objectives_disentangle:dip_vae_i")
-    register("dip-vae-ii", "zoo_plugins.objectives_disentangle:dip_vae_ii")
-    register("miwae", "zoo_plugins.objectives_iwae:MIWAE")
-    register("ciwae", "zoo_plugins.objectives_iwae:CIWAE")
-    register("piwae", "zoo_plugins.objectives_iwae:PIWAE")
+    register("beta-tcvae", "zoo_plugins.objectives.disentangle:BetaTCVAE")
+    register("factorvae", "zoo_plugins.objectives.disentangle:FactorVAE")
+    register("dip-vae-i", "zoo_plugins.objectives.disentangle:dip_vae_i")
+    register("dip-vae-ii", "zoo_plugins.objectives.disentangle:dip_vae_ii")
+    register("miwae", "zoo_plugins.objectives.iwae:MIWAE")
+    register("ciwae", "zoo_plugins.objectives.iwae:CIWAE")
+    register("piwae", "zoo_plugins.objectives.iwae:PIWAE")
 
 
 @hookimpl
 def register_data_sources(register):
-    register("mnist-5k", "zoo_plugins.datasets:MNIST_5K")
-    register("digits", "zoo_plugins.datasets:DIGITS")
-    register("shapes", "zoo_plugins.shapes:SHAPES_32")
-    register("shapes-64", "zoo_plugins.shapes:SHAPES_64")
+    register("mnist-5k", "zoo_plugins.data.datasets:MNIST_5K")
+    register("digits", "zoo_plugins.data.datasets:DIGITS")
+    register("shapes", "zoo_plugins.data.shapes:SHAPES_32")
+    register("shapes-64", "zoo_plugins.data.shapes:SHAPES_64")
 
 
 @hookimpl
@@ -126,5 +126,5 @@ def cards_folder() -> Path:
 
 @hookimpl
 def register_feature_networks(register):
-    register("digits-cnn", "zoo_plugins.feature_nets:DIGITS")
-    register("mnist-5k-cnn", "zoo_plugins.feature_nets:MNIST_5K")
+    register("digits-cnn", "zoo_plugins.data.feature_nets:DIGITS")
+    register("mnist-5k-cnn", "zoo_plugins.data.feature_nets:MNIST_5K")

@@ -7,7 +7,7 @@
 A small classifier CNN (zoo.quality.features.FeatureCNN) is trained on the embedded *training*
 split only (seeded, Adam, one torch thread); its pooled last conv layer gives the features of
 ``zoo evaluate``'s FID/KID/precision-recall on these data sets.  Prints the test-split accuracy and
-the sha256 to pin in plugins/feature_nets.py.
+the sha256 to pin in plugins/data/feature_nets.py.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(RECIPES), action="append", help="which (default: all)")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "plugins" / "weights")
+    p.add_argument("--out-dir", type=Path, default=ROOT / "plugins" / "data" / "weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check", action="store_true", help="measure the shipped networks instead of training")
     args = p.parse_args(argv)

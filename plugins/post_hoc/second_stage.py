@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from zoo.distributions import LOG_2PI, DiagGaussian
 
-from .layers import mlp
+from zoo_plugins.basic.layers import mlp
 
 
 class SecondStageVAEPrior(nn.Module):

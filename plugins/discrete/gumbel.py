@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo import contracts as c
+from zoo_plugins.basic.layers import activation as act_layer
+from zoo_plugins.basic.layers import mlp, numel
 
-from .codes_prior import code_shape
-from .layers import activation as act_layer
-from .layers import mlp, numel
+from .codes import code_shape
 
 
 def gumbel_noise(shape, like: Tensor, generator: torch.Generator | None = None) -> Tensor:

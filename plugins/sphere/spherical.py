@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from zoo import contracts as c
 
 from .bessel import log_bessel_i
-from .layers import activation as act_layer
-from .layers import mlp, numel
+from zoo_plugins.basic.layers import activation as act_layer
+from zoo_plugins.basic.layers import mlp, numel
 
 
 def log_sphere_area(m: int) -> float:

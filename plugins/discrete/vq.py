@@ -36,9 +36,10 @@ from torch import Tensor, nn
 
 from zoo import contracts as c
 
-from .codes_prior import code_shape, index_to_one_hot
-from .layers import activation as act_layer
-from .layers import conv_stack, output_shape
+from zoo_plugins.basic.layers import activation as act_layer
+from zoo_plugins.basic.layers import conv_stack, output_shape
+
+from .codes import code_shape, index_to_one_hot
 
 NOTES = {"mi": "q(z|x) is a point mass (H[q(z|x)] = 0): I_q(x;z) = H[q(z)], the entropy of the code grids over "
                "the N points (<= log N)",

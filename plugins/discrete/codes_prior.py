@@ -26,20 +26,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .made import MADE
+from zoo_plugins.normalizing_flows.made import MADE
+
+from .codes import code_shape, index_to_one_hot
+from .vq import vqvae_loss
 
 MAX_SUPPORT = 2 ** 16
-
-
-def code_shape(latent_shape, what: str) -> tuple[int, tuple[int, ...]]:
-    """(K, positions) of a code-grid latent ``[K, *positions]``."""
-    shape = tuple(int(s) for s in latent_shape)
-    if len(shape) < 1 or shape[0] < 2:
-        raise ValueError(f"{what} needs a latent of shape [K, *positions] with K >= 2 codes, got {list(shape)}")
-    return shape[0], shape[1:]
 
 
 def all_grids(k: int, positions: tuple[int, ...], like: Tensor) -> Tensor:
@@ -50,11 +44,6 @@ def all_grids(k: int, positions: tuple[int, ...], like: Tensor) -> Tensor:
     idx = torch.cartesian_prod(*[torch.arange(k, device=like.device)] * length) if length > 1 else \
         torch.arange(k, device=like.device)[:, None]
     return index_to_one_hot(idx.reshape(-1, *positions), k, like.dtype, len(positions))
-
-
-def index_to_one_hot(index: Tensor, k: int, dtype, position_dims: int) -> Tensor:
-    """Code indices ``[..., *positions]`` -> one-hot ``[..., K, *positions]`` (the code axis before the positions)."""
-    return F.one_hot(index, k).to(dtype).movedim(-1, index.dim() - position_dims)
 
 
 class _CodesPrior(nn.Module):
@@ -77,8 +66,6 @@ class _CodesPrior(nn.Module):
 
     def training_loss(self, q, loss: str):
         """``objective: {loss: vqvae}``: the VQ-VAE loss (van den Oord et al. eq. 3), see :func:`vq.vqvae_loss`."""
-        from .vq import vqvae_loss
-
         return vqvae_loss(self, q, loss)
 
 

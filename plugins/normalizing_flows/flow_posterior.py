@@ -39,9 +39,10 @@ from torch import Tensor, nn
 from zoo import contracts as c
 from zoo.distributions import DiagGaussian
 
+from zoo_plugins.basic.layers import activation as act_layer
+from zoo_plugins.basic.layers import mlp, numel
+
 from .flow_steps import IAFStep, Planar, Radial
-from .layers import activation as act_layer
-from .layers import mlp, numel
 from .made import MADE, order_degrees
 
 MEAN_SAMPLES = 100

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from zoo.contracts import PerDimLogProb, has
 from zoo.distributions import LOG_2PI, DiagGaussian, gaussian_kl
 
-from .layers import activation as act_layer
-from .layers import mlp, numel
+from zoo_plugins.basic.layers import activation as act_layer
+from zoo_plugins.basic.layers import mlp, numel
 
 
 def _layers(latent_shape, layers) -> list[int]:

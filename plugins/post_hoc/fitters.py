@@ -23,9 +23,10 @@ from torch import Tensor
 
 from zoo.contracts import FittedPrior, SamplerOption
 
-from .gmm import diag_gmm_m_step
-from .maf import MAFPrior
-from .priors import MixtureOfGaussians
+from zoo_plugins.basic.priors import MixtureOfGaussians
+from zoo_plugins.mixtures.gmm import diag_gmm_m_step
+from zoo_plugins.normalizing_flows.maf import MAFPrior
+
 from .second_stage import SecondStageVAEPrior
 
 _STEPS = {"iters": SamplerOption(int, 1000, "optimiser steps (Adam)"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import activation as act_layer
+from zoo_plugins.basic.layers import activation as act_layer
 
 
 class MaskedLinear(nn.Linear):

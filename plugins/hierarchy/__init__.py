@@ -1,0 +1,1 @@
+"""Hierarchical VAEs: the ladder prior and the ladder encoder (top-down inference)."""

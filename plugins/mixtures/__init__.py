@@ -1,0 +1,1 @@
+"""Mixtures: the Gaussian mixture model (exact posterior, EM fitting) and the VampPrior."""
