@@ -268,7 +268,7 @@ class LeakyEncoder(nn.Module):
 
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()
-        from zoo_plugins.encoders import MLPEncoder
+        from zoo_plugins.basic.encoders import MLPEncoder
 
         self.inner = MLPEncoder(data_shape=data_shape, latent_shape=latent_shape, hidden=[8])
 
@@ -302,7 +302,7 @@ def test_encoder_kit_catches_broken_encoders(encoder, check):
 class NoDiscrete(nn.Module):
     def __init__(self, *, data_shape, latent_shape):
         super().__init__()
-        from zoo_plugins.decoders import MLPDecoder
+        from zoo_plugins.basic.decoders import MLPDecoder
 
         self.inner = MLPDecoder(data_shape=data_shape, latent_shape=latent_shape, hidden=[8])
 

@@ -141,7 +141,7 @@ def test_cache_reused_not_rebuilt(monkeypatch):
     def boom():
         raise AssertionError("the cache should have been reused")
 
-    import zoo_plugins.datasets as embedded
+    import zoo_plugins.data.datasets as embedded
 
     b = zd.embedded_source("digits")
     monkeypatch.setattr(embedded, "DIGITS", dataclasses.replace(b, reader=boom))

@@ -78,7 +78,7 @@ def test_every_monte_carlo_number_has_a_standard_error_and_the_seed_is_the_model
 
 def test_the_gmm_elbo_is_log_p_x_and_its_split_is_exact():
     from zoo.data import load_tensors
-    from zoo_plugins.gmm import fit_em_from_data
+    from zoo_plugins.mixtures.gmm import fit_em_from_data
 
     model = build_model(make_card("gmm5", latent={"shape": [5]}, encoder={"name": "gmm-posterior"},
                                   decoder={"name": "gmm"}, prior={"name": "categorical"})).eval()

@@ -153,7 +153,7 @@ def test_maf_prior_log_prob_is_the_change_of_variables_and_sampling_inverts(runs
 
 
 def test_maf_layer_is_autoregressive():
-    from zoo_plugins.maf import MAFPrior
+    from zoo_plugins.normalizing_flows.maf import MAFPrior
 
     prior = MAFPrior(latent_shape=(4,), layers=1, hidden=16)
     with torch.no_grad():

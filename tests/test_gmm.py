@@ -11,7 +11,7 @@ import zoo
 from zoo.assemble import build_model
 from zoo.data import load_tensors
 from zoo.diagnostics import diagnose
-from zoo_plugins.gmm import OneHotCategorical, fit_em, init_from_data, to_sklearn
+from zoo_plugins.mixtures.gmm import OneHotCategorical, fit_em, init_from_data, to_sklearn
 
 from make_cards import make_card
 

@@ -13,7 +13,7 @@ from zoo.assemble import build_model
 from zoo.cards import parse_card
 from zoo.errors import CardError
 from zoo.testing import check_prior
-from zoo_plugins.gumbel import GumbelPosterior
+from zoo_plugins.discrete.gumbel import GumbelPosterior
 
 K, N = 4, 3
 ENC = "{name: gumbel, hidden: [64], temperature: 1.0, min_temperature: 0.5, anneal_rate: 0.01}"

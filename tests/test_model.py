@@ -10,7 +10,7 @@ import zoo
 from zoo.distributions import DiagGaussian, gaussian_kl, gaussian_kl_standard_normal
 from zoo.errors import ShapeError
 from zoo.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
-from zoo_plugins.priors import MixtureOfGaussians, StandardNormal
+from zoo_plugins.basic.priors import MixtureOfGaussians, StandardNormal
 
 
 def test_discretized_logistic_is_a_probability_mass_over_256_levels():

@@ -50,7 +50,7 @@ def test_btcvae_three_terms_sum_to_the_rate(tmp_path):
 
 
 def test_factorvae_discriminator_learns_and_is_saved(tmp_path):
-    from zoo_plugins.objectives_disentangle import FactorVAE
+    from zoo_plugins.objectives.disentangle import FactorVAE
 
     from zoo.assemble import build_model
     from zoo.cards import parse_card
@@ -72,7 +72,7 @@ def test_factorvae_tc_estimate_matches_the_exact_tc_on_a_correlated_toy():
     """The discriminator alone, on z ~ N(0, [[1, 0.9], [0.9, 1]]): its mean logit approaches the exact
     TC -1/2 log(1 - 0.81) = 0.83 nats; on independent z it stays near 0."""
     from zoo.distributions import DiagGaussian
-    from zoo_plugins.objectives_disentangle import FactorVAE
+    from zoo_plugins.objectives.disentangle import FactorVAE
 
     class Toy:
         def __init__(self, rho):
@@ -104,7 +104,7 @@ def test_factorvae_tc_estimate_matches_the_exact_tc_on_a_correlated_toy():
 def test_dipvae_covariance_penalty_decreases(tmp_path, variant):
     from zoo.assemble import build_model
     from zoo.cards import parse_card
-    from zoo_plugins.objectives_disentangle import dip_penalty
+    from zoo_plugins.objectives.disentangle import dip_penalty
 
     card = _tiny(f"{{name: dip-vae-{variant}, lambda_od: 5.0, lambda_d: 5.0}}", steps=40)
     torch.manual_seed(0)            # the trainer's initialisation (train seed 0)
@@ -122,7 +122,7 @@ def test_dipvae_covariance_penalty_decreases(tmp_path, variant):
 
 
 def test_miwae_trains_and_its_bound_sits_between_elbo_and_iwae(tmp_path):
-    from zoo_plugins.objectives_iwae import iwae_bound, miwae_bound
+    from zoo_plugins.objectives.iwae import iwae_bound, miwae_bound
 
     _, loaded = train_and_reload(_tiny("{name: miwae, M: 2, K: 3}"), tmp_path / "run")
     x = loaded.prepare(load_tensors("zoo:digits", "test")[:64])
@@ -150,7 +150,7 @@ def test_ciwae_interpolates_elbo_and_iwae(tmp_path):
 
 
 def test_piwae_encoder_is_trained_by_its_own_optimiser_on_miwae(tmp_path):
-    from zoo_plugins.objectives_iwae import miwae_bound
+    from zoo_plugins.objectives.iwae import miwae_bound
 
     seen = {}
 

@@ -164,7 +164,7 @@ def test_dreg_encoder_gradient_is_unbiased_for_iwae_and_the_decoder_gradient_is_
 # -- the IWAE variants ------------------------------------------------------------------------------
 
 def test_miwae_special_cases_and_the_bound_ordering(make_card):
-    from zoo_plugins.objectives_iwae import ciwae_bound, iwae_bound, miwae_bound
+    from zoo_plugins.objectives.iwae import ciwae_bound, iwae_bound, miwae_bound
 
     x = torch.rand(4, 1, 8, 8)
     base = build_model(make_card(objective={"iwae_k": 6}))

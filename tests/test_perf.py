@@ -53,7 +53,7 @@ def test_allocation_guard_counts_requested_bytes_and_ignores_meta():
 
 @pytest.mark.parametrize("channels, shape", [([32, 64, 128], (1, 28, 28)), ([8, 16], (3, 32, 32)), ([4], (1, 7, 9))])
 def test_conv_output_shape_by_arithmetic_matches_a_forward(channels, shape):
-    from zoo_plugins.layers import _arithmetic_shape, conv_stack
+    from zoo_plugins.basic.layers import _arithmetic_shape, conv_stack
 
     body = nn.Sequential(conv_stack(shape[0], channels), nn.Flatten())
     assert _arithmetic_shape(body, shape) == tuple(body(torch.zeros(1, *shape)).shape[1:])
@@ -172,7 +172,7 @@ def test_declared_parameter_count_is_exact_for_mlps(kind, hidden):
 
 
 def test_encoder_head_parametrisations():
-    from zoo_plugins.encoders import GaussianHead
+    from zoo_plugins.basic.encoders import GaussianHead
 
     torch.manual_seed(0)
     heads = {p: GaussianHead(5, (3,), parametrisation=p) for p in ("log-sigma", "log-variance", "softplus")}

@@ -110,7 +110,7 @@ def test_bad_inputs_are_named(run, tmp_path):
 def test_a_plugin_prior_fitter_through_the_hook(run, tmp_path, fresh_registry):
     """register_prior_fitters: a third-party fitter (one Gaussian at the codes' mean and spread) is found by name."""
     from zoo.contracts import FittedPrior, SamplerOption
-    from zoo_plugins.priors import MixtureOfGaussians
+    from zoo_plugins.basic.priors import MixtureOfGaussians
 
     seen = {}
 

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from zoo_plugins import shapes
+from zoo_plugins.data import shapes
 
 
 def test_rendering_is_deterministic_and_binary():

@@ -11,8 +11,8 @@ from zoo.assemble import build_model
 from zoo.cards import parse_card
 from zoo.errors import CardError
 from zoo.testing import check_prior
-from zoo_plugins.bessel import log_bessel_i
-from zoo_plugins.spherical import VonMisesFisher, log_sphere_area, mean_resultant_length
+from zoo_plugins.sphere.bessel import log_bessel_i
+from zoo_plugins.sphere.spherical import VonMisesFisher, log_sphere_area, mean_resultant_length
 
 ENC = "{name: vmf, hidden: [64]}"
 DEC = "{name: mlp, hidden: [64], likelihood: bernoulli}"
@@ -126,7 +126,7 @@ def test_vmf_parts_refuse_what_does_not_fit():
 
 
 def test_the_kit_catches_a_wrong_density_or_samples_off_the_sphere():
-    from zoo_plugins.spherical import HypersphericalUniform
+    from zoo_plugins.sphere.spherical import HypersphericalUniform
 
     class WrongArea(HypersphericalUniform):
         def log_prob(self, z):

@@ -14,7 +14,7 @@ from zoo.diagnostics import diagnose, format_report
 from zoo.data import load_tensors
 from zoo.errors import CardError
 from zoo.testing import check_prior
-from zoo_plugins.vq import VQPosterior, ema_codebook, lookup, nearest_codes, vqvae_loss
+from zoo_plugins.discrete.vq import VQPosterior, ema_codebook, lookup, nearest_codes, vqvae_loss
 
 K, GRID = 8, (2, 2)
 ENC = "{name: vq, channels: [16, 32], dim: 4, commitment: 0.25}"
@@ -146,7 +146,7 @@ def test_non_ema_codebook_is_trained_by_the_codebook_loss(tmp_path):
     loss, terms = vqvae_loss(model.prior, q, "vqvae")
     assert "codebook_loss" in terms.extras
     model.zero_grad()
-    from zoo_plugins.vq import codebook_loss
+    from zoo_plugins.discrete.vq import codebook_loss
 
     codebook_loss(q.z_e, lookup(book, q.index)).mean().backward()
     before = book.detach().clone()
@@ -202,7 +202,7 @@ def test_autoregressive_codes_prior_conforms_on_a_code_grid():
 
 
 def test_autoregressive_codes_prior_is_autoregressive():
-    from zoo_plugins.codes_prior import AutoregressiveCodes
+    from zoo_plugins.discrete.codes_prior import AutoregressiveCodes
 
     prior = AutoregressiveCodes(latent_shape=(3, 4), hidden=[32])
     with torch.no_grad():

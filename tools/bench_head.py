@@ -2,7 +2,7 @@
 
     python tools/bench_head.py [--models vae-digits,mlp-mnist] [--seeds 0,1,2] [--epochs E] [--k 100]
 
-For each model and each head (``encoder.head``, zoo_plugins.encoders.GaussianHead) and seed: train with the
+For each model and each head (``encoder.head``, zoo_plugins.basic.encoders.GaussianHead) and seed: train with the
 card's recipe (one torch thread; ``--epochs`` overrides the card's), then the test NLL by the same IWAE
 estimator (k importance samples, the run's own final diagnose: an upper bound on the NLL, with its SE over
 the test images).  ``mlp-mnist`` is tools/bench_train.py's model: vae-mnist with MLP networks 784-512-256-16
