@@ -29,6 +29,10 @@ def test_wheel_installs_and_finds_every_plugin_and_card(tmp_path):
             "r = zoo.get_registry(); assert not r.failures, r.failures; "
             "names = zoo.list_models(); "
             "[zoo.build(n) for n in ('vae-mnist', 'ddpm-digits', 'gmm-digits', 'hvae-digits')]; "
+            # the family sub-packages, their package data, and the old flat paths through the alias table
+            "import zoo_plugins.gmm as old, zoo_plugins.mixtures.gmm as new; assert old is new; "
+            "from zoo_plugins.data.feature_nets import DIGITS, MNIST_5K; "
+            "assert DIGITS.weights.is_file() and MNIST_5K.weights.is_file(); "
             "print(len(names))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     # the test environment has latent-zoo installed in editable mode: drop its import hook, so only
