@@ -177,3 +177,14 @@ def test_an_import_path_written_with_an_old_module_still_resolves():
     assert new.__module__ == "zoo_plugins.basic.encoders"
     assert LazyFactory("zoo_plugins.encoders:MLPEncoder").resolve() is new
     assert LazyFactory("zoo_plugins.gmm:fit_em_from_data").resolve() is get_registry().get("fitter", "em").resolve()
+
+
+def test_every_plugin_module_imports_at_its_new_place():
+    """A relative import left pointing at the old flat layout (e.g. after a merge) fails here, not at first use."""
+    import importlib
+    import importlib.util
+
+    for name in sorted(_modules()):
+        if name.endswith("timm_encoder") and importlib.util.find_spec("timm") is None:
+            continue                                    # the optional timm extra
+        importlib.import_module(name)
