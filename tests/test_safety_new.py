@@ -360,7 +360,7 @@ def test_a_full_disk_while_taking_the_lock_is_named(tmp_path, monkeypatch):
 def test_weights_stored_as_int64_are_a_named_error(run, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from zoo.store.run_folder import load_folder
+    from zoo.loading import load_folder
 
     folder = copy_run(run, tmp_path / "run")
     state = {k: v.to(torch.int64) for k, v in load_file(str(folder / "model.safetensors")).items()}
