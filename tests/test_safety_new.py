@@ -480,10 +480,10 @@ def test_sigint_and_sigterm_exit_130(tmp_path, monkeypatch, capsys):
     assert main(["train", "vae-digits", "--out", str(out), "--steps", "20", "--quiet"]) == 130
     assert "SIGTERM at step 3 of 20: checkpoint written" in capsys.readouterr().err
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000003"]
-    from zoo.cards import catalog
+    from zoo.cards import listing
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # outside training too
-        monkeypatch.setattr(catalog, "list_models", lambda *a, sig=sig, **k: os.kill(os.getpid(), sig) or [])
+        monkeypatch.setattr(listing, "list_models", lambda *a, sig=sig, **k: os.kill(os.getpid(), sig) or [])
         assert main(["list"]) == 130
         assert "zoo list: interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handler is back
