@@ -11,8 +11,9 @@ the missing member), a registered name, or ``{"name": NAME, **args}``.  The card
 ``{module: "pkg.mod:ClassName", args: {...}}``: ``args`` is the module's ``config`` attribute (a dict
 of its constructor's keyword arguments) when it declares one, else empty, so the class must be
 importable by that path and constructible from ``args`` again.  Loading imports the path only when
-the caller opts in with ``trust_modules=True`` (zoo.assemble.module_from_card): importing a module runs its code, and a card
-downloaded from the Hub is not a reason to run code.
+the caller opts in with ``trust_modules=True``: importing a module runs its code, and a card
+downloaded from the Hub is not a reason to run code.  The card is assembled by the one assembler,
+zoo.assemble.build_model (which imports a card's module path in module_from_card), as any card is.
 """
 from __future__ import annotations
 
