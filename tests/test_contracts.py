@@ -84,6 +84,25 @@ def test_the_import_graph_sees_function_local_and_literal_imports(tmp_path):
     assert ("zoo.model", "zoo.store.run_folder") in upward(graph)
 
 
+
+def test_the_model_module_has_no_file_methods_until_the_loader_provides_them():
+    """LatentModel's from_pretrained / save_pretrained / push_to_hub are provided by the loader (zoo.loading), which
+    the model module does not import: without it they say so, naming the loader; zoo.LatentModel is the same class
+    with them working."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom zoo.model import LatentModel\nassert 'zoo.loading' not in sys.modules\n"
+            "try:\n    LatentModel.from_pretrained('vae-mnist')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "import zoo\nassert zoo.LatentModel is LatentModel and 'zoo.loading' in sys.modules\n"
+            "try:\n    LatentModel.from_pretrained('no-such-model')\nexcept Exception as e:\n"
+            "    print(type(e).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("ZooError LatentModel.from_pretrained is provided by the loader") and "zoo.loading" in first
+    assert second == "UnknownModelError"      # the loader looked the name up
+
 def test_the_model_reads_the_objective_fields_the_card_format_lists():
     """LatentModel.objective passes every zoo.objective field but its own to a surrogate loss; its own set is the
     card format's (the model module imports no card module)."""
