@@ -1,6 +1,6 @@
 """The import graph of the core package ``zoo/``, drawn from its own source, and its layers.
 
-    python tools/import_graph.py [ROOT] [--edges]
+    python tools/import_graph.py [ROOT] [--edges] [--layers]
 
 Every ``import`` / ``from ... import`` anywhere in a module counts (function-local ones too), and so does
 ``import_module("zoo....")`` with a literal name; an ``if TYPE_CHECKING:`` block does not (it never runs).
@@ -226,7 +226,7 @@ def upward(graph: Graph) -> list[tuple[str, str]]:
                   if a in placed and b in placed and placed[b] > placed[a])
 
 
-def report(graph: Graph, *, edges: bool = False) -> str:
+def report(graph: Graph, *, edges: bool = False, layers: bool = False) -> str:
     names = list(LAYERS)
     placed = layer_of()
     found = circles(graph)
@@ -243,6 +243,9 @@ def report(graph: Graph, *, edges: bool = False) -> str:
         lines += [f"    {arrow}" for arrow in arrows]
     for module in unplaced(graph):
         lines.append(f"  not in LAYERS: {module}")
+    if layers:
+        lines += [f"layer {i} {name} ({len(members)}): {', '.join(members)}"
+                  for i, (name, members) in enumerate(LAYERS.items())]
     if edges:
         lines += [f"{m} -> {', '.join(sorted(graph.edges[m]))}" for m in sorted(graph.edges)]
     return "\n".join(lines)
@@ -252,7 +255,7 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("-")]
     root = Path(args[0]) if args else Path(__file__).resolve().parents[1]
     graph = build_graph(root)
-    print(report(graph, edges="--edges" in argv or "-e" in argv))
+    print(report(graph, edges="--edges" in argv or "-e" in argv, layers="--layers" in argv))
     bad = [c for c in circles(graph) if set(c) not in ALLOWED_CIRCLES.values()]
     return 1 if bad or upward(graph) or unplaced(graph) else 0
 
