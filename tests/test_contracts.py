@@ -43,6 +43,74 @@ def test_no_core_module_imports_a_builtin_plugin():
     assert not offenders, offenders
 
 
+
+def test_imports_run_one_way_through_the_layers():
+    """The import graph of zoo/ (function-local imports counted, tools/import_graph.py) has no circle and no arrow
+    from a lower layer to a higher one: contracts -> model -> registry and cards -> assembler -> store and hub ->
+    loader -> training, diagnostics, CLI.  Every module is placed in one layer (a new one must be placed)."""
+    from tools.import_graph import ALLOWED_CIRCLES, build_graph, circles, layer_of, unplaced, upward
+
+    graph = build_graph(ROOT)
+    assert len(graph.modules) > 60 and graph.arrows > 200          # the graph was drawn, not empty
+    assert not unplaced(graph), f"place these in tools/import_graph.py LAYERS: {unplaced(graph)}"
+    circular = [c for c in circles(graph) if set(c) not in ALLOWED_CIRCLES.values()]
+    assert not circular, circular
+    assert not upward(graph), upward(graph)
+    layer = layer_of()
+    assert layer["zoo.contracts"] < layer["zoo.model"] < layer["zoo.registry"] == layer["zoo.cards"] \
+        < layer["zoo.assemble"] < layer["zoo.hub"] == layer["zoo.store.run_folder"] < layer["zoo.loading"] \
+        < layer["zoo.training.loop"] == layer["zoo.diagnostics"] == layer["zoo.cli.commands"]
+
+
+def test_the_import_graph_sees_function_local_and_literal_imports(tmp_path):
+    """The checker itself: a function-local import, ``import_module("...")`` and a relative import each draw an
+    arrow; an ``if TYPE_CHECKING:`` block does not; an upward arrow and a circle are found."""
+    from tools.import_graph import build_graph, circles, upward
+
+    pkg = tmp_path / "zoo"
+    (pkg / "store").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "store" / "__init__.py").write_text("")
+    (pkg / "model.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import zoo.loading\n"
+                                  "def f():\n    from zoo.store import run_folder\n")
+    (pkg / "store" / "run_folder.py").write_text("from importlib import import_module\n"
+                                                  "def g():\n    return import_module('zoo.loading')\n")
+    (pkg / "loading.py").write_text("from .store import run_folder\n")
+    graph = build_graph(tmp_path)
+    assert graph.edges["zoo.model"] == {"zoo.store", "zoo.store.run_folder"}   # the package's __init__ runs too
+    assert graph.edges["zoo.store.run_folder"] == {"zoo.loading"}
+    assert graph.edges["zoo.loading"] == {"zoo.store", "zoo.store.run_folder"}
+    assert circles(graph) == [["zoo.loading", "zoo.store.run_folder"]]
+    assert ("zoo.model", "zoo.store.run_folder") in upward(graph)
+
+
+
+def test_the_model_module_has_no_file_methods_until_the_loader_provides_them():
+    """LatentModel's from_pretrained / save_pretrained / push_to_hub are provided by the loader (zoo.loading), which
+    the model module does not import: without it they say so, naming the loader; zoo.LatentModel is the same class
+    with them working."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom zoo.model import LatentModel\nassert 'zoo.loading' not in sys.modules\n"
+            "try:\n    LatentModel.from_pretrained('vae-mnist')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "import zoo\nassert zoo.LatentModel is LatentModel and 'zoo.loading' in sys.modules\n"
+            "try:\n    LatentModel.from_pretrained('no-such-model')\nexcept Exception as e:\n"
+            "    print(type(e).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("ZooError LatentModel.from_pretrained is provided by the loader") and "zoo.loading" in first
+    assert second == "UnknownModelError"      # the loader looked the name up
+
+def test_the_model_reads_the_objective_fields_the_card_format_lists():
+    """LatentModel.objective passes every zoo.objective field but its own to a surrogate loss; its own set is the
+    card format's (the model module imports no card module)."""
+    from zoo.cards.schema import OBJECTIVE_FIELDS
+    from zoo.model import ELBO_OBJECTIVE_FIELDS
+
+    assert set(ELBO_OBJECTIVE_FIELDS) == set(OBJECTIVE_FIELDS)
+
 def test_public_functions_are_not_shadowed_by_modules():
     """zoo.build keeps working after zoo.load (no module named like a public function)."""
     zoo.load("vae-mnist", pretrained=False)

@@ -360,7 +360,7 @@ def test_a_full_disk_while_taking_the_lock_is_named(tmp_path, monkeypatch):
 def test_weights_stored_as_int64_are_a_named_error(run, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from zoo.store.run_folder import load_folder
+    from zoo.loading import load_folder
 
     folder = copy_run(run, tmp_path / "run")
     state = {k: v.to(torch.int64) for k, v in load_file(str(folder / "model.safetensors")).items()}
@@ -480,10 +480,10 @@ def test_sigint_and_sigterm_exit_130(tmp_path, monkeypatch, capsys):
     assert main(["train", "vae-digits", "--out", str(out), "--steps", "20", "--quiet"]) == 130
     assert "SIGTERM at step 3 of 20: checkpoint written" in capsys.readouterr().err
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000003"]
-    from zoo.cards import catalog
+    from zoo.cards import listing
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # outside training too
-        monkeypatch.setattr(catalog, "list_models", lambda *a, sig=sig, **k: os.kill(os.getpid(), sig) or [])
+        monkeypatch.setattr(listing, "list_models", lambda *a, sig=sig, **k: os.kill(os.getpid(), sig) or [])
         assert main(["list"]) == 130
         assert "zoo list: interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handler is back

@@ -9,7 +9,8 @@ or pythae's ``ModelOutput(embedding=..., log_covariance=...)``) into the contrac
                       data_shape=(1, 28, 28), latent_shape=(16,))
 
 The card records the adapter with the wrapped class's import path and its ``config`` (zoo.byo), so a saved model
-is rebuilt as it was (loading it imports that path, only with ``trust_modules=True``).
+is rebuilt as it was (loading it imports that path, only with ``trust_modules=True``, through the registry's
+resolution of ``"module:attribute"`` targets).
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ class MeanLogvarEncoder(nn.Module):
 
     def __init__(self, net: nn.Module | str, net_args: dict[str, Any] | None = None):
         super().__init__()
-        from zoo.byo import import_path, module_args, resolve_import_path
+        from zoo.registry import LazyFactory, import_path, module_args
 
         if isinstance(net, str):
-            net = resolve_import_path(net)(**(net_args or {}))
+            net = LazyFactory(net)(**(net_args or {}))
         if not isinstance(net, nn.Module):
             raise ContractError(f"MeanLogvarEncoder wraps a torch.nn.Module, got {type(net).__name__}")
         self.net = net

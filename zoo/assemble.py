@@ -15,41 +15,48 @@ from torch import nn
 
 from zoo import contracts as c
 from zoo.cards import COMPONENTS, Card
-from zoo.errors import CardError, ContractError, PluginError, ShapeError
+from zoo.errors import CardError, ContractError, PluginError, ShapeError, UntrustedCodeError
 from zoo.model import LatentModel
-from zoo.registry import Component, get_registry
+from zoo.registry import Component, LazyFactory, get_registry
+from zoo.sampling import run_sampler
 from zoo.sizeguard import AllocationGuard, TooBig, declared_bytes, memory_bytes
 
 _PROTOCOL = {"encoder": c.Encoder, "decoder": c.Decoder, "prior": c.Prior}
 
 
-def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False) -> LatentModel:
-    """Assemble the model a card describes, with freshly initialised weights.
+def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False,
+                modules: dict[str, nn.Module] | None = None) -> LatentModel:
+    """Assemble the model a card describes, with freshly initialised weights: the one path from a card to a
+    LatentModel (zoo.load, zoo.build, the run folder and Hub loader, zoo.testing's kit and training all come here).
 
     ``empty=True``: parameters on the meta device (no memory, no random initialisation; buffers stay
     real), for a model whose every weight a strict load fills next (``load_state_dict(assign=True)``),
     e.g. a 114M-parameter UNet; only accelerate's ``init_empty_weights`` context is used.
 
-    A bring-your-own component (``module: "pkg.mod:ClassName"`` in the card, see :mod:`zoo.byo`) is
-    imported and constructed only with ``trust_modules=True``: importing runs that module's code."""
+    ``modules``: components given as built ``nn.Module`` objects (kind -> module), used as they are for the card's
+    ``module:`` specs (zoo.build's bring-your-own modules, the conformance kit's component under test); whoever
+    gives one has checked it against its protocol.  A card's ``module: "pkg.mod:ClassName"`` spec with no module
+    given is imported and constructed only with ``trust_modules=True``: importing runs that module's code."""
     if empty:
         from accelerate import init_empty_weights
 
         with init_empty_weights(include_buffers=False):
-            return build_model(card, trust_modules=trust_modules)
+            return build_model(card, trust_modules=trust_modules, modules=modules)
     registry = get_registry()
+    given = dict(modules or {})
     parts: dict[str, Any] = {}
     sources: dict[str, str] = {}
     plugins: dict[str, dict[str, Any]] = {}
     for kind in COMPONENTS:
         name, args = card.component(kind)
         if card.module_path(kind) is not None:
-            from zoo.byo import module_from_card
-
-            parts[kind] = module_from_card(card, kind, trust=trust_modules)
             sources[kind] = f"module {name!r}"
-            _check_component(card, kind, parts[kind], sources[kind])
             plugins[kind] = {"module": name}
+            if kind in given:
+                parts[kind] = given.pop(kind)
+                continue
+            parts[kind] = module_from_card(card, kind, trust=trust_modules)
+            _check_component(card, kind, parts[kind], sources[kind])
             continue
         try:
             entry = registry.get(kind, name)
@@ -60,6 +67,9 @@ def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False)
         _check_component(card, kind, parts[kind], sources[kind])
         plugins[kind] = {"name": name, "distribution": entry.owner.distribution,
                          "version": entry.owner.version, "module": entry.owner.module}
+    if given:
+        raise CardError(f"{where(card)}: a module was given for {', '.join(sorted(given))}, but the card's "
+                        f"field 'zoo.{next(iter(sorted(given)))}' names no module (module: 'pkg.mod:ClassName')")
     _check_combination(card, parts, sources)
     objective = _build_objective(card, registry, sources, plugins)
     try:
@@ -69,9 +79,32 @@ def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False)
                             objective=objective)
     except (ContractError, ShapeError) as e:
         raise CardError(f"{where(card)}: fields 'zoo.encoder', 'zoo.decoder', 'zoo.prior': {e}") from None
-    model.plugins = plugins
+    model.plugins = plugins  # the provenance record: which distribution (and version) made each component
     model.card = card
+    model.run_sampler = run_sampler  # registered samplers (model.sample(sampler=NAME)), looked up when used
     return model
+
+
+def module_from_card(card: Card, kind: str, *, trust: bool) -> nn.Module:
+    """Import and construct the bring-your-own component the card names (only with ``trust``), through the
+    registry's resolution of ``"module:attribute"`` targets."""
+    path, args = card.component(kind)
+    field = f"field 'zoo.{kind}.module'"
+    if not trust:
+        raise UntrustedCodeError(f"{where(card)}: {field}: the card names Python code to import, {path!r}; importing "
+                                 f"it runs that code, so it is only done on request: pass trust_modules=True "
+                                 f"(zoo.load / LatentModel.from_pretrained; --trust-modules of zoo sample, diagnose, evaluate and "
+                                 f"fit-prior) if you trust this card")
+    try:
+        cls = LazyFactory(path).resolve()
+    except PluginError as e:  # any import failure, naming the path
+        raise CardError(f"{where(card)}: {field}: {e}; install the package that defines it or put it on "
+                        f"sys.path") from None
+    try:
+        return cls(**args)
+    except Exception as e:  # noqa: BLE001
+        raise CardError(f"{where(card)}: {field}: {path!r} could not be constructed with {args or 'no arguments'}: "
+                        f"{type(e).__name__}: {e}") from e
 
 
 def _build_objective(card: Card, registry, sources: dict[str, str], plugins: dict[str, dict[str, Any]]):

@@ -12,37 +12,25 @@ the missing member), a registered name, or ``{"name": NAME, **args}``.  The card
 of its constructor's keyword arguments) when it declares one, else empty, so the class must be
 importable by that path and constructible from ``args`` again.  Loading imports the path only when
 the caller opts in with ``trust_modules=True``: importing a module runs its code, and a card
-downloaded from the Hub is not a reason to run code.
+downloaded from the Hub is not a reason to run code.  The card is assembled by the one assembler,
+zoo.assemble.build_model (which imports a card's module path in module_from_card), as any card is.
 """
 from __future__ import annotations
 
-import copy
 import inspect
-from importlib import import_module
 from typing import Any
 
 from torch import nn
 
+from zoo.assemble import build_model, contract_problem
+from zoo.cards import Card, validate_zoo
 from zoo.errors import CardError, ContractError, UntrustedCodeError
+from zoo.registry import import_path, module_args  # noqa: F401 - how a card names a module (part of this API)
 
-
-
-def import_path(module: nn.Module) -> str:
-    """``"pkg.mod:ClassName"`` of a module's class."""
-    cls = type(module)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def module_args(module: nn.Module) -> dict[str, Any]:
-    """The constructor arguments a module declares in its ``config`` dict attribute (empty when it has none)."""
-    config = getattr(module, "config", None)
-    return copy.deepcopy(config) if isinstance(config, dict) else {}
 
 
 def check_module(kind: str, module: Any) -> None:
     """A ContractError naming the component's class and what it lacks (zoo.assemble.contract_problem)."""
-    from zoo.assemble import contract_problem
-
     problem = contract_problem(kind, module)
     if problem:
         raise ContractError(f"the {kind} {type(module).__qualname__} {problem}")
@@ -66,51 +54,19 @@ def check_reloadable(kind: str, module: nn.Module) -> None:
                             f"arguments in a `config` dict attribute") from None
 
 
-def resolve_import_path(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    obj: Any = import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def module_from_card(card, kind: str, *, trust: bool) -> nn.Module:
-    """Import and construct the bring-your-own component the card names (only with ``trust``)."""
-    from zoo.assemble import where
-
-    path, args = card.component(kind)
-    field = f"field 'zoo.{kind}.module'"
-    if not trust:
-        raise UntrustedCodeError(f"{where(card)}: {field}: the card names Python code to import, {path!r}; importing "
-                                 f"it runs that code, so it is only done on request: pass trust_modules=True "
-                                 f"(zoo.load / LatentModel.from_pretrained; --trust-modules of zoo sample, diagnose, evaluate and "
-                                 f"fit-prior) if you trust this card")
-    try:
-        cls = resolve_import_path(path)
-    except Exception as e:  # noqa: BLE001 - any import failure names the path
-        raise CardError(f"{where(card)}: {field}: cannot import {path!r} ({type(e).__name__}: {e}); install the "
-                        f"package that defines it or put it on sys.path") from None
-    try:
-        return cls(**args)
-    except Exception as e:  # noqa: BLE001
-        raise CardError(f"{where(card)}: {field}: {path!r} could not be constructed with {args or 'no arguments'}: "
-                        f"{type(e).__name__}: {e}") from e
-
-
 def build(*, encoder: Any, decoder: Any, prior: Any = "standard-normal", data_shape, latent_shape,
           name: str = "byo", beta: float = 1.0, data: str = "unspecified", objective: dict | None = None,
           train: dict | None = None):
-    """A LatentModel from modules and/or registered names (module docstring), with a card that names them."""
-    from zoo.cards import Card, validate_zoo
-    from zoo.errors import ShapeError
-    from zoo.model import LatentModel
-
+    """A LatentModel from modules and/or registered names (module docstring): the given modules become component
+    specs of a card (``module: "pkg.mod:ClassName"``), which the one assembler (zoo.assemble.build_model) turns into
+    the model as it does every card, the objective included."""
     given = {"encoder": encoder, "decoder": decoder, "prior": prior}
     zoo: dict[str, Any] = {"data": {"source": data, "shape": list(data_shape)},
                            "latent": {"shape": list(latent_shape)},
                            "objective": {"beta": beta, **(objective or {})}}
     if train:
         zoo["train"] = dict(train)
+    modules: dict[str, nn.Module] = {}
     for kind, part in given.items():
         if isinstance(part, str):
             zoo[kind] = {"name": part}
@@ -119,29 +75,14 @@ def build(*, encoder: Any, decoder: Any, prior: Any = "standard-normal", data_sh
         else:
             check_module(kind, part)
             zoo[kind] = {"module": import_path(part), "args": module_args(part)}
+            modules[kind] = part
     card = Card(name, validate_zoo(zoo, f"zoo.build({name!r})"))
-    # registered components come from the registry as a card would build them; given modules are used as they are
-    named = {k: v for k, v in given.items() if not isinstance(v, nn.Module)}
-    parts: dict[str, Any] = dict(given)
-    sources = {k: f"module {import_path(v)!r}" for k, v in given.items() if isinstance(v, nn.Module)}
-    plugins: dict[str, Any] = {k: {"module": import_path(v)} for k, v in given.items() if isinstance(v, nn.Module)}
-    if named:
-        from zoo.registry import get_registry
-
-        for kind in named:
-            spec_name, args = card.component(kind)
-            entry = get_registry().get(kind, spec_name)
-            parts[kind] = entry.factory(data_shape=tuple(data_shape), latent_shape=tuple(latent_shape), **args)
-            check_module(kind, parts[kind])
-            sources[kind] = f"{spec_name!r} from {entry.owner}"
-            plugins[kind] = {"name": spec_name, "distribution": entry.owner.distribution,
-                             "version": entry.owner.version, "module": entry.owner.module}
     try:
-        model = LatentModel(parts["encoder"], parts["decoder"], parts["prior"], data_shape=tuple(data_shape),
-                            latent_shape=tuple(latent_shape), name=name, beta=beta, config=card.zoo, sources=sources)
-    except ShapeError as e:
+        model = build_model(card, modules=modules)
+    except UntrustedCodeError:
+        raise
+    except CardError as e:  # zoo.build is given modules and names, not a card file: a contract problem
         raise ContractError(str(e)) from None
-    model.plugins, model.card = plugins, card
     trial_forward(model)
     return model
 

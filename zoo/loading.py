@@ -1,9 +1,11 @@
-"""``zoo.load``: a model by card name, from a trained folder, or from a Hub repo.
+"""The one loader: ``zoo.load`` turns (card, weight files) into a model, by card name, from a trained folder, or
+from a Hub repo; and it provides ``LatentModel.from_pretrained`` / ``save_pretrained`` / ``push_to_hub``.
 
 Loading is card -> components -> safetensors, nothing more:
-  1. find the card (``cards/`` by name, a folder's config.json, or a Hub repo's files);
-  2. build encoder, decoder and prior from the plugin registry;
-  3. fill them from safetensors (converted by a named converter if the card says so).
+  1. find the card (``cards/`` by name, a folder's config.json, or a Hub repo's files): zoo.cards,
+     zoo.store.run_folder and zoo.hub find, move and verify the files;
+  2. build encoder, decoder and prior from the plugin registry: the one assembler, zoo.assemble.build_model;
+  3. fill them from safetensors (converted by a named converter if the card says so): here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from zoo.cards import Card
 from zoo.cards.catalog import get_card
 from zoo.cards.weights_spec import weight_files, weights_source  # noqa: F401 - part of the loader's API
 from zoo.errors import WeightsError
-from zoo.model import LatentModel
+from zoo.model import LatentModel, install_pretrained_io
+
+__all__ = ["LatentModel", "build", "load", "load_folder", "load_repo", "download", "resolve", "PretrainedIO"]
 
 
 def build(name: str | None = None, **components: Any) -> LatentModel:
@@ -43,14 +47,10 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
     a weights file in a folder or repo (e.g. ``model_raw.safetensors``).  ``trust_modules=True`` lets a card that
     names its own Python classes (``module: "pkg.mod:ClassName"``, zoo.byo) import them; without it such a card is
     refused (UntrustedCodeError), so loading a downloaded card never runs code it names."""
-    from zoo.store.run_folder import load_folder
-
     kind, target = resolve(name_or_path)
     if kind == "folder":
         return load_folder(target, weights=weights, device=device, trust_modules=trust_modules)
     if kind == "hub":
-        from zoo.hub import load_repo
-
         return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained,
                          trust_modules=trust_modules)
     card = get_card(target)
@@ -65,6 +65,92 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
         model.to(device)
     return model.eval()
 
+
+
+def load_folder(folder: str | Path, *, weights: str | None = None, device: Any = None,
+                trust_modules: bool = False) -> LatentModel:
+    """Rebuild the model saved in ``folder`` (``zoo train``, ``save_pretrained``) and load its safetensors weights
+    (``trust_modules``: zoo.load).  Weights that do not fit the architecture are refused with the first offending
+    keys."""
+    from zoo.store.run_folder import WEIGHTS, read_folder_card
+    from zoo.store.weights import load_weights, read_weights
+
+    folder = Path(folder)
+    card = read_folder_card(folder)
+    model = build_model(card, empty=True, trust_modules=trust_modules)  # every weight comes from the file
+    path = folder / (weights or WEIGHTS)
+    load_weights(model, read_weights(path), str(path))
+    results = card.zoo.get("results") or {}
+    # model.safetensors holds the EMA weights when the run kept an EMA, model_raw.safetensors the raw ones
+    kind = "raw" if (weights or WEIGHTS) == "model_raw.safetensors" else results.get("weights", "raw")
+    model.info.update({"weights": str(path), "source": str(folder), "weights_kind": kind})
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None,
+              pretrained: bool = True, trust_modules: bool = False) -> LatentModel:
+    """Load a model pushed with ``zoo push`` from ``"org/name"`` or ``"hf://org/name@rev"``.
+
+    Fetches config.json, README.md and one weights file (default ``model.safetensors``) from a single commit
+    (zoo.hub.fetch_repo) and rebuilds the model from the config; ``model.info["revision"]`` is that commit. An
+    explicit ``revision`` wins over the URI's ``@rev``. ``pretrained=False`` builds the architecture without
+    downloading weights."""
+    from zoo.hub import DEFAULT_WEIGHTS, fetch_repo, parse_hf_uri
+    from zoo.store.run_folder import read_folder_card
+
+    repo_id, uri_revision = parse_hf_uri(uri) if uri.startswith("hf://") else parse_hf_uri(f"hf://{uri}")
+    rev = revision or uri_revision
+    file = weights or DEFAULT_WEIGHTS
+    folder, commit = fetch_repo(repo_id, revision=rev, weights=file if pretrained else None)
+    if pretrained:
+        model = load_folder(folder, weights=file, device=device, trust_modules=trust_modules)
+    else:
+        model = build_model(read_folder_card(folder), trust_modules=trust_modules)
+        if device is not None:
+            model.to(device)
+        model.eval()
+    model.info.update({"repo": repo_id, "revision": commit, "requested_revision": rev or "main",
+                       "file": file if pretrained else None})
+    return model
+
+
+class PretrainedIO:
+    """What ``LatentModel.from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` run (installed into zoo.model
+    when this module is imported): the file and Hub side kept out of the model class, as huggingface_hub's
+    ModelHubMixin keeps it out of the models that use it."""
+
+    def from_pretrained(self, cls: type, repo_or_path: str | Path, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | None = None,
+                        local_files_only: bool | None = None, force_download: bool = False, device: Any = None,
+                        dtype: Any = None, weights: str | None = None, trust_modules: bool = False) -> LatentModel:
+        from zoo.hub.client import hub_options
+
+        with hub_options(token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+                         force_download=force_download):
+            model = load(repo_or_path, revision=revision, device=device, weights=weights, trust_modules=trust_modules)
+        return model.to(dtype) if dtype is not None else model
+
+    def save_pretrained(self, model: LatentModel, folder: str | Path, *, overwrite: bool = False) -> Path:
+        from zoo.store.run_folder import save_pretrained_folder
+
+        return save_pretrained_folder(model, folder, overwrite=overwrite)
+
+    def push_to_hub(self, model: LatentModel, repo_id: str, *, private: bool = False, revision: str | None = None,
+                    create_pr: bool = False, token: str | None = None,
+                    commit_message: str | None = None) -> dict[str, Any]:
+        import tempfile
+
+        from zoo.hub.publish import push
+
+        with tempfile.TemporaryDirectory(prefix="zoo-push-model-") as tmp:
+            model.save_pretrained(tmp)
+            return push(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
+                        commit_message=commit_message)
+
+
+install_pretrained_io(PretrainedIO())
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _FILE_SUFFIXES = (".safetensors", ".bin", ".md", ".json", ".pt", ".ckpt")

@@ -24,11 +24,35 @@ from torch import Tensor, nn
 
 from zoo import contracts as c
 from zoo.distributions import bits_per_dim
-from zoo.cards.schema import OBJECTIVE_FIELDS
-from zoo.errors import CardError, ContractError, InputError, ShapeError
+from zoo.errors import CardError, ContractError, InputError, ShapeError, UsageError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.outputs import ImageObservation, ModelOutput
+
+
+# the fields of ``zoo.objective`` that LatentModel.objective reads itself; the rest are a surrogate loss's own
+# options (the card format lists the same set: zoo.cards.schema.OBJECTIVE_FIELDS, checked equal by a test)
+ELBO_OBJECTIVE_FIELDS = frozenset({"beta", "iwae_k", "loss", "gradient", "name"})
+
+# What LatentModel's file and Hub methods run, installed by the loader (zoo.loading) when it is imported: the model
+# module knows nothing of files or the Hub (one-way dependencies, DESIGN.md), as huggingface_hub's ModelHubMixin
+# keeps its file and Hub logic apart from the model classes that use it.
+_PRETRAINED_IO: Any = None
+
+
+def install_pretrained_io(io: Any) -> None:
+    """Install the object behind ``LatentModel.from_pretrained`` / ``save_pretrained`` / ``push_to_hub``: it has
+    ``from_pretrained(cls, repo_or_path, **options)``, ``save_pretrained(model, folder, **options)`` and
+    ``push_to_hub(model, repo_id, **options)`` (zoo.loading.PretrainedIO)."""
+    global _PRETRAINED_IO
+    _PRETRAINED_IO = io
+
+
+def _pretrained_io(method: str) -> Any:
+    if _PRETRAINED_IO is None:
+        raise ZooError(f"LatentModel.{method} is provided by the loader, which is not imported yet: use "
+                       f"zoo.LatentModel (or import zoo.loading) first")
+    return _PRETRAINED_IO
 
 
 @dataclass
@@ -80,6 +104,9 @@ class LatentModel(nn.Module):
         self.info: dict[str, Any] = {}  # provenance: weights file, revision, EMA or raw, ...
         self.plugins: dict[str, dict[str, Any]] = {}  # kind -> name, distribution, version (set by assemble)
         self.card = None  # the Card the model was assembled from (set by assemble)
+        # runs a registered sampler, run_sampler(model, name, n, generator=..., **options) (set by assemble, which
+        # knows the registry: zoo.sampling.run_sampler); None for a model not assembled from a card
+        self.run_sampler = None
         for kind, part in (("encoder", encoder), ("decoder", decoder), ("prior", prior)):
             if not c.has(part, c.Binds):
                 continue
@@ -89,7 +116,7 @@ class LatentModel(nn.Module):
                 raise ContractError(f"the {kind} {self.sources.get(kind, type(part).__name__)} does not fit "
                                     f"this model: {e}") from e
 
-    # -- the Hub-standard API (thin over zoo.load, the run-folder writer and zoo push) ---------
+    # -- the Hub-standard API (provided by the loader, zoo.loading.PretrainedIO; see install_pretrained_io) ----
     @classmethod
     def from_pretrained(cls, repo_or_path: str | Any, *, revision: str | None = None, token: str | bool | None = None,
                         cache_dir: str | None = None, local_files_only: bool | None = None,
@@ -98,36 +125,25 @@ class LatentModel(nn.Module):
         """``zoo.load`` with huggingface_hub's download options: a card name, a run folder (``save_pretrained``),
         ``org/name`` or ``hf://org/name@rev``.  Strict loading, safetensors only, nothing unpickled; a card naming
         its own Python classes (zoo.byo) is imported only with ``trust_modules=True``."""
-        from zoo.hub.client import hub_options
-        from zoo.loading import load
-
-        with hub_options(token=token, cache_dir=cache_dir, local_files_only=local_files_only,
-                         force_download=force_download):
-            model = load(repo_or_path, revision=revision, device=device, weights=weights, trust_modules=trust_modules)
-        return model.to(dtype) if dtype is not None else model
+        return _pretrained_io("from_pretrained").from_pretrained(
+            cls, repo_or_path, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+            force_download=force_download, device=device, dtype=dtype, weights=weights, trust_modules=trust_modules)
 
     def save_pretrained(self, folder: str | Any, *, overwrite: bool = False) -> Any:
         """Write ``model.safetensors``, ``config.json`` and ``README.md`` (the card) into ``folder``:
         what ``from_pretrained`` and ``zoo push`` read.  A folder of the user's files or a training run is
         refused (``overwrite=True``: a run is replaced whole; the user's files are never replaced)."""
-        from zoo.store.run_folder import save_pretrained_folder
-
         if self.card is None:
             raise CardError(f"model {self.name!r} has no card to save with it (build it with zoo.build or zoo.load)")
-        return save_pretrained_folder(self, folder, overwrite=overwrite)
+        return _pretrained_io("save_pretrained").save_pretrained(self, folder, overwrite=overwrite)
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None,
                     create_pr: bool = False, token: str | None = None, commit_message: str | None = None
                     ) -> dict[str, Any]:
         """``save_pretrained`` into a temporary folder, then ``zoo push`` it to ``repo_id`` (one commit)."""
-        import tempfile
-
-        from zoo.hub.publish import push
-
-        with tempfile.TemporaryDirectory(prefix="zoo-push-model-") as tmp:
-            self.save_pretrained(tmp)
-            return push(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
-                        commit_message=commit_message)
+        return _pretrained_io("push_to_hub").push_to_hub(self, repo_id, private=private, revision=revision,
+                                                         create_pr=create_pr, token=token,
+                                                         commit_message=commit_message)
 
     # -- data ----------------------------------------------------------------------------------
     @property
@@ -226,9 +242,10 @@ class LatentModel(nn.Module):
             options = dict(self.config["sampler"])   # the card's default sampler and its options
             sampler = options.pop("name")
         if sampler is not None:
-            from zoo.sampling import run_sampler
-
-            return run_sampler(self, sampler, n, generator=generator, **options)
+            if self.run_sampler is None:
+                raise UsageError(f"model {self.name!r}: sampler {sampler!r} is a registered sampler, and this model "
+                                 f"was not assembled from a card (zoo.build / zoo.load look samplers up)")
+            return self.run_sampler(self, sampler, n, generator=generator, **options)
         if options:
             raise TypeError(f"sampling options {sorted(options)} need a sampler (sampler=NAME)")
         z = self.prior.sample(n, generator=generator)
@@ -343,7 +360,7 @@ class LatentModel(nn.Module):
             if not c.has(self.prior, c.SurrogateLoss):
                 raise CardError(f"objective.loss {loss_name!r} needs a prior with training_loss(q, loss); "
                                 f"{self.sources.get('prior', type(self.prior).__name__)} has none (use 'elbo')")
-            options = {k: v for k, v in objective.items() if k not in OBJECTIVE_FIELDS}  # the loss's own options
+            options = {k: v for k, v in objective.items() if k not in ELBO_OBJECTIVE_FIELDS}  # the loss's own options
             return self.prior.training_loss(self.posterior(x), loss_name, **options)
         if k <= 1:
             terms = self.elbo(x, prepared=True)

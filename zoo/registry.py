@@ -93,6 +93,22 @@ class LazyFactory:
         return inspect.signature(self.resolve())
 
 
+
+def import_path(obj: Any) -> str:
+    """``"pkg.mod:ClassName"`` of an object's class (of a class itself): the target a LazyFactory resolves, and
+    how a card names a bring-your-own module (zoo.byo)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def module_args(module: Any) -> dict[str, Any]:
+    """The constructor arguments a module declares in its ``config`` dict attribute (empty when it has none):
+    with :func:`import_path`, what a card records to rebuild a bring-your-own module."""
+    import copy
+
+    config = getattr(module, "config", None)
+    return copy.deepcopy(config) if isinstance(config, dict) else {}
+
 @dataclass(frozen=True)
 class Component:
     """One registered thing: ``factory`` is what the plugin passed (a factory, function or object)."""

@@ -119,31 +119,29 @@ def _setup(kind: str, factory_or_name, *, latent_shape=None, data_shape=None, ar
 
 
 def _build(setup: _Setup):
-    """A small LatentModel around the component (so components that ``bind`` to the model work)."""
-    from zoo.model import LatentModel
-    from zoo.registry import get_registry
+    """A small LatentModel around the component (so components that ``bind`` to the model work), assembled as any
+    card is (zoo.assemble.build_model): the component under test is a given module of the card, its partners and a
+    named objective are built from the registry."""
+    from zoo.assemble import build_model
+    from zoo.cards import Card, validate_zoo
+    from zoo.registry import import_path
 
     shapes = {"latent_shape": setup.latent_shape, "data_shape": setup.data_shape}
-    built = {setup.kind: setup.factory(**shapes, **setup.args)}
+    part = setup.factory(**shapes, **setup.args)
+    zoo: dict[str, Any] = {"data": {"source": "unspecified", "shape": list(setup.data_shape)},
+                           "latent": {"shape": list(setup.latent_shape)},
+                           setup.kind: {"module": import_path(part), "args": {}}}
     for kind in ("encoder", "decoder", "prior"):
-        if kind in built:
-            continue
-        spec = dict(setup.parts.get(kind) or DEFAULT_PARTS[kind])
-        entry = get_registry().get(kind, spec.pop("name"))
-        built[kind] = entry.factory(**shapes, **spec)
+        if kind != setup.kind:
+            zoo[kind] = dict(setup.parts.get(kind) or DEFAULT_PARTS[kind])
     # a component may name the objective it trains with (e.g. the VQ-VAE loss): the kit trains on it
-    config = {"objective": dict(setup.parts["objective"])} if setup.parts.get("objective") else {}
-    return LatentModel(built["encoder"], built["decoder"], built["prior"], data_shape=setup.data_shape,
-                       latent_shape=setup.latent_shape, name=f"conformance-{type(built[setup.kind]).__name__}",
-                       sources={setup.kind: repr(setup.name)}, config=config)
-
-
-def build_test_model(factory_or_name, *, latent_shape=None, data_shape=None,
-                     prior_args: dict[str, Any] | None = None, encoder: dict[str, Any] | None = None,
-                     decoder: dict[str, Any] | None = None):
-    """A small LatentModel around a prior (kept for plugins written against the prior kit)."""
-    return _build(_setup("prior", factory_or_name, latent_shape=latent_shape, data_shape=data_shape,
-                         args=prior_args, parts={"encoder": encoder, "decoder": decoder}))
+    if setup.parts.get("objective"):
+        zoo["objective"] = dict(setup.parts["objective"])
+    name = f"conformance-{type(part).__name__}"
+    model = build_model(Card(name, validate_zoo(zoo, f"zoo.testing ({setup.kind} {setup.name!r})")),
+                        modules={setup.kind: part})
+    model.sources[setup.kind] = repr(setup.name)
+    return model
 
 
 def _perturbed(setup: _Setup, perturb: float):

@@ -3,7 +3,8 @@
     schema      Card, parse_card, read_card, validate_zoo: the ``zoo:`` block and its checks
     render      the results section of a card body
     hub_schema  the Hub metadata and ``model-index`` a card carries, and what the Hub accepts
-    catalog     list_models / get_card: the cards the plugins registered, by name
+    catalog     get_card / model_names: the cards the plugins registered, by name
+    listing     list_models and what `zoo list` / `zoo info` say (where the weights load from; loader layer)
 """
 from zoo.cards.hub_schema import (
     HUB_LICENSES, LIBRARY_NAME, METRICS, base_model, check_hub_metadata, dataset_revision, hub_metadata,

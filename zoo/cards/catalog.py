@@ -1,9 +1,8 @@
-"""Named models: the cards the plugins register, looked up by name or fnmatch pattern (as timm).
+"""Named models: the cards the plugins register, looked up by name (``zoo.list_models``, which filters them by
+fnmatch pattern as timm and by where their weights are, is in zoo.cards.listing).
 
 A card whose name starts with ``_`` is a base other cards extend (``zoo.extends``), not a model."""
 from __future__ import annotations
-
-import fnmatch
 
 from zoo.cards import Card, read_card
 from zoo.errors import UnknownModelError
@@ -13,18 +12,6 @@ from zoo.registry import get_registry, suggest
 def model_names() -> list[str]:
     """Every installed model name (base cards left out)."""
     return sorted(n for n in get_registry().cards if not n.startswith("_"))
-
-
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``; ``pretrained=True``
-    keeps those whose weights load on this machine now without a download (packaged with the zoo, or a Hub file
-    already in the Hugging Face cache: zoo.cards.listing), as timm's ``list_models``."""
-    names = [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
-    if not pretrained:
-        return names
-    from zoo.cards.listing import weights_availability
-
-    return [n for n in names if weights_availability(get_card(n)).here]
 
 
 def get_card(name: str) -> Card:

@@ -35,6 +35,20 @@ class WeightsAvailability:
     note: str
 
 
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Names of the models whose cards are installed, filtered by an fnmatch ``pattern``; ``pretrained=True``
+    keeps those whose weights load on this machine now without a download (packaged with the zoo, or a Hub file
+    already in the Hugging Face cache: :func:`weights_availability`), as timm's ``list_models``."""
+    import fnmatch
+
+    from zoo.cards.catalog import get_card, model_names
+
+    names = [n for n in model_names() if fnmatch.fnmatchcase(n, pattern)]
+    if not pretrained:
+        return names
+    return [n for n in names if weights_availability(get_card(n)).here]
+
+
 def _cached(repo: str, file: str, revision: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 

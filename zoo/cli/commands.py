@@ -63,7 +63,7 @@ def register_commands(register):
 
 # -- list / info / plugins ------------------------------------------------------------------------
 def cmd_list(args) -> None:
-    from zoo.cards.catalog import list_models
+    from zoo.cards.listing import list_models
 
     names = list_models(args.pattern, pretrained=args.pretrained)
     if args.names:

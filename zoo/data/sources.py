@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.errors import DataError
 from zoo.data.embedded import _materialise, embedded_source
 from zoo.data.hf import _datasets, _remember
-from zoo.data.splits import _fallback_test, _pick_split
+from zoo.data.splits import CARVED, _fallback_test, _pick_split
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -17,6 +17,14 @@ if TYPE_CHECKING:  # pragma: no cover
 _FILE_SUFFIXES = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".png", ".jpg", ".jpeg",
                   ".npy", ".npz", ".zip", ".gz", ".tar"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def split_label(spec: str, split: str) -> str:
+    """How ``split`` of ``spec`` was made: the data set's own split, a fixed carve of an embedded set, or
+    the fixed 10% of 'train' this project holds out where a source has no 'test' split."""
+    if spec.startswith("zoo:"):
+        return embedded_source(spec[4:]).split_label(split)
+    return CARVED.get(spec, split) if split == "test" else split
 
 
 def _resolve(spec: Any) -> tuple[str, Any]:

@@ -41,16 +41,6 @@ def _fallback_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
 CARVED: dict[str, str] = {}  # spec -> how this process carved its 'test' split (for honest card labels)
 
 
-def split_label(spec: str, split: str) -> str:
-    """How ``split`` of ``spec`` was made: the data set's own split, a fixed carve of an embedded set, or
-    the fixed 10% of 'train' this project holds out where a source has no 'test' split."""
-    if spec.startswith("zoo:"):
-        from zoo.data.embedded import embedded_source
-
-        return embedded_source(spec[4:]).split_label(split)
-    return CARVED.get(spec, split) if split == "test" else split
-
-
 def _fallback_test(train: Any, spec: str) -> Any:
     if len(train) < 2:
         raise DataError(f"--data {spec!r}: no 'test' split, and 'train' has too few rows "

@@ -20,7 +20,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = [
     "HubError", "RepoNotFound", "RevisionNotFound", "FileNotFound", "ChecksumError",
-    "parse_hf_uri", "push_folder", "download_file", "download_snapshot", "fetch_repo", "load_repo",
+    "parse_hf_uri", "push_folder", "download_file", "download_snapshot", "fetch_repo",
 ]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -325,29 +325,3 @@ def fetch_repo(repo_id: str, *, revision: str | None = None, weights: str | None
             raise FileNotFound(f"{e} (revision {rev!r} resolved to commit {commit}; pick another file with "
                                f"weights=..., e.g. {DEFAULT_WEIGHTS!r})") from None
     return config.parent, commit
-
-
-def load_repo(uri: str, *, revision: str | None = None, weights: str | None = None, device: Any = None,
-              pretrained: bool = True, trust_modules: bool = False) -> Any:
-    """Load a model pushed with ``zoo push`` from ``"org/name"`` or ``"hf://org/name@rev"``.
-
-    Fetches config.json, README.md and one weights file (default ``model.safetensors``) from a single commit and
-    rebuilds the model from the config; ``model.info["revision"]`` is that commit. An explicit ``revision`` wins
-    over the URI's ``@rev``. ``pretrained=False`` builds the architecture without downloading weights."""
-    from zoo.assemble import build_model
-    from zoo.store.run_folder import load_folder, read_folder_card
-
-    repo_id, uri_revision = parse_hf_uri(uri) if uri.startswith("hf://") else parse_hf_uri(f"hf://{uri}")
-    rev = revision or uri_revision
-    file = weights or DEFAULT_WEIGHTS
-    folder, commit = fetch_repo(repo_id, revision=rev, weights=file if pretrained else None)
-    if pretrained:
-        model = load_folder(folder, weights=file, device=device, trust_modules=trust_modules)
-    else:
-        model = build_model(read_folder_card(folder), trust_modules=trust_modules)
-        if device is not None:
-            model.to(device)
-        model.eval()
-    model.info.update({"repo": repo_id, "revision": commit, "requested_revision": rev or "main",
-                       "file": file if pretrained else None})
-    return model

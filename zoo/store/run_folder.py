@@ -1,20 +1,17 @@
 """A trained model on disk: ``model.safetensors`` + ``config.json`` + ``README.md`` (the card).
 
-Loading rebuilds the architecture from the card and fills it from safetensors; nothing is
-unpickled.  Weights that do not fit the architecture are refused with the first offending keys.
+This module writes and reads those files; it builds no model.  The loader (:mod:`zoo.loading`) rebuilds the
+architecture from the card read here and fills it from safetensors; nothing is unpickled.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import torch
 from torch import nn
 
 from zoo.store.atomic import write_atomic
-from zoo.store.weights import load_weights, read_weights, save_weights
-from zoo.assemble import build_model
+from zoo.store.weights import save_weights
 from zoo.cards import Card, parse_card, validate_zoo
 from zoo.errors import CardError, WeightsError
 from zoo.model import LatentModel
@@ -78,21 +75,3 @@ def read_folder_card(folder: str | Path) -> Card:
     if card_path.is_file():
         return parse_card(card_path.read_text(), source=card_path)
     raise WeightsError(f"{folder} is not a saved model: it has neither {CONFIG} nor {CARD}")
-
-
-def load_folder(folder: str | Path, *, weights: str | None = None, device: Any = None,
-                trust_modules: bool = False) -> LatentModel:
-    """Rebuild the model saved in ``folder`` and load its safetensors weights (``trust_modules``: zoo.load)."""
-    folder = Path(folder)
-    card = read_folder_card(folder)
-    model = build_model(card, empty=True, trust_modules=trust_modules)  # every weight comes from the file
-    path = folder / (weights or WEIGHTS)
-    load_weights(model, read_weights(path), str(path))
-    model.card = card
-    results = card.zoo.get("results") or {}
-    # model.safetensors holds the EMA weights when the run kept an EMA, model_raw.safetensors the raw ones
-    kind = "raw" if (weights or WEIGHTS) == "model_raw.safetensors" else results.get("weights", "raw")
-    model.info.update({"weights": str(path), "source": str(folder), "weights_kind": kind})
-    if device is not None:
-        model.to(device)
-    return model.eval()

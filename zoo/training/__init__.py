@@ -22,6 +22,7 @@ __all__ = ["train", "TrainConfig", "TrainLoop", "TrainResult"]
 def __getattr__(name: str):
     """The loop (and torch with it) is imported on first use, so the CLI's help and listings stay light."""
     if name in ("train", "TrainLoop", "TrainResult"):
+        from zoo import loading  # noqa: F401 - provides the trained model's save_pretrained / push_to_hub
         from zoo.training import loop
 
         return getattr(loop, name)

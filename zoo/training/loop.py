@@ -1004,7 +1004,7 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
     from zoo import __version__
 
     from zoo.cards.measured import card_results
-    from zoo.data.splits import split_label
+    from zoo.data.sources import split_label
 
     results = card_results(report)
 
