@@ -633,14 +633,14 @@ class TrainLoop:
         return self.ema.copy_to(self.eval_model) if self.ema is not None else self.model
 
     def _held_out(self, step: int) -> None:
-        from zoo.evaluation import evaluate
+        from zoo.dataset_elbo import dataset_elbo
 
         m = self._eval_weights()
         was_training = m.training
         m.eval()
         with isolated_rng(self.device, self.config.seed):
             held_out = self.test_x if self.val_x is None else self.val_x
-            result = evaluate(m, held_out[:self.config.eval_points], batch_size=self.config.eval_batch_size)
+            result = dataset_elbo(m, held_out[:self.config.eval_points], batch_size=self.config.eval_batch_size)
         m.train(was_training)
         values = {f"eval/{k}": result.mean(k) for k in ("elbo", "distortion", "rate")}
         values["eval/elbo_bpd"] = float(self.model.bits_per_dim(-values["eval/elbo"]))
