@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo.distributions import bits_per_dim
 from zoo.errors import UsageError
 
 
@@ -33,9 +34,8 @@ def _row(name: str, description: str, nll: Tensor, dims: int, fit: str, split: s
     n = nll.numel()
     mean = float(nll.mean())
     se = float(nll.std(unbiased=True) / math.sqrt(n)) if n > 1 and math.isfinite(mean) else 0.0
-    scale = dims * math.log(2)
     return {"model": name, "baseline": True, "description": description, "nll": mean, "nll_se": se,
-            "bpd": mean / scale, "bpd_se": se / scale, "n": n, "fit_split": fit, "split": split, "dims": dims}
+            "bpd": bits_per_dim(mean, dims), "bpd_se": bits_per_dim(se, dims), "n": n, "fit_split": fit, "split": split, "dims": dims}
 
 
 def _levels_8bit(x: Tensor) -> Tensor:

@@ -113,7 +113,7 @@ def model_information(model, data: Tensor, *, posteriors: list | None = None, po
     """The learned-information curve of a model whose prior is a ``zoo.contracts.Denoiser`` (ValueError
     otherwise).  The diffused variable is the data itself under a fixed noising encoder (pixel diffusion)
     and one z ~ q(z|x) per image under a learned encoder (latent diffusion); ``posteriors`` (per batch, as
-    ``zoo.evaluation`` keeps them) avoid encoding again."""
+    ``zoo.dataset_elbo`` keeps them) avoid encoding again."""
     prior = model.prior
     if not c.has(prior, c.Denoiser):
         raise ValueError(f"model {model.name!r}: its prior has no denoiser (zoo.contracts.Denoiser)")

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from zoo import contracts as c
-from zoo.evaluation import Evaluation, evaluate
+from zoo.dataset_elbo import DatasetELBO, dataset_elbo
 from zoo.model import LatentModel
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015: unit d is active when Cov_x(E_q[z_d]) > 0.01
@@ -98,7 +98,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         n_fit = _fit_count(len(data), fit_points) if fittable else 0
         fit = likelihood.fit(model, data[:n_fit]) if n_fit else None
         data = data[n_fit:]
-        evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
+        evaluation = dataset_elbo(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
         if factors is not None:
             report.update(disentanglement(evaluation.posteriors, factors.take(slice(n_fit, None))))
@@ -155,7 +155,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     return report
 
 
-def _rate_kind(model: LatentModel, evaluation: Evaluation) -> tuple[str, str | None]:
+def _rate_kind(model: LatentModel, evaluation: DatasetELBO) -> tuple[str, str | None]:
     """How the reported rate was computed: ``exact KL`` (closed form, an exact sum over a discrete support, or
     a point-mass posterior), ``Monte Carlo KL`` (log q(z|x) - log p(z) at one z per point: unbiased, noisy)
     or ``upper bound`` (the prior's log p(z) is a bound, prior.exact = False); and a sentence saying so."""
@@ -216,7 +216,7 @@ def _split_on(model: LatentModel, source: str, split: str, options: dict[str, An
                                 f"terms ({e}), so they stay on {first.get('mi_split')!r}"}
     if len(x) <= first["mi_n"] and first.get("mi_saturated"):
         return {"mi_estimator": f"{first['mi_estimator']}; the {split!r} split has no more points ({len(x)})"}
-    evaluation = evaluate(model, x, batch_size=batch_size, keep_posteriors=True)
+    evaluation = dataset_elbo(model, x, batch_size=batch_size, keep_posteriors=True)
     rate = _mean_se(evaluation.terms["rate"])[0]
     kind, _ = _rate_kind(model, evaluation)
     if kind == "Monte Carlo KL":
@@ -274,7 +274,7 @@ def _per_channel(model: LatentModel, report: dict[str, Any], kl: Tensor | None, 
         report["active_channels"] = int((per.mean(1) > ACTIVE_THRESHOLD).sum())
 
 
-def _bound_terms(model: LatentModel, evaluation: Evaluation) -> dict[str, Any]:
+def _bound_terms(model: LatentModel, evaluation: DatasetELBO) -> dict[str, Any]:
     n = evaluation.n
     report: dict[str, Any] = {"n": n}
     for key, value in evaluation.terms.items():

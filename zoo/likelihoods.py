@@ -4,6 +4,12 @@ Data enter a model as images in [0, 1] (or uint8 0..255).  Each likelihood says 
 them (``prepare``), how to show its values as images again (``to_unit``), how many network
 outputs it needs per data dimension, and how to score data (``log_prob``, nats, summed over
 every data dimension, one number per sample).
+
+The concrete classes here implement the protocols of :mod:`zoo.contracts` (``Observation``, ``Likelihood``,
+``ParametricLikelihood``) for likelihoods that factorise over data dimensions: :class:`ElementwiseLikelihood` is
+the base class (a subclass gives ``log_prob_elementwise``, ``mean`` and ``sample``) and
+:class:`ElementwiseObservation` the p(x|z) of one batch it returns.  ``Likelihood`` and ``Observation`` remain
+importable from here as aliases of the two (the names plugins written against earlier releases use).
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ from zoo.errors import CardError
 
 
 @dataclass
-class Observation:
-    """p(x|z) for a batch: ``log_prob(x) -> [B]``, ``mean`` and ``sample()`` in data space."""
+class ElementwiseObservation:
+    """p(x|z) for a batch (a zoo.contracts.Observation): ``log_prob(x) -> [B]`` (the elementwise log-probabilities
+    summed over every data dimension), ``mean`` and ``sample()`` in data space."""
 
-    likelihood: "Likelihood"
+    likelihood: "ElementwiseLikelihood"
     params: Tensor  # [B, k*C, H, W] network output
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -36,15 +43,16 @@ class Observation:
         return self.likelihood.sample(self.params, generator)
 
 
-class Likelihood:
-    """Base: subclasses set ``name``, ``params_per_dim``, ``discrete`` and the four methods."""
+class ElementwiseLikelihood:
+    """Base of the likelihoods that factorise over data dimensions (a zoo.contracts.ParametricLikelihood): subclasses
+    set ``name``, ``params_per_dim``, ``discrete`` and ``log_prob_elementwise``, ``mean``, ``sample``."""
 
     name = ""
     params_per_dim = 1
     discrete = True  # log_prob is a probability mass, so bits/dim are comparable across models
 
-    def __call__(self, params: Tensor) -> Observation:
-        return Observation(self, params)
+    def __call__(self, params: Tensor) -> ElementwiseObservation:
+        return ElementwiseObservation(self, params)
 
     def prepare(self, x01: Tensor) -> Tensor:
         return x01
@@ -65,7 +73,12 @@ class Likelihood:
         raise NotImplementedError
 
 
-class Bernoulli(Likelihood):
+# the names of earlier releases (plugins import them; README's contract table names the base class)
+Likelihood = ElementwiseLikelihood
+Observation = ElementwiseObservation
+
+
+class Bernoulli(ElementwiseLikelihood):
     """Bernoulli on binarised pixels: x = 1[x01 > 0.5] (fixed binarisation, reproducible)."""
 
     name = "bernoulli"
@@ -84,7 +97,7 @@ class Bernoulli(Likelihood):
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
 
 
-class Gaussian(Likelihood):
+class Gaussian(ElementwiseLikelihood):
     """Gaussian density on x in [0, 1]; fixed scale (``scale``) or a learned per-pixel scale.
 
     A continuous density: its bits/dim are not comparable with discrete likelihoods'."""
@@ -118,7 +131,7 @@ class Gaussian(Likelihood):
         return mean + log_scale.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
 
 
-class SignedUnitLikelihood(Likelihood):
+class SignedUnitLikelihood(ElementwiseLikelihood):
     """Base of likelihoods on 8-bit data scaled to [-1, 1] (x = 2 * x01 - 1)."""
 
     def prepare(self, x01: Tensor) -> Tensor:
@@ -165,7 +178,7 @@ class DiscretizedLogistic(SignedUnitLikelihood):
         return torch.round((x.clamp(-1, 1) + 1) / (2 * self.half_bin)) * (2 * self.half_bin) - 1
 
 
-def make_likelihood(spec: str | dict) -> Likelihood:
+def make_likelihood(spec: str | dict) -> ElementwiseLikelihood:
     """``"bernoulli"`` or ``{"name": "gaussian", "variance": "learned"}`` -> the registered likelihood.
 
     Likelihoods come from the plugin registry (hook ``register_likelihoods``), so any decoder that

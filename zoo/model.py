@@ -336,7 +336,7 @@ class LatentModel(nn.Module):
         return log_lik, log_p - log_q
 
     def objective(self, x: Tensor, beta: float | None = None, *, prepared: bool = False) -> tuple[Tensor, ELBO]:
-        """The training loss the card asks for, and the ELBO terms (for logging).
+        """The card objective's training loss (card ``zoo.objective``), and the ELBO terms (for logging).
 
         ``zoo.objective.iwae_k`` 1 (default): mean of distortion + beta * rate (the beta-ELBO).
         ``iwae_k`` K > 1: minus the K-sample importance-weighted bound (Burda et al. 2015)

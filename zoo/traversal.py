@@ -61,9 +61,9 @@ def _real_valued(model: LatentModel, posterior, what: str) -> None:
 @torch.no_grad()
 def latent_statistics(model: LatentModel, data: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
     """(KL per dimension ``[D]`` in nats, posterior means ``[N, D]``) over the images ``data``."""
-    from zoo.evaluation import evaluate
+    from zoo.dataset_elbo import dataset_elbo
 
-    evaluation = evaluate(model, data, batch_size=batch_size, keep_posteriors=True)
+    evaluation = dataset_elbo(model, data, batch_size=batch_size, keep_posteriors=True)
     if evaluation.kl_per_dim is None:
         raise InputError(f"traverse: the prior of {model.name} gives no KL per dimension (zoo.contracts.PerDimKL) "
                          f"for its posterior, so the rows cannot be sorted by KL")

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from zoo.distributions import DiagGaussian
 from zoo.errors import ShapeError
-from zoo.likelihoods import Observation, make_likelihood
+from zoo.contracts import Observation
+from zoo.likelihoods import make_likelihood
 
 from .backbone import CoderConfig, DecoderNet, EncoderNet
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.distributions import bits_per_dim
 from zoo.errors import CardError
 from zoo.likelihoods import SignedUnitLikelihood
 
@@ -123,7 +124,7 @@ class _FixedScale(SignedUnitLikelihood):
                        f"[{math.exp(lo):.3g}, {math.exp(hi):.3g}], one z ~ q(z|x) per image)")
         return {"scale": self.scale, "n": len(x), "residual_rms": rms, "method": self.fitted,
                 "distortion_before": before, "distortion_after": after,
-                "distortion_bpd_after": after / (dims * math.log(2.0))}
+                "distortion_bpd_after": bits_per_dim(after, dims)}
 
 
 class FixedScaleDiscretizedGaussian(_FixedScale):

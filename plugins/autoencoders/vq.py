@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from zoo.distributions import DiagGaussian
-from zoo.likelihoods import Observation, make_likelihood
+from zoo.contracts import Observation
+from zoo.likelihoods import make_likelihood
 
 from .backbone import CoderConfig, DecoderNet, EncoderNet
 from .kl import DEFAULT_LIKELIHOOD, _scale, check_shapes

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from zoo.errors import CardError
-from zoo.likelihoods import Likelihood
+from zoo.likelihoods import ElementwiseLikelihood
 
 
-class Categorical(Likelihood):
+class Categorical(ElementwiseLikelihood):
     """Softmax over ``levels`` grey levels per pixel, on data in [0, 1] (8-bit values v / 255)."""
 
     name = "categorical"

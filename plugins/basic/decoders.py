@@ -5,7 +5,8 @@ import math
 
 from torch import Tensor, nn
 
-from zoo.likelihoods import Observation, make_likelihood
+from zoo.contracts import Observation
+from zoo.likelihoods import make_likelihood
 
 from .layers import activation as act_layer
 from .layers import deconv_stack, mlp, mlp_parameter_count, numel

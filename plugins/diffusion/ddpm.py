@@ -43,10 +43,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import ClosedFormEntropy, SamplerOption, has
+from zoo.contracts import ClosedFormEntropy, Observation, SamplerOption, has
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
-from zoo.likelihoods import Observation, SignedUnitLikelihood
+from zoo.likelihoods import SignedUnitLikelihood
 
 from .binding import BoundToPrior
 from .sampling import ddim_sample, ddpm_sample

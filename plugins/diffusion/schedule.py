@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from zoo.distributions import LOG_2PI
-from zoo.distributions import bits_per_dim as _bits_per_dim
+from zoo.distributions import bits_per_dim  # re-exported: the one nats -> bits/dim conversion (D or a shape)
 
 __all__ = [
     "linear_betas", "scaled_linear_betas", "cosine_betas", "NoiseSchedule", "check_timesteps", "ddim_timesteps",
@@ -404,10 +404,3 @@ def variational_bound(schedule: NoiseSchedule, eps_model: EpsModel, x0: Tensor, 
     exact = not uniform and weights is None and timesteps.dim() == 1 and len(timesteps) == T and bool(
         torch.equal(timesteps, torch.arange(T)))
     return BoundTerms(total=prior + body, prior=prior, terms=terms, timesteps=timesteps, exact=exact)
-
-
-def bits_per_dim(nats: Tensor | float, shape_or_dims: int | tuple[int, ...] | torch.Size) -> Tensor | float:
-    """nats per sample -> bits per dimension (give D or the per-sample shape, e.g. (3, 32, 32));
-    :func:`zoo.distributions.bits_per_dim` with a shape."""
-    dims = shape_or_dims if isinstance(shape_or_dims, int) else math.prod(shape_or_dims)
-    return _bits_per_dim(nats, dims)

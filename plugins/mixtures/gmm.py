@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.likelihoods import Gaussian, Observation, make_likelihood
+from zoo.contracts import Observation
+from zoo.likelihoods import Gaussian, make_likelihood
 
 
 def _one_hot_dim(latent_shape, what: str) -> int:

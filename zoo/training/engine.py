@@ -110,3 +110,24 @@ def default_threads(device: torch.device, threads: int | None) -> int | None:
     if device.type == "cpu" and local > 1:
         return max(1, (os.cpu_count() or 1) // local)
     return None
+
+
+def micro_batch(batch_size: int, world: int, grad_accum: int) -> int:
+    """The rows of one forward pass: the global batch split over processes and gradient-accumulation steps."""
+    micro, rem = divmod(batch_size, world * grad_accum)
+    if rem or micro < 1:
+        raise TrainingError(f"batch_size {batch_size} (global) must be a multiple of processes x "
+                            f"grad_accum = {world} x {grad_accum}")
+    return micro
+
+
+def seed_processes(seed: int, rank: int) -> None:
+    """python and numpy seeded per process; torch's too on processes other than the first (distinct noise)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2 ** 32)
+    if rank:
+        torch.manual_seed(seed + 7919 * rank)

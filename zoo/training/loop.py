@@ -17,27 +17,29 @@ At the end the model (EMA weights when EMA is on) is evaluated on the held-out s
 ``diagnose`` and the run folder gets ``model.safetensors`` (+ ``model_raw.safetensors`` with
 EMA), ``config.json`` and the card with the measured results.
 
-:func:`train` is the orchestration; :class:`TrainLoop` holds one run's state, one short method
-per job (set up, step, log, evaluate, checkpoint, finish).
+:func:`train` is the orchestration; :class:`TrainLoop` holds one run's state, all of it set in ``__init__`` (the
+set-up, in its fixed order), and runs it in short methods (step, log, evaluate, checkpoint, finish).  The jobs
+around it are modules of their own: :mod:`~zoo.training.resume` (reading a checkpoint to resume from),
+:mod:`~zoo.training.run_data` (the data), :mod:`~zoo.training.engine` (device, processes, seeds),
+:mod:`~zoo.training.optim` (optimisers and schedule), :mod:`~zoo.training.record` (what the run folder's card
+records), :mod:`~zoo.training.signals` (Ctrl-C / SIGTERM).
+
+"Objective" means one thing: the card's ``zoo.objective`` (a registered zoo.contracts.Objective, or the
+beta-ELBO / IWAE bound), whose training loss ``LatentModel.objective(x)`` returns; :class:`LossModule` wraps that
+loss as an ``nn.Module`` for DDP and autocast.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import json
-import math
 import os
-import random
-import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -45,11 +47,28 @@ from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
 from zoo.errors import CardError, ShapeError, TrainingError, TrainingInterrupted  # noqa: F401 - raised here, caught by the CLI
-from zoo.training.config import FIXED_ON_RESUME, PRECISIONS, SCHEDULES, TRAJECTORY, TrainConfig, _torch_class
-from zoo.training.engine import _dist_env, _make_accelerator, default_threads, isolated_rng, pick_device, trackers
-from zoo.training.stream import Batches, _stream_rows, _take
+from zoo.training.config import PRECISIONS, TrainConfig
+from zoo.training.engine import (_dist_env, _make_accelerator, default_threads, isolated_rng, micro_batch, pick_device,
+                                 seed_processes, trackers)
+from zoo.training.optim import (apply_recipe, lr_factor, make_optimizers, make_scheduler, owned_by, steps_plainly,
+                                steps_schedule)
+from zoo.training.record import default_command, flat, previous_results, recipe, recorded, results_from_report
+from zoo.training.resume import architecture, read_resume, say
+from zoo.training.run_data import VALIDATION_SEED, check_shape, load_run_data, total_steps
+from zoo.training.signals import stop_signals
+from zoo.training.state import Checkpoint, CheckpointManager
+from zoo.training.stream import Batches
 
-VALIDATION_SEED = 0  # the fixed draw of the validation images (TrainConfig.validation) from the training split
+if TYPE_CHECKING:
+    from zoo.model import LatentModel
+    from zoo.store.run_lock import RunLock
+    from zoo.training.ema import EMA
+    from zoo.training.metrics import MetricsWriter
+
+__all__ = ["train", "TrainLoop", "TrainResult", "LossModule", "init_from",
+           # the loop's helpers, importable from here as before
+           "lr_factor", "architecture", "recipe", "results_from_report", "default_command", "check_shape",
+           "VALIDATION_SEED", "TrainConfig", "TrainingError"]
 
 
 @dataclass
@@ -76,8 +95,9 @@ class TrainResult:
                 f"steps={r.get('train_steps')}{term('elbo')}{term('nll')}{term('rate')} nats{units}{where})")
 
 
-class Objective(nn.Module):
-    """The loss as a module, so DDP and autocast wrap exactly the training computation."""
+class LossModule(nn.Module):
+    """The card objective's training loss (``LatentModel.objective``) as a module, so DDP and autocast wrap exactly
+    the training computation: ``forward(x) -> (loss, the batch's mean ELBO)`` (the ELBO detached, for logging)."""
 
     def __init__(self, model: nn.Module, beta: float):
         super().__init__()
@@ -85,32 +105,8 @@ class Objective(nn.Module):
         self.prepared = False  # True when the batches are already in the likelihood's data space (cached once)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # the card's objective: the beta-ELBO, or the k-sample IWAE bound (objective.iwae_k)
         loss, terms = self.model.objective(x if self.prepared else self.model.prepare(x), self.beta, prepared=True)
         return loss, terms.elbo.detach().mean()
-
-
-def lr_factor(schedule: str, warmup: int, total: int):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
-    return f
-
-
-def architecture(card: Card) -> str:
-    """A fingerprint of what the weights mean: shapes and components (not the recipe)."""
-    z = card.zoo
-    arch = {k: z.get(k) for k in ("latent", "encoder", "decoder", "prior")}
-    arch["data_shape"] = list(card.data_shape)
-    return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _say(message: str) -> None:
-    print(f"zoo train: {message}", file=sys.stderr, flush=True)
 
 
 def init_from(model: nn.Module, source: str) -> None:
@@ -157,7 +153,7 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
 
     tune_allocator()
     progress = progress and not quiet
-    given = None
+    given, reshaped = None, None  # reshaped: the --data-shape flag that reproduces a reshaped card's run
     if isinstance(name, nn.Module):  # a model built in Python (zoo.build(encoder=..., ...)): trained as it is
         given = name
         if getattr(given, "card", None) is None:
@@ -182,180 +178,190 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
         card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
-    loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), progress=progress, command=command)
-    loop.image_key, loop.data_config = image_key, data_config
-    loop.data_shape_flag = reshaped if data_shape is not None and given is None else None
-    loop.callbacks = list(callbacks or [])
-    loop.given = given
+    loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), data=data, resume=resume,
+                     overwrite=overwrite, overrides=overrides, progress=progress, command=command, image_key=image_key,
+                     data_config=data_config, data_shape_flag=reshaped, callbacks=callbacks, given=given)
     try:
-        loop.open(data, resume=resume, overwrite=overwrite, overrides=overrides)
         return loop.run()
     finally:
         loop.close()
 
 
 class TrainLoop:
-    """One training run: its card, recipe, engine, model, optimiser, data stream and run folder."""
+    """One training run: its card, recipe, engine, model, optimisers, data stream, run folder and progress.
 
-    def __init__(self, card: Card, out: Path, config: TrainConfig, *, progress: bool = True,
-                 command: str | None = None):
-        from zoo.training.state import CheckpointManager
+    ``__init__`` sets the run up and sets every attribute the loop has; :meth:`run` trains, evaluates and writes
+    the run folder; :meth:`close` releases the run folder (also after an error)."""
 
-        self.card, self.out, self.config, self.progress, self.command = card, out, config, progress, command
-        rank, world = _dist_env()
-        self.manager = CheckpointManager(out / "checkpoints", config.keep_checkpoints, rank=rank, world_size=world)
-        self.ckpt = None
-        self.start = 0
-        self.segments: list[dict[str, Any]] = []  # one per resumed stretch of the run (zoo.results.segments)
-        self.prior_seconds = 0.0  # training time of the earlier segments (from the checkpoint)
-        self._run_started: float | None = None
-        self.lock = None
-        self.image_key: str | None = None
-        self.data_config: str | None = None
-        self.callbacks: list = []
-        self.given: nn.Module | None = None  # a model passed in (bring your own modules) instead of built from the card
+    def __init__(self, card: Card, out: Path, config: TrainConfig, *, data: str | None = None, resume: bool = False,
+                 overwrite: bool = False, overrides: dict[str, Any] | None = None, progress: bool = True,
+                 command: str | None = None, image_key: str | None = None, data_config: str | None = None,
+                 data_shape_flag: str | None = None, callbacks: list | None = None, given: nn.Module | None = None):
+        """Set the run up, in this order (each step needs the ones before it):
 
-    # -- set up ---------------------------------------------------------------------------------
-    def open(self, data: str | None, *, resume: bool, overwrite: bool, overrides: dict[str, Any]) -> None:
-        """Read the checkpoint (resume), the data, start the engine and build everything, in that order."""
+        1. the checkpoint to resume from, which fixes the recipe (or a new run's first segment);
+        2. the data (train, validation draw, test);
+        3. the engine (device, processes, mixed precision) and the run's length;
+        4. the model (seeded), optimisers, schedule and EMA -- a card its components refuse fails here, before
+           the run folder is touched;
+        5. the run folder, claimed (locked, marked) by the main process;
+        6. each process's seeds, then the checkpoint's state (weights were loaded in 4; optimisers, schedule,
+           EMA, RNG states here);
+        7. the batch stream, at the checkpoint's data position;
+        8. the metrics, the progress bar and the running sums of the loop.
+
+        ``data`` overrides the card's data source; ``overrides`` are the recipe flags given (a resume refuses
+        the ones that would change what its saved state means); ``image_key`` and ``data_config`` pick the image
+        column and the data set's config; ``data_shape_flag`` is the ``--data-shape`` the run's command records;
+        ``given`` is a model built in Python (bring your own modules), trained instead of one built from the card;
+        ``callbacks``: ``cb(event, loop, **info)``, see :func:`train`."""
         from zoo.store.run_lock import check_out_folder
 
-        card = self.card
-        check_out_folder(self.out, resume=resume, overwrite=overwrite)
-        if resume:
-            self._read_checkpoint(overrides)
-            self.spec = data or self.ckpt.meta["data"].get("spec") or card.zoo["data"]["source"]
-        else:
-            self.spec = data or card.zoo["data"]["source"]
-            self.segments = [{"from_step": 0, "beta": card.beta, "train": recipe(self.config),
-                              "command": self.command or default_command(
-                                  card.name, self.spec, self.out, data_shape=getattr(self, "data_shape_flag", None))}]
-            if (self.manager.steps() or (self.out / "model.safetensors").exists()) and not overwrite:
-                raise TrainingError(f"{self.out} already holds a training run; pass --resume to continue it, "
-                                    f"--overwrite to replace it, or choose another --out")
-        self._load_data()
-        self._start_engine()
-        self._build()  # a card the components refuse fails here, before the run folder is touched
-        if self.main:
-            self._claim_folder(overwrite=overwrite and not resume)
-        self.manager.barrier = self.accelerator.wait_for_everyone
-        self._seed_processes()
-        if self.ckpt is not None:
-            self._restore()
-        self._make_batches()
+        self.card: Card = card
+        self.out: Path = out
+        self.progress = progress
+        self.command = command
+        self.image_key = image_key
+        self.data_config = data_config
+        self.data_shape_flag = data_shape_flag
+        self.callbacks: list = list(callbacks or [])
+        self.given: nn.Module | None = given  # a model passed in (bring your own modules) instead of built from the card
+        rank, world = _dist_env()
+        self.manager = CheckpointManager(out / "checkpoints", config.keep_checkpoints, rank=rank, world_size=world)
+        self.lock: RunLock | None = None
 
-    def _read_checkpoint(self, overrides: dict[str, Any]) -> None:
-        from zoo.training.state import CheckpointError
-
-        try:
-            ckpt = self.manager.load_latest()
-        except CheckpointError as e:
-            raise TrainingError(str(e)) from None
-        for skipped in ckpt.skipped:
-            _say(f"checkpoint {skipped}; falling back to the previous one")
-        meta, card = ckpt.meta, self.card
-        if meta.get("card") != card.name or meta.get("architecture") != architecture(card):
-            raise TrainingError(f"the checkpoint {ckpt.path} was written by a run of {meta.get('card')!r} "
-                                f"(architecture {meta.get('architecture')}), not of {card.name!r} "
-                                f"(architecture {architecture(card)}); nothing was changed -- "
-                                f"resume with the same model or train into a new --out")
-        saved = TrainConfig(**meta["config"])
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if "epochs" in given and "steps" not in given:
-            given["steps"] = None
-        changed = [k for k in given if k in saved.__dataclass_fields__ and given[k] != getattr(saved, k)]
-        refused = [k for k in changed if k in FIXED_ON_RESUME]
-        if refused:
-            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]!r} (the run used {getattr(saved, k)!r})"
-                              for k in refused)
-            raise TrainingError(f"--resume cannot change {flags}: the checkpoint's optimiser state and data "
-                                f"order belong to the run's values; resume without them, or train into a new --out")
-        self.config = dataclasses.replace(saved, **given)
-        self.config.validate()
+        # 1. the checkpoint to resume from (its recipe, with the allowed overrides), or a new run
+        check_out_folder(out, resume=resume, overwrite=overwrite)
+        resumed = read_resume(self.manager, card, overrides or {}, command) if resume else None
+        self.ckpt: Checkpoint | None = resumed.checkpoint if resumed is not None else None
+        self.config: TrainConfig = resumed.config if resumed is not None else config
         self.manager.keep = self.config.keep_checkpoints
-        inexact = [k for k in changed if k in TRAJECTORY]
-        if inexact:
-            _say(f"resuming with changed {', '.join(inexact)} (applied from step {ckpt.step} on): the run will not "
-                 f"match an uninterrupted one")
-        self.segments = [dict(seg) for seg in meta.get("segments") or []] or [
-            {"from_step": 0, "beta": meta.get("beta"), "train": recipe(saved), "command": None}]
-        self.prior_seconds = float(meta.get("train_seconds") or 0.0)
-        last_beta = next((seg["beta"] for seg in reversed(self.segments) if seg.get("beta") is not None), None)
-        diff = {k: {"from": getattr(saved, k), "to": given[k]} for k in changed}
-        if last_beta is not None and card.beta != last_beta:
-            diff["beta"] = {"from": last_beta, "to": card.beta}
-        if diff and ckpt.step < (self.config.steps or float("inf")):
-            _say("resuming from step {} with changed {}: recorded as a new segment of the run (the card's "
-                 "results.segments), not as the recipe of the whole run".format(
-                     ckpt.step, ", ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in diff.items())))
-        if diff:
-            self.segments.append({"from_step": ckpt.step, "beta": card.beta,
-                                  "changed": {k: v["to"] for k, v in diff.items()}, "command": self.command})
-        self.ckpt = ckpt
-
-    def _load_data(self) -> None:
-        from zoo.data import card_source_options, load_dataset, load_tensors
-
-        card, config, spec = self.card, self.config, self.spec
-        self.test_split = card.zoo["data"].get("test_split", "test")
-        train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
-        source = card_source_options(spec, card.zoo["data"], self.image_key)  # image_key / pinned revision
-        if self.data_config:
-            source["config"] = self.data_config
-        if config.streaming:
-            self.train_data = load_dataset(spec, train_split, streaming=True, **source)
-            self.test_x = _take(load_dataset(spec, self.test_split, streaming=True, **source), 10000,
-                                card.data_shape)
-            check_shape(self.test_x, card, spec)
-            self.rows = _stream_rows(self.train_data)
-        else:
-            self.train_data = load_tensors(spec, train_split, **source)
-            self.test_x = load_tensors(spec, self.test_split, **source)
-            check_shape(self.train_data, card, spec)
-            self.val_x = None
-            if config.validation:  # model selection on held-out training images, never on the test split
-                n = len(self.train_data)
-                if config.validation >= n:
-                    raise CardError(f"validation {config.validation} (--validation): the training split of {spec} "
-                                    f"has only {n} images")
-                order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
-                self.val_x = self.train_data[order[:config.validation]]
-                self.train_data = self.train_data[order[config.validation:].sort().values]
-            self.rows = len(self.train_data)
-
-    def _start_engine(self) -> None:
+        self.spec: str = (data or (self.ckpt.meta["data"].get("spec") if self.ckpt is not None else None)
+                          or card.zoo["data"]["source"])
+        # one segment per resumed stretch of the run with changes (zoo.results.segments)
+        self.segments: list[dict[str, Any]] = resumed.segments if resumed is not None else [
+            {"from_step": 0, "beta": card.beta, "train": recipe(config),
+             "command": command or default_command(card.name, self.spec, out, data_shape=data_shape_flag)}]
+        self.prior_seconds: float = resumed.prior_seconds if resumed is not None else 0.0  # the earlier segments'
+        if resumed is None and (self.manager.steps() or (out / "model.safetensors").exists()) and not overwrite:
+            raise TrainingError(f"{out} already holds a training run; pass --resume to continue it, "
+                                f"--overwrite to replace it, or choose another --out")
         config = self.config
-        self.trackers = trackers(config.report_to)
-        device = pick_device(config.device)
-        self.accelerator = _make_accelerator(device, PRECISIONS[config.precision] if config.precision else None,
+
+        # 2. the data
+        run_data = load_run_data(card, self.spec, config, image_key=image_key, data_config=data_config)
+        self.train_data: Any = run_data.train  # moved to the accelerator in 7 when small
+        self.test_x: torch.Tensor = run_data.test_x
+        self.val_x: torch.Tensor | None = run_data.val_x
+        self.rows: int | None = run_data.rows
+        self.test_split: str = run_data.test_split
+
+        # 3. the engine and the run's length
+        self.trackers: list[str] = trackers(config.report_to)
+        self.accelerator = _make_accelerator(pick_device(config.device),
+                                             PRECISIONS[config.precision] if config.precision else None,
                                              log_with=[t for t in self.trackers if t != "tensorboard"],
-                                             project_dir=str(self.out))
+                                             project_dir=str(out))
         acc = self.accelerator
-        self.precision = acc.mixed_precision  # what ran: the flag, the card, or accelerate's own setting
+        self.precision: str = acc.mixed_precision  # what ran: the flag, the card, or accelerate's own setting
         threads = default_threads(acc.device, config.threads)
         if threads:
             torch.set_num_threads(threads)
-        self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
-        self.device = acc.device
-        self.micro, rem = divmod(config.batch_size, self.world * config.grad_accum)
-        if rem or self.micro < 1:
-            raise TrainingError(f"batch_size {config.batch_size} (global) must be a multiple of processes x "
-                                f"grad_accum = {self.world} x {config.grad_accum}")
-        if self.rows is not None and self.rows < config.batch_size:
-            raise TrainingError(f"data {self.spec!r} has {self.rows} training rows, fewer than one batch "
-                                f"({config.batch_size})")
-        if config.steps:
-            self.total = config.steps
-        elif self.rows is None:
-            raise TrainingError(f"data {self.spec!r} is streamed and its size is unknown: give --steps")
-        else:
-            self.total = config.epochs * (self.rows // config.batch_size)
+        self.rank: int = acc.process_index
+        self.world: int = acc.num_processes
+        self.main: bool = acc.is_main_process
+        self.device: torch.device = acc.device
+        self.micro: int = micro_batch(config.batch_size, self.world, config.grad_accum)
+        self.total: int = total_steps(config, self.rows, self.spec)
 
-    def _claim_folder(self, *, overwrite: bool) -> None:
+        # 4. model, optimisers, schedule and EMA (in this order: the model's initialisation uses the seed)
+        torch.manual_seed(config.seed)
+        model = self._model()
+        self.frozen: list[nn.Parameter] = [p for part in (config.freeze or []) for p in getattr(model, part).parameters()]
+        optimizer, coupled = make_optimizers(model, config, card.name)
+        self.loss_module, self.optimizer = acc.prepare(LossModule(model, card.beta), optimizer)
+        self.coupled: dict[str, Any] = dict(zip(coupled, _as_tuple(acc.prepare(*coupled.values())))) if coupled else {}
+        self.coupled_loss: dict[str, float] = {}  # the last step's loss of each coupled optimiser (logged)
+        self.model: LatentModel = acc.unwrap_model(self.loss_module).model
+        own = owned_by(coupled)
+        self.params: list[nn.Parameter] = [p for p in self.model.parameters() if p.requires_grad and id(p) not in own]
+        self.raw_optimizer: torch.optim.Optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        self.plain_step: bool = steps_plainly(self.optimizer, acc)
+        self.scheduler = make_scheduler(self.raw_optimizer, config, self.total)
+        self.step_schedule: bool = steps_schedule(config)
+        self.ema: EMA | None = self._ema()
+        self.eval_model: nn.Module | None = self._eval_copy() if self.ema is not None else None
+
+        # 5. the run folder
+        if self.main:
+            self.lock = self._claim_folder(overwrite=overwrite and not resume)
+        try:
+            self.manager.barrier = acc.wait_for_everyone
+
+            # 6. seeds, then the checkpoint's state
+            seed_processes(config.seed, self.rank)
+            self.start: int = self._restore() if self.ckpt is not None else 0
+
+            # 7. the batch stream
+            if not config.streaming and self.device.type != "cpu" and self.train_data.nbytes <= 2 ** 30:
+                self.train_data = self.train_data.to(self.device)  # small sets live on the accelerator: no copies
+            self.prepared_data = False  # True when the training rows were converted to the data space once
+            self.batches: Batches = self._batches(self._prepared_once())
+
+            # 8. metrics, progress and the loop's running state
+            self.metrics: MetricsWriter = self._metrics()
+            self.bar = self._progress_bar()
+            self.step: int = self.start
+            self.best: tuple[int, float] | None = None  # (step, held-out ELBO) of the best weights (keep_best)
+            self.last_saved: int = self.start if self.ckpt is not None else -1
+            # the finiteness check: every step on one CPU process, else deferred to one sync per log interval
+            self.check_every: int = 1 if (self.device.type == "cpu" and self.world == 1) else config.log_every
+            self.bad_step: torch.Tensor | None = (torch.full((), -1, dtype=torch.long, device=self.device)
+                                                  if self.check_every > 1 else None)
+            self._zero = torch.zeros((), device=self.device)
+            self.loss_sum: torch.Tensor = self._zero.clone()  # since the last log: summed loss, ELBO, micro-batches
+            self.elbo_sum: torch.Tensor = self._zero.clone()
+            self.count: int = 0
+            self.grad_norm: torch.Tensor | None = None
+            self._run_started: float | None = None  # perf_counter at the start of run()
+            self.tick: float = 0.0  # perf_counter and step of the last log (steps per second)
+            self.tick_step: int = self.step
+            self.train_time: float = 0.0  # this segment's wall and CPU seconds (set when the loop ends)
+            self.cpu_time: float = 0.0
+        except BaseException:
+            self.close()
+            raise
+
+    # -- set-up steps ---------------------------------------------------------------------------
+    def _model(self) -> LatentModel:
+        """The card's model (or the one given), with the checkpoint's weights or ``train.init_from``'s."""
+        from zoo.store.weights import load_weights
+
+        model = build_model(self.card) if self.given is None else self.given
+        if self.given is not None:
+            model.card = self.card
+        if self.ckpt is not None:
+            load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
+        elif self.config.init_from:
+            init_from(model, self.config.init_from)
+        return model
+
+    def _ema(self) -> EMA | None:
+        from zoo.training.ema import EMA
+
+        return EMA(self.model, self.config.ema) if self.config.ema and self.main else None
+
+    def _eval_copy(self) -> nn.Module:
+        """A second model that the EMA weights are copied into for evaluation (built off the training RNG)."""
+        with isolated_rng(self.device, 0):
+            return (build_model(self.card) if self.given is None
+                    else copy.deepcopy(self.given)).to(self.device).eval()
+
+    def _claim_folder(self, *, overwrite: bool) -> RunLock:
         """Lock the run folder for this run, mark it as a run, clear a replaced run's files, probe writing."""
         from zoo.store.run_lock import RunLock, is_run_folder, mark_run, remove_owned
 
-        self.lock = RunLock(self.out).acquire()
+        lock = RunLock(self.out).acquire()
         try:
             if overwrite and is_run_folder(self.out):
                 remove_owned(self.out)
@@ -365,8 +371,13 @@ class TrainLoop:
             (self.out / "checkpoints").mkdir(exist_ok=True)
             mark_run(self.out, self.card.name)
         except OSError as e:
+            lock.release()
             raise TrainingError(f"cannot write the run folder {self.out}: {e.strerror or e}") from None
+        except BaseException:
+            lock.release()
+            raise
         self.manager.clean_partial()
+        return lock
 
     def close(self) -> None:
         """Release the run folder (also after an error)."""
@@ -374,115 +385,8 @@ class TrainLoop:
             self.lock.release()
             self.lock = None
 
-    def _build(self) -> None:
-        """Model, optimiser, schedule and EMA (in this order: the model's initialisation uses the seed)."""
-        from zoo.store.weights import load_weights
-        from zoo.training.ema import EMA
-
-        card, config, acc = self.card, self.config, self.accelerator
-        torch.manual_seed(config.seed)
-        model = build_model(card) if self.given is None else self.given
-        if self.given is not None:
-            model.card = card
-        if self.ckpt is not None:
-            load_weights(model, self.ckpt.tensors["model"], str(self.ckpt.path / "model.safetensors"))
-        elif config.init_from:
-            init_from(model, config.init_from)
-        self.frozen = [p for part in (config.freeze or []) for p in getattr(model, part).parameters()]
-        opt_cls = _torch_class("optim", config.optimizer)
-        coupled = self._coupled_optimisers(model, opt_cls)
-        own = {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
-        try:
-            optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
-                                weight_decay=config.weight_decay,
-                                **(config.optimizer_args or {}))  # {fused: true}: faster on CPU, opt-in (other last bits)
-        except (TypeError, ValueError) as e:
-            raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
-                            f"{e}") from None
-        self.objective, self.optimizer = acc.prepare(Objective(model, card.beta), optimizer)
-        self.coupled = dict(zip(coupled, _as_tuple(acc.prepare(*coupled.values())))) if coupled else {}
-        self.coupled_loss: dict[str, float] = {}  # the last step's loss of each coupled optimiser (logged)
-        self.model = acc.unwrap_model(self.objective).model
-        self.params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in own]
-        self.raw_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
-        # accelerate's AcceleratedOptimizer.step looks for the lomo_optim package twice per step (an uncached
-        # importlib find_spec over sys.path: ~3 ms, 5% of an MLP VAE step on a CPU); without a gradient scaler or
-        # XLA it then just calls the optimiser's step, and this loop accumulates gradients itself, so it does too
-        from accelerate.optimizer import AcceleratedOptimizer
-
-        self.plain_step = (type(self.optimizer) is AcceleratedOptimizer and self.optimizer.scaler is None
-                           and str(getattr(acc.distributed_type, "value", acc.distributed_type)) != "XLA"
-                           and getattr(acc.gradient_state, "sync_gradients", True))
-        self.scheduler = self._make_scheduler()
-        self.step_schedule = config.lr_schedule != "constant" or config.warmup_steps > 0
-        self.ema = EMA(self.model, config.ema) if config.ema and self.main else None
-        self.eval_model = None
-        if self.ema is not None:
-            with isolated_rng(self.device, 0):
-                self.eval_model = (build_model(card) if self.given is None
-                                   else copy.deepcopy(self.given)).to(self.device).eval()
-
-    def _coupled_optimisers(self, model: nn.Module, opt_cls) -> dict[str, torch.optim.Optimizer]:
-        """The optimisers of a zoo.contracts.CoupledObjective's own parameter sets (of the run's optimiser
-        class; the objective's options such as ``lr`` override the run's), by name."""
-        from zoo import contracts as c
-
-        objective = model.training_objective
-        if objective is None or not c.has(objective, c.CoupledObjective):
-            return {}
-        config, out = self.config, {}
-        for name, spec in objective.coupled_parameters(model).items():
-            options = {"lr": config.lr, "weight_decay": config.weight_decay, **(config.optimizer_args or {}),
-                       **{k: v for k, v in spec.items() if k != "params"}}
-            try:
-                out[name] = opt_cls(list(spec["params"]), **options)
-            except (TypeError, ValueError) as e:
-                raise CardError(f"{self.card.name}: the objective's optimiser {name!r} ({opt_cls.__name__} with "
-                                f"{options}): {e}") from None
-        return out
-
-    def _coupled_steps(self, xs: torch.Tensor) -> None:
-        """After the main step: each coupled optimiser minimises its own loss on the same batch (its
-        parameters' gradients from the main loss are dropped first; the model's are dropped after)."""
-        objective, acc = self.model.training_objective, self.accelerator
-        for name, optimizer in self.coupled.items():
-            self.model.zero_grad(set_to_none=True)
-            loss = objective.coupled_loss(name, self.model, xs if self.prepared_data else self.model.prepare(xs))
-            if not torch.isfinite(loss):
-                self._stop_nonfinite(self.step + 1, float(loss.detach()), f"the objective's {name!r} loss")
-            acc.backward(loss)
-            if self.world > 1:  # the coupled loss runs outside DDP: average its gradients over the processes
-                for group in optimizer.param_groups:
-                    for p in group["params"]:
-                        if p.grad is not None:
-                            p.grad = acc.reduce(p.grad, "mean")
-            optimizer.step()
-            self.coupled_loss[name] = float(loss.detach())
-        self.model.zero_grad(set_to_none=True)
-
-    def _make_scheduler(self):
-        """constant / cosine / linear after a linear warm-up (ours, a LambdaLR), or a torch.optim.lr_scheduler
-        class by name with ``lr_schedule_args`` (stepped once per optimiser step)."""
-        config = self.config
-        if config.lr_schedule in SCHEDULES:
-            return torch.optim.lr_scheduler.LambdaLR(
-                self.raw_optimizer, lr_factor(config.lr_schedule, config.warmup_steps, self.total))
-        cls = _torch_class("optim.lr_scheduler", config.lr_schedule)
-        if config.warmup_steps:
-            raise CardError(f"warmup_steps goes with the constant / cosine / linear schedules, not {cls.__name__}")
-        try:
-            return cls(self.raw_optimizer, **(config.lr_schedule_args or {}))
-        except (TypeError, ValueError) as e:
-            raise CardError(f"lr_schedule {cls.__name__} (lr_schedule_args): {e}") from None
-
-    def _seed_processes(self) -> None:
-        seed, rank = self.config.seed, self.rank
-        random.seed(seed + rank)
-        np.random.seed((seed + rank) % 2 ** 32)
-        if rank:  # distinct noise per process
-            torch.manual_seed(seed + 7919 * rank)
-
-    def _restore(self) -> None:
+    def _restore(self) -> int:
+        """The checkpoint's optimiser, schedule, gradient-scaler, EMA and RNG states; returns its step."""
         from zoo.training.state import restore_rng, unflatten_optimizer
 
         ckpt, meta = self.ckpt, self.ckpt.meta
@@ -498,47 +402,31 @@ class TrainLoop:
                 self.ema.load_state_dict({k: v.to(self.device) for k, v in ckpt.tensors["ema"].items()})
                 self.ema.num_updates = meta.get("ema_updates", 0)
             else:
-                _say("the checkpoint has no EMA weights: the EMA restarts from the current weights")
+                say("the checkpoint has no EMA weights: the EMA restarts from the current weights")
         if ckpt.rng is not None and meta.get("world_size") == self.world:
             restore_rng(*ckpt.rng)
         else:
-            _say(f"the checkpoint was written by {meta.get('world_size')} process(es), this run has {self.world}: "
-                 "random states are re-seeded, so the resume is not bit-exact")
-        self.start = ckpt.step
-        self._apply_recipe()
-        _say(f"resuming from {ckpt.path} (step {self.start} of {self.total})")
+            say(f"the checkpoint was written by {meta.get('world_size')} process(es), this run has {self.world}: "
+                "random states are re-seeded, so the resume is not bit-exact")
+        apply_recipe(self.raw_optimizer, self.scheduler, self.config, self.total)
+        say(f"resuming from {ckpt.path} (step {ckpt.step} of {self.total})")
+        return ckpt.step
 
-    def _apply_recipe(self) -> None:
-        """After restoring the optimiser and scheduler: the (possibly changed) lr and weight decay of this run's
-        recipe, exactly as the schedule gives them at the current step."""
-        config = self.config
-        if config.lr_schedule not in SCHEDULES:
-            if self.raw_optimizer.param_groups[0].get("initial_lr") != config.lr:
-                raise TrainingError(f"--resume cannot change --lr under the {config.lr_schedule} scheduler "
-                                    f"(its state holds the run's learning rates); resume without --lr")
-            return
-        self.scheduler.base_lrs = [config.lr for _ in self.scheduler.base_lrs]
-        factor = lr_factor(config.lr_schedule, config.warmup_steps, self.total)(self.scheduler.last_epoch)
-        for group in self.raw_optimizer.param_groups:
-            group["initial_lr"] = config.lr
-            group["lr"] = config.lr * factor if self.step_schedule else config.lr
-            group["weight_decay"] = config.weight_decay
-
-    def _make_batches(self) -> None:
-        config, world, device = self.config, self.world, self.device
+    def _batches(self, rows: torch.Tensor | None) -> Batches:
+        """This process's shard of the global batches (of ``rows``, the prepared training rows, when given), at the
+        checkpoint's data position."""
+        config, world = self.config, self.world
         shard = config.batch_size // world
-        if not config.streaming and device.type != "cpu" and self.train_data.nbytes <= 2 ** 30:
-            self.train_data = self.train_data.to(device)  # small sets live on the accelerator: no copies per step
-        rows = self._prepared_once()
-        self.batches = Batches(self.train_data if rows is None else rows, config.batch_size, config.seed, self.rank * shard,
-                               (self.rank + 1) * shard, streaming=config.streaming, shape=self.card.data_shape,
-                               buffer=config.stream_buffer, device=device)
+        batches = Batches(self.train_data if rows is None else rows, config.batch_size, config.seed, self.rank * shard,
+                          (self.rank + 1) * shard, streaming=config.streaming, shape=self.card.data_shape,
+                          buffer=config.stream_buffer, device=self.device)
         if self.ckpt is not None:
             pos = self.ckpt.meta["data"]
             if pos.get("global_batch") == config.batch_size:
-                self.batches.seek(pos["epoch"], pos["batch"])
-            elif self.batches.per_epoch:
-                self.batches.seek(self.start // self.batches.per_epoch, self.start % self.batches.per_epoch)
+                batches.seek(pos["epoch"], pos["batch"])
+            elif batches.per_epoch:
+                batches.seek(self.start // batches.per_epoch, self.start % batches.per_epoch)
+        return batches
 
     def _prepared_once(self) -> torch.Tensor | None:
         """The in-memory training set converted to the likelihood's data space once, instead of every step (uint8
@@ -554,44 +442,40 @@ class TrainLoop:
         with torch.no_grad():
             rows = torch.cat([self.model.prepare(data[i:i + 4096]) for i in range(0, len(data), 4096)])
         self.prepared_data = True
-        self.accelerator.unwrap_model(self.objective).prepared = True
+        self.accelerator.unwrap_model(self.loss_module).prepared = True
         return rows
+
+    def _metrics(self) -> MetricsWriter:
+        """metrics.csv, TensorBoard and the other trackers (cut back to the checkpoint's step on a resume)."""
+        from zoo.training.metrics import MetricsWriter
+
+        others = len(self.trackers) > ("tensorboard" in self.trackers)
+        metrics = MetricsWriter(self.out, enabled=self.main, tensorboard="tensorboard" in self.trackers,
+                                resume_step=self.start if self.ckpt is not None else None,
+                                accelerator=self.accelerator if others else None)
+        if metrics.accelerator is not None:
+            self.accelerator.init_trackers(self.card.name, config=flat(dataclasses.asdict(self.config)))
+        return metrics
+
+    def _progress_bar(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total, initial=self.start, desc=f"train {self.card.name}",
+                    disable=not (self.progress and self.main), unit="step", file=sys.stderr,
+                    mininterval=0.2 if sys.stderr.isatty() else 10.0)
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from tqdm.auto import tqdm
-
-        from zoo.training.metrics import MetricsWriter
-
-        config, total = self.config, self.total
-        self.metrics = MetricsWriter(self.out, enabled=self.main, tensorboard="tensorboard" in self.trackers,
-                                     resume_step=self.start if self.ckpt is not None else None,
-                                     accelerator=self.accelerator if len(self.trackers) > ("tensorboard" in self.trackers)
-                                     else None)
-        if self.metrics.accelerator is not None:
-            self.accelerator.init_trackers(self.card.name, config=_flat(dataclasses.asdict(config)))
-        self.best: tuple[int, float] | None = None
-        self.bar = tqdm(total=total, initial=self.start, desc=f"train {self.card.name}",
-                        disable=not (self.progress and self.main), unit="step", file=sys.stderr,
-                        mininterval=0.2 if sys.stderr.isatty() else 10.0)
-        self.check_every = 1 if (self.device.type == "cpu" and self.world == 1) else config.log_every
-        self.last_saved = self.start if self.ckpt is not None else -1
+        """Train to the last step (or fit with the recipe's algorithm), checkpoint it, evaluate and write the run
+        folder."""
         self.model.train()
-        self.step = self.start
-        zero = torch.zeros((), device=self.device)
-        self._zero = zero
-        self.loss_sum, self.elbo_sum, self.count = zero.clone(), zero.clone(), 0
-        self.bad_step = (torch.full((), -1, dtype=torch.long, device=self.device)
-                         if self.check_every > 1 else None)
-        self.grad_norm = None
         started = self.tick = self._run_started = time.perf_counter()
         cpu_started = time.process_time()
-        self.tick_step = self.step
         self._emit("start")
-        if config.algorithm != "gradient":  # a registered fitting algorithm instead of the optimiser loop
+        if self.config.algorithm != "gradient":  # a registered fitting algorithm instead of the optimiser loop
             self.step = self.total = self._fit()
             self.bar.update(self.step - self.bar.n)
-        with _stop_signals() as stop:
+        with stop_signals() as stop:
             while self.step < self.total:
                 self._optimiser_step(next(self.batches))
                 self._after_step()
@@ -607,32 +491,6 @@ class TrainLoop:
     def _seconds_so_far(self) -> float:
         """Training time of the whole run up to now: the earlier segments' and this process's."""
         return self.prior_seconds + (time.perf_counter() - self._run_started if self._run_started is not None else 0.0)
-
-    def _recorded(self, card: Card, command: str) -> tuple[Card, str, float]:
-        """(card, command, seconds) to record: with several segments, the card's train block and beta stay the
-        first segment's (the run's recipe) and each later segment's changes are in results.segments; the
-        command is the one that started the run; the time is the whole run's."""
-        seconds = self.prior_seconds + self.train_time
-        first = self.segments[0] if self.segments else {}
-        previous = self._previous_results() if self.ckpt is not None else {}
-        command = first.get("command") or previous.get("command") or command
-        if len(self.segments) > 1:
-            zoo = {**card.zoo, "train": first.get("train", card.zoo.get("train", {}))}
-            if first.get("beta") is not None:
-                zoo["objective"] = {**card.zoo.get("objective", {}), "beta": first["beta"]}
-            card = dataclasses.replace(card, zoo=zoo)
-        elif self.ckpt is not None and self.step == self.start:  # a finished run resumed: nothing new ran
-            seconds = float(previous.get("train_seconds", seconds))
-        return card, command, seconds
-
-    def _previous_results(self) -> dict[str, Any]:
-        import json
-
-        try:
-            results = json.loads((self.out / "config.json").read_text())["zoo"].get("results") or {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}
-        return results if isinstance(results, dict) else {}
 
     def _emit(self, event: str, **info: Any) -> None:
         for callback in self.callbacks:
@@ -658,12 +516,20 @@ class TrainLoop:
             f"`zoo train {self.card.name} --out {self.out} --resume` continues exactly from it")
 
     def _optimiser_step(self, xs: torch.Tensor) -> None:
+        """One optimiser step on the global batch ``xs`` (this process's shard): the loss and its gradients over
+        the micro-batches, then the update (and the coupled optimisers', and the EMA's)."""
+        self._forward_backward(xs)
+        self._update(xs)
+        self.step += 1
+        self.bar.update(1)
+
+    def _forward_backward(self, xs: torch.Tensor) -> None:
         accum, acc = self.config.grad_accum, self.accelerator
         for a in range(accum):
             x = xs[a * self.micro:(a + 1) * self.micro] if accum > 1 else xs
-            sync = contextlib.nullcontext() if a == accum - 1 else acc.no_sync(self.objective)
+            sync = contextlib.nullcontext() if a == accum - 1 else acc.no_sync(self.loss_module)
             with sync:
-                loss, elbo = self.objective(x)
+                loss, elbo = self.loss_module(x)
                 if self.check_every == 1:
                     if not torch.isfinite(loss):
                         self._stop_nonfinite(self.step + 1, float(loss.detach()))
@@ -674,11 +540,13 @@ class TrainLoop:
             self.loss_sum += loss.detach()
             self.elbo_sum += elbo
         self.count += accum
+
+    def _update(self, xs: torch.Tensor) -> None:
         if self.frozen and (not self.config.freeze_steps or self.step < self.config.freeze_steps):
             for p in self.frozen:  # frozen components (train.freeze): no gradient, so the optimiser skips them
                 p.grad = None
         if self.config.grad_clip:
-            self.grad_norm = acc.clip_grad_norm_(self.params, self.config.grad_clip)
+            self.grad_norm = self.accelerator.clip_grad_norm_(self.params, self.config.grad_clip)
         if self.plain_step:  # what accelerate's wrapper would do here, without its per-step package look-ups
             self.raw_optimizer.step()
         else:
@@ -690,8 +558,25 @@ class TrainLoop:
             self._coupled_steps(xs)
         if self.ema is not None:
             self.ema.update(self.model)
-        self.step += 1
-        self.bar.update(1)
+
+    def _coupled_steps(self, xs: torch.Tensor) -> None:
+        """After the main step: each coupled optimiser minimises its own loss on the same batch (its
+        parameters' gradients from the main loss are dropped first; the model's are dropped after)."""
+        objective, acc = self.model.training_objective, self.accelerator
+        for name, optimizer in self.coupled.items():
+            self.model.zero_grad(set_to_none=True)
+            loss = objective.coupled_loss(name, self.model, xs if self.prepared_data else self.model.prepare(xs))
+            if not torch.isfinite(loss):
+                self._stop_nonfinite(self.step + 1, float(loss.detach()), f"the objective's {name!r} loss")
+            acc.backward(loss)
+            if self.world > 1:  # the coupled loss runs outside DDP: average its gradients over the processes
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad = acc.reduce(p.grad, "mean")
+            optimizer.step()
+            self.coupled_loss[name] = float(loss.detach())
+        self.model.zero_grad(set_to_none=True)
 
     def _after_step(self) -> None:
         config, step, total = self.config, self.step, self.total
@@ -748,14 +633,14 @@ class TrainLoop:
         return self.ema.copy_to(self.eval_model) if self.ema is not None else self.model
 
     def _held_out(self, step: int) -> None:
-        from zoo.evaluation import evaluate
+        from zoo.dataset_elbo import dataset_elbo
 
         m = self._eval_weights()
         was_training = m.training
         m.eval()
         with isolated_rng(self.device, self.config.seed):
-            held_out = self.test_x if getattr(self, "val_x", None) is None else self.val_x
-            result = evaluate(m, held_out[:self.config.eval_points], batch_size=self.config.eval_batch_size)
+            held_out = self.test_x if self.val_x is None else self.val_x
+            result = dataset_elbo(m, held_out[:self.config.eval_points], batch_size=self.config.eval_batch_size)
         m.train(was_training)
         values = {f"eval/{k}": result.mean(k) for k in ("elbo", "distortion", "rate")}
         values["eval/elbo_bpd"] = float(self.model.bits_per_dim(-values["eval/elbo"]))
@@ -918,8 +803,11 @@ class TrainLoop:
 
         config = self.config
         card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)})
-        card, command, seconds = self._recorded(card, self.command or default_command(
-            self.card.name, self.spec, self.out, data_shape=getattr(self, "data_shape_flag", None)))
+        card, command, seconds = recorded(
+            card, self.command or default_command(self.card.name, self.spec, self.out, data_shape=self.data_shape_flag),
+            self.prior_seconds + self.train_time, self.segments,
+            previous_results(self.out) if self.ckpt is not None else {},
+            nothing_new=self.ckpt is not None and self.step == self.start)
         results = results_from_report(report, card, config, self.spec, steps=self.step,
                                       seconds=seconds, command=command)
         results.update({"weights": self._weights_kind, "mixed_precision": self.precision, "processes": self.world,
@@ -946,81 +834,3 @@ class TrainLoop:
 def _as_tuple(value: Any) -> tuple:
     """accelerate's prepare returns one object for one argument, a tuple for several."""
     return value if isinstance(value, tuple) else (value,)
-
-
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
-    """A recipe for trackers' hyper-parameter tables (scalars only)."""
-    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in d.items()}
-
-
-def recipe(config: TrainConfig) -> dict[str, Any]:
-    """The training recipe that ran, as a card ``zoo.train`` block (fields that differ from the defaults)."""
-    defaults = TrainConfig()
-    return {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(defaults, k)}
-
-
-class _StopRequest:
-    requested = False
-    name = ""
-
-
-@contextlib.contextmanager
-def _stop_signals():
-    """While the loop runs, SIGINT and SIGTERM ask it to stop at the next step boundary (a second Ctrl-C
-    stops at once, as Python's default)."""
-    import signal
-    import threading
-
-    stop = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def ask(signum, frame):
-        if stop.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.requested, stop.name = True, signal.Signals(signum).name
-
-    saved = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-
-
-def check_shape(x: torch.Tensor, card: Card, spec: str) -> None:
-    if tuple(x.shape[1:]) != card.data_shape:
-        shape = ",".join(str(s) for s in x.shape[1:])
-        raise ShapeError(f"data {spec!r} has images of shape {list(x.shape[1:])} (channels, height, width) "
-                         f"but model {card.name!r} expects {list(card.data_shape)}; to train its architecture at the "
-                         f"data's size pass --data-shape {shape} (zoo.train(..., data_shape=({shape}))), or write a "
-                         f"card with `extends: {card.name}` that sets the data shape and the architecture for it")
-
-
-def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig, spec: str, *,
-                        steps: int, seconds: float, command: str) -> dict[str, Any]:
-    """The measured numbers that go into the card (``zoo.results`` and the Hub's model-index)."""
-    from zoo import __version__
-
-    from zoo.cards.measured import card_results
-    from zoo.data.sources import split_label
-
-    results = card_results(report)
-
-    results.update({"dataset": spec, "split": report.get("split", "test"),
-                    "split_label": split_label(spec, report.get("split", "test")), "beta": card.beta,
-                    "seed": config.seed, "steps": steps, "train_seconds": round(seconds, 1),
-                    "zoo_version": __version__, "command": command})
-    from zoo.data.sources import resolve_commit
-
-    revision = card.zoo["data"].get("revision") if spec == card.zoo["data"]["source"] else None
-    commit = resolve_commit(spec, revision)  # a Hub dataset's commit sha, always, where it can be known
-    if commit or revision:
-        results["dataset_revision"] = commit or revision
-    return results
-
-
-def default_command(name: str, spec: str, out: str | Path, *, data_shape: str | None = None) -> str:
-    shape = ["--data-shape", data_shape] if data_shape else []
-    return shlex.join(["zoo", "train", name, "--data", spec, *shape, "--out", str(out)])

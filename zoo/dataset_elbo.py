@@ -1,6 +1,6 @@
-"""One batched evaluation of a model over a data set: the per-sample ELBO terms of every image.
+"""The per-sample ELBO terms of every image of a data set, batch by batch (not FID: that is ``zoo evaluate``).
 
-``zoo.diagnose`` and the trainer's held-out evaluation both call :func:`evaluate`, so both report
+``zoo.diagnose`` and the trainer's held-out evaluation both call :func:`dataset_elbo`, so both report
 the same estimator: ``model.elbo_and_posterior`` per batch, which sums exactly over a discrete
 posterior's support (an enumerable posterior) and otherwise draws one z ~ q(z|x) per image.
 """
@@ -16,8 +16,8 @@ from zoo import contracts as c
 
 
 @dataclass
-class Evaluation:
-    """Per-sample terms (nats) of N images, on the CPU, and what diagnostics need beside them."""
+class DatasetELBO:
+    """Per-sample ELBO terms (nats) of N images, on the CPU, and what diagnostics need beside them."""
 
     n: int
     terms: dict[str, Tensor]                      # "elbo", "distortion", "rate" [N], extras [N, ...]
@@ -30,7 +30,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: bool = False) -> Evaluation:
+def dataset_elbo(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: bool = False) -> DatasetELBO:
     """The ELBO terms of every image in ``data`` (uint8 or float images), batch by batch."""
     terms: dict[str, list[Tensor]] = {}
     posteriors: list[Any] = []
@@ -52,5 +52,5 @@ def evaluate(model, data: Tensor, *, batch_size: int = 500, keep_posteriors: boo
             per_dim = kl is not None
             if per_dim:
                 kl_dims.append(kl.detach().float().cpu())
-    return Evaluation(len(data), {k: torch.cat(v) for k, v in terms.items()}, posteriors,
+    return DatasetELBO(len(data), {k: torch.cat(v) for k, v in terms.items()}, posteriors,
                       torch.cat(kl_dims) if kl_dims and per_dim else None, exact and len(data) > 0)
