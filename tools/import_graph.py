@@ -34,10 +34,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "zoo.allocator", "zoo.sizeguard", "zoo.decomposition", "zoo.disentanglement", "zoo.verdict",
         "zoo.data_space", "zoo.store", "zoo.store.atomic", "zoo.quality",
     ),
-    # The model: the ELBO maths over three components.  evaluation and denoiser_information compute bounds and
+    # The model: the ELBO maths over three components.  dataset_elbo and denoiser_information compute bounds and
     # information terms from a model's outputs over batches (they read no card and no registry).
     "model": (
-        "zoo.model", "zoo.evaluation", "zoo.denoiser_information",
+        "zoo.model", "zoo.dataset_elbo", "zoo.denoiser_information",
     ),
     # Registry and cards: what is installed (plugins, named cards) and the card format.  Things looked up in the
     # registry by name sit here too: samplers, likelihood families, data sources and the data they load
@@ -71,7 +71,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "training, diagnostics, cli": (
         "zoo.training", "zoo.training.config", "zoo.training.ema", "zoo.training.engine", "zoo.training.loop",
         "zoo.training.metrics", "zoo.training.reshape", "zoo.training.state", "zoo.training.stream",
-        "zoo.training.sweep",
+        "zoo.training.sweep", "zoo.training.optim", "zoo.training.record", "zoo.training.resume",
+        "zoo.training.run_data", "zoo.training.signals",
         "zoo.diagnostics", "zoo.forward_information", "zoo.traversal", "zoo.plots", "zoo.compare", "zoo.posthoc",
         "zoo.cards.measured",
         "zoo.quality.evaluate", "zoo.quality.features", "zoo.quality.fidelity", "zoo.quality.inception",
