@@ -339,9 +339,9 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"- floor: {floor['floor']}.")
         for r in models:
             short = _short_series(r)
-            for result in c.declared_results(r):
-                if result not in short:
-                    lines.append(f"- {r['model']}: {format_result(result, r)}.")
+            for declared in c.declared_results(r):
+                if declared not in short:
+                    lines.append(f"- {r['model']}: {format_result(declared, r)}.")
         for r in models:
             if r.get("learned_information"):
                 lines.append(f"- learned information of {r['model']}: {_learned_cell(r['learned_information'])}.")

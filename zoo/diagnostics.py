@@ -277,7 +277,8 @@ def _declared(model: LatentModel, report: dict[str, Any], evaluation: Evaluation
                 continue
             want = 2 if isinstance(result, c.Series) else 1
             if value.dim() != want:
-                raise ContractError(f"the {kind} {type(part).__qualname__} of {model.name!r} declares "
+                who = getattr(model, "sources", {}).get(kind, type(part).__name__)
+                raise ContractError(f"the {kind} {who} of {model.name!r} declares "
                                     f"{type(result).__name__} {result.name!r}, whose extras must be "
                                     f"{'[B, K]' if want == 2 else '[B]'}; got shape {list(value.shape)} for N images")
             records.append(c.result_record(result))
