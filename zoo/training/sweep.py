@@ -117,6 +117,7 @@ def _sweep(card, betas, data, out, split, mi_samples, iwae_k, progress, command,
 
 
 def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, overrides):
+    from zoo import contracts as c
     from zoo.diagnostics import diagnose
     from zoo.training.loop import train
 
@@ -130,8 +131,6 @@ def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, ove
         report = diagnose(result.model, eval_x, iwae_k=iwae_k, mi_samples=mi_samples, factors=factors)
         row = {"beta": beta, **{k: report.get(k) for k, _ in COLUMNS if k in report},
                "n": report["n"], "test_elbo": result.report.get("elbo"), "train_seconds": round(seconds, 1)}
-        from zoo import contracts as c
-
         for declared in c.declared_results(report):  # per-layer KL, ...: whatever the model's components declare
             row.update({declared.name: report[declared.name], f"{declared.name}_se": report.get(f"{declared.name}_se")})
         if report.get("declared_results"):
