@@ -399,10 +399,13 @@ def test_prior_kit_uses_declared_shapes():
 
 
 # -- a third party's own results: declared, then reported, plotted, compared and swept with no core edit ------
+import math  # noqa: E402
+
+from zoo.contracts import Series, Term  # noqa: E402
+
+
 class BlockPrior(nn.Module):
     """N(0, I) whose rate comes from infer() with its KL per block of latent dimensions, declared as results."""
-
-    from zoo.contracts import Series, Term
 
     results = (Series("kl_per_block", "KL per block", index="block", items="blocks", total="rate",
                       note="first dimensions first"),
@@ -425,9 +428,6 @@ class BlockPrior(nn.Module):
         kl = gaussian_kl_standard_normal(q.mean, q.log_scale).flatten(1)
         per_block = torch.stack([part.sum(1) for part in kl.chunk(self.blocks, 1)], 1)   # [B, blocks]
         return q.rsample(), per_block.sum(1), {"kl_per_block": per_block, "kl_first_block": per_block[:, 0]}
-
-
-import math  # noqa: E402
 
 
 @pytest.fixture
@@ -489,7 +489,7 @@ def test_a_third_party_series_is_compared_and_swept(block_model, tmp_path):
 
 def test_a_declaration_that_does_not_fit_is_named(fresh_registry, make_card):
     from zoo.assemble import build_model
-    from zoo.contracts import Series, Term, results_of
+    from zoo.contracts import results_of
     from zoo.errors import ContractError
 
     class FlatBlocks(BlockPrior):  # declares a series but returns one value per image
