@@ -43,7 +43,6 @@ def test_no_core_module_imports_a_builtin_plugin():
     assert not offenders, offenders
 
 
-
 def test_imports_run_one_way_through_the_layers():
     """The import graph of zoo/ (function-local imports counted, tools/import_graph.py) has no circle and no arrow
     from a lower layer to a higher one: contracts -> model -> registry and cards -> assembler -> store and hub ->
@@ -110,6 +109,56 @@ def test_the_model_reads_the_objective_fields_the_card_format_lists():
     from zoo.model import ELBO_OBJECTIVE_FIELDS
 
     assert set(ELBO_OBJECTIVE_FIELDS) == set(OBJECTIVE_FIELDS)
+
+
+def _plugin_result_keys() -> set[str]:
+    """The result keys every installed component declares (zoo.contracts.results_of), plus the three the core
+    used to read by name."""
+    from zoo.contracts import results_of
+    from zoo.registry import get_registry
+
+    reg = get_registry()
+    keys = {"kl_per_layer", "L_t", "L_T"}
+    for kind in ("encoder", "decoder", "prior", "objective"):
+        for name in reg.names(kind):
+            keys |= {r.name for r in results_of(reg.get(kind, name).resolve())}
+    return keys
+
+
+def test_no_core_module_names_a_plugin_result_key():
+    """A plugin's extra results reach diagnose, format_report, plots, compare and sweep by their declarations
+    (zoo.contracts.Series / Term) alone: no key the built-ins declare appears anywhere in zoo/ (code, strings,
+    comments), nor its _count / _se companions."""
+    import re
+
+    keys = _plugin_result_keys()
+    assert {"kl_per_layer", "L_t", "L_T", "L_prior", "L_diffusion", "L_0"} <= keys  # the built-ins declare theirs
+    words = keys | {f"{k}_count" for k in keys} | {f"{k}_se" for k in keys}
+    pattern = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, sorted(words))) + r")(?![A-Za-z0-9_])")
+    offenders = [f"{path.relative_to(ROOT)}:{n}: {m.group(1)}" for path in sorted((ROOT / "zoo").rglob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1) for m in pattern.finditer(line)]
+    assert not offenders, offenders
+
+
+def test_every_contract_name_and_declared_attribute_is_in_readme():
+    """Every class of zoo.contracts.__all__ and every attribute the core reads from a plugin (contracts.ATTRIBUTES)
+    is documented in README's contract section; each of those attributes is read somewhere in zoo/."""
+    import re
+
+    from zoo import contracts
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n### The contract\n"):readme.index("\n## Safety and reliability\n")]
+    classes = [n for n in contracts.__all__ if isinstance(getattr(contracts, n), type)]
+    assert {"GaussianForwardProcess", "Series", "Term", "DeclaredSize"} <= set(classes)
+    assert not [n for n in classes if not re.search(rf"(?<![A-Za-z]){n}(?![A-Za-z])", section)]
+    assert not [a for a in contracts.ATTRIBUTES if f"`{a}" not in section]
+    assert {"test_args", "zoo_test_components", "config", "parameter_count", "results"} <= set(contracts.ATTRIBUTES)
+    core = "\n".join(p.read_text() for p in (ROOT / "zoo").rglob("*.py") if p.name != "contracts.py")
+    core += re.sub(r"ATTRIBUTES: dict.*?\n}\n", "", (ROOT / "zoo" / "contracts.py").read_text(), flags=re.S)
+    assert not [a for a in contracts.ATTRIBUTES if not re.search(rf"[\"']{a}[\"']|\.{a}\b", core)]
+    assert "GaussianForwardProcess" in contracts.__doc__ and "Series" in contracts.__doc__
+
 
 def test_public_functions_are_not_shadowed_by_modules():
     """zoo.build keeps working after zoo.load (no module named like a public function)."""
@@ -415,3 +464,115 @@ def test_likelihood_kit_catches_a_mismatched_data_space():
 def test_prior_kit_uses_declared_shapes():
     report = check_prior("categorical", mc_samples=1000)
     assert report["prior"] == "categorical" and "normalised" in report["passed"]
+
+
+# -- a third party's own results: declared, then reported, plotted, compared and swept with no core edit ------
+import math  # noqa: E402
+
+from zoo.contracts import Series, Term  # noqa: E402
+
+
+class BlockPrior(nn.Module):
+    """N(0, I) whose rate comes from infer() with its KL per block of latent dimensions, declared as results."""
+
+    results = (Series("kl_per_block", "KL per block", index="block", items="blocks", total="rate",
+                      note="first dimensions first"),
+               Term("kl_first_block", "KL of the first block"))
+
+    def __init__(self, *, latent_shape, data_shape=None, blocks: int = 2):
+        super().__init__()
+        self.latent_shape, self.blocks = tuple(latent_shape), blocks
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z):
+        return (-0.5 * (z ** 2 + math.log(2 * math.pi))).flatten(-len(self.latent_shape)).sum(-1)
+
+    def sample(self, n, generator=None):
+        return torch.randn((n, *self.latent_shape), generator=generator, device=self._anchor.device)
+
+    def infer(self, q):
+        from zoo.distributions import gaussian_kl_standard_normal
+
+        kl = gaussian_kl_standard_normal(q.mean, q.log_scale).flatten(1)
+        per_block = torch.stack([part.sum(1) for part in kl.chunk(self.blocks, 1)], 1)   # [B, blocks]
+        return q.rsample(), per_block.sum(1), {"kl_per_block": per_block, "kl_first_block": per_block[:, 0]}
+
+
+@pytest.fixture
+def block_model(fresh_registry, make_card):
+    from zoo.assemble import build_model
+
+    fresh_registry.add_plugin(_plugin("blocks", register_priors=lambda register: register("blocks", BlockPrior)))
+    return build_model(make_card(prior={"name": "blocks"}))
+
+
+def test_a_third_party_series_is_reported_formatted_and_plotted(block_model, tmp_path):
+    import json
+
+    from zoo.plots import plot_report, plot_series
+
+    x = (torch.rand(64, 1, 8, 8) > 0.5).float()
+    r = zoo.diagnose(block_model, x, iwae_k=0)
+    assert len(r["kl_per_block"]) == 2 and len(r["kl_per_block_se"]) == 2 and all(s > 0 for s in r["kl_per_block_se"])
+    assert sum(r["kl_per_block"]) == pytest.approx(r["rate"], rel=1e-6)
+    assert r["kl_first_block"] == pytest.approx(r["kl_per_block"][0]) and r["kl_first_block_se"] > 0
+    assert [d["name"] for d in r["declared_results"]] == ["kl_per_block", "kl_first_block"]
+    text = zoo.format_report(r)
+    assert (f"KL per block [kl_per_block] (nats; block 1..2; first dimensions first): [{r['kl_per_block'][0]:.4g}, "
+            f"{r['kl_per_block'][1]:.4g}]; sum {r['rate']:.4g} (the rate: {r['rate']:.4g})") in text
+    assert f"KL of the first block: {r['kl_first_block']:.3g} +- " in text
+    saved = json.loads(json.dumps(r))          # a saved report formats as the live one does
+    assert zoo.format_report(saved) == text
+    assert plot_report(saved, tmp_path / "all.png").stat().st_size > 1000
+    assert plot_series(saved, tmp_path / "series.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="declares no series"):
+        plot_series({k: v for k, v in saved.items() if k != "declared_results"}, tmp_path / "none.png")
+
+
+def test_a_third_party_series_is_compared_and_swept(block_model, tmp_path):
+    from zoo.compare import format_table
+    from zoo.training.sweep import markdown_table, plot, write_table
+
+    x = (torch.rand(64, 1, 8, 8) > 0.5).float()
+    rows = []
+    for beta in (1.0, 2.0):
+        r = zoo.diagnose(block_model, x, iwae_k=0, mi_samples=2)
+        rows.append({"beta": beta, **{k: r.get(k) for k in ("elbo", "distortion", "rate", "mutual_information",
+                                                           "active_units", "latent_dims")},
+                     "n": r["n"], "test_elbo": None, "train_seconds": 0.0,
+                     **{k: r[k] for k in ("kl_per_block", "kl_first_block", "declared_results")}})
+    meta = {"model": "blocks", "data": "tensor", "split": "train", "n": 64, "seconds": 0.0, "command": "zoo sweep"}
+    table = markdown_table(rows, meta)
+    assert "| KL per block | KL of the first block |" in table.splitlines()[0]
+    assert f"{rows[0]['kl_per_block'][0]:.2f}, {rows[0]['kl_per_block'][1]:.2f}" in table
+    write_table(rows, tmp_path, meta)
+    plot(rows, tmp_path, meta)
+    assert (tmp_path / "series.png").stat().st_size > 1000 and (tmp_path / "sweep.png").is_file()
+    assert "kl_per_block" in (tmp_path / "sweep.csv").read_text().splitlines()[0]
+    row = {**rows[0], "model": "blocks", "family": "vae", "obtained": "built here", "rate_kind": "exact KL"}
+    md = format_table({"data": "tensor", "split": "test", "mi_split": "train", "models": [row]})
+    assert "| declared series |" in md and f"KL per block (first dimensions first): {row['kl_per_block'][0]:.2f}" in md
+    assert f"- blocks: KL of the first block: {row['kl_first_block']:.3g}" in md
+
+
+def test_a_declaration_that_does_not_fit_is_named(fresh_registry, make_card):
+    from zoo.assemble import build_model
+    from zoo.contracts import results_of
+    from zoo.errors import ContractError
+
+    class FlatBlocks(BlockPrior):  # declares a series but returns one value per image
+        results = (Series("kl_first_block", "KL of the first block"),)
+
+    class Untyped(BlockPrior):
+        results = ("kl_per_block",)
+
+    fresh_registry.add_plugin(_plugin("flat", register_priors=lambda register: register("flat", FlatBlocks)))
+    model = build_model(make_card(prior={"name": "flat"}))
+    with pytest.raises(ContractError, match=r"prior 'flat' from .* of 'tiny' declares Series 'kl_first_block'.*\[B, K\]"):
+        zoo.diagnose(model, torch.rand(8, 1, 8, 8), iwae_k=0)
+    with pytest.raises(ContractError, match=r"Untyped.results must be a tuple of zoo.contracts.Series / Term"):
+        results_of(Untyped)
+    with pytest.raises(ValueError, match="Term 'rate': the name is one of the ELBO's own terms"):
+        Term("rate", "the rate again")
+    with pytest.raises(ValueError, match="Series 'a b'|name must be an identifier"):
+        Series("a b", "spaced")

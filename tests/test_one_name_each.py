@@ -22,7 +22,7 @@ def test_the_concrete_likelihoods_have_their_own_names_and_the_old_ones_still_im
     assert type(obs) is lk.ElementwiseObservation and c.missing_members(obs, c.Observation) == []
     assert obs.log_prob(torch.ones(2, 1, 2, 2)).tolist() == pytest.approx([4 * math.log(0.5)] * 2)
     # the built-in decoders annotate what they return with the protocol, not the concrete class
-    for path in ("plugins/decoders.py", "plugins/gmm.py"):
+    for path in ("plugins/basic/decoders.py", "plugins/mixtures/gmm.py"):
         tree = ast.parse((ROOT / path).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "zoo.likelihoods"
                  for a in n.names}

@@ -12,9 +12,11 @@ into ``OUT/runs/NAME`` (reused when already there), then measured with the same 
 and ``zoo evaluate``:
 
   bits/dim      the negative ELBO (a bound on -log2 p(x) per dimension) with its SE, on ``split``
-  rate          E KL(q(z|x)||p(z)) (for a diffusion model L_T + sum L_{t-1}, an upper bound)
+  rate          E KL(q(z|x)||p(z)) (for a diffusion model its variational bound: an upper bound)
   I_q bracket   paired lower / leave-one-out upper bound on ``mi_split`` (more images: a higher log N ceiling)
-  active units  Cov_x E_q[z_d] > 0.01 (Burda et al. 2015); KL per layer for a hierarchical VAE
+  active units  Cov_x E_q[z_d] > 0.01 (Burda et al. 2015)
+  declared      the results the model's components declare (zoo.contracts.Series / Term: KL per layer, per-step
+                bound terms, ...): short series in the table, the others in the notes below it
   FID, P/R      torch-fidelity on the data set's feature network (zoo.quality), mean +- SE over ``seeds``
                 sample draws, against the split in the models' own space (zoo.quality.seeds)
   I(x_0; x_t)   for a pixel diffusion model, over t, with the same estimator (zoo.forward_information)
@@ -35,7 +37,7 @@ from zoo.store.atomic import write_atomic
 
 COLUMNS = ("model", "family", "obtained", "bpd", "bpd_se", "nll_bpd", "nll_kind", "rate", "rate_se", "rate_kind",
            "mi_lower", "mi_lower_se", "mi_upper", "mi_saturated", "mi_log_n", "active_units", "latent_dims",
-           "kl_per_layer", "fid", "fid_se", "precision", "precision_se", "recall", "recall_se", "quality_features",
+           "declared_results", "fid", "fid_se", "precision", "precision_se", "recall", "recall_se", "quality_features",
            "information_curve", "space")
 
 
@@ -82,7 +84,11 @@ def measure(model, data: str, *, split: str = "test", mi_split: str = "train", q
         "nll_bpd": report.get("nll_bpd"), "nll_kind": report.get("nll_kind"),
         "rate": report.get("rate"), "rate_se": report.get("rate_se"), "rate_kind": report.get("rate_kind"),
         "active_units": report.get("active_units"), "latent_dims": report.get("latent_dims"),
-        "kl_per_layer": report.get("kl_per_layer"), "n": report.get("n"), "seed": report.get("seed")}
+        "n": report.get("n"), "seed": report.get("seed")}
+    for result in c.declared_results(report):  # per-layer KL, per-step terms, ...: whatever the model declares
+        row.update({result.name: report[result.name], f"{result.name}_se": report.get(f"{result.name}_se")})
+    if report.get("declared_results"):
+        row["declared_results"] = report["declared_results"]
     if report.get("mutual_information") is not None:
         mi = diagnose(model, data, split=mi_split, iwae_k=0)
         row.update({"mi_lower": mi["mutual_information"], "mi_lower_se": mi.get("mutual_information_se"),
@@ -279,8 +285,18 @@ def _pm(r: dict[str, Any], key: str, spec: str = ".2f") -> str:
     return format(r[key], spec) + (f" +- {se:.2g}" if se is not None else "")
 
 
+def _short_series(row: dict[str, Any]) -> list:
+    """The declared series of a row that fit a table cell: every item evaluated, at most SHORT_SERIES of them."""
+    from zoo.diagnostics import SHORT_SERIES
+
+    return [s for s in c.declared_results(row) if isinstance(s, c.Series) and len(row[s.name]) <= SHORT_SERIES
+            and all(v is not None for v in row[s.name])]
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The Markdown of a compare result: one table per data space, its baseline rows and its floor."""
+    from zoo.diagnostics import format_result
+
     split, mi_split = result["split"], result["mi_split"]
     spaces = result.get("spaces") or [{"space": result["data"], "label": result["data"], "baselines": [],
                                        "floor": {}, "models": result["models"]}]
@@ -297,13 +313,14 @@ def format_table(result: dict[str, Any]) -> str:
         lines += [f"## {sp['label']}", "",
                   f"log N of the I_q bounds = {_f(log_n, '.2f')}.", "",
                   f"| model | family | -ELBO bits/dim (+- SE) [{split}] | NLL bits/dim | rate nats | I_q(x;z) "
-                  f"[lower +- SE, upper] [{mi_split}] | active units | KL per layer (bottom first) | FID | "
+                  f"[lower +- SE, upper] [{mi_split}] | active units | declared series | FID | "
                   "precision / recall |",
                   "|---|---|---:|---:|---:|---|---:|---|---:|---|"]
         for r in models:
             rate = f"{_f(r.get('rate'))}" + (" (upper bound)" if r.get("rate_kind") == "upper bound" else "")
             au = f"{r['active_units']} / {r['latent_dims']}" if r.get("active_units") is not None else "n/a"
-            layers = ", ".join(f"{v:.2f}" for v in r["kl_per_layer"]) if r.get("kl_per_layer") else ""
+            layers = "; ".join(f"{s.label}{f' ({s.note})' if s.note else ''}: " + ", ".join(f"{v:.2f}" for v in r[s.name])
+                               for s in _short_series(r))
             lines.append(f"| {r['model']} | {r['family']} | {_f(r.get('bpd'), '.3f')} +- {_f(r.get('bpd_se'), '.3f')} | "
                          f"{_f(r.get('nll_bpd'), '.3f')} ({r.get('nll_kind')}) | {rate} | {_mi_cell(r)} | {au} | "
                          f"{layers} | {_pm(r, 'fid')} | {_pm(r, 'precision')} / {_pm(r, 'recall')} |")
@@ -320,6 +337,11 @@ def format_table(result: dict[str, Any]) -> str:
                          f"nats on [{b['split']}]" + (f" ({b['note']})" if b.get("note") else "") + ".")
         if floor.get("floor"):
             lines.append(f"- floor: {floor['floor']}.")
+        for r in models:
+            short = _short_series(r)
+            for declared in c.declared_results(r):
+                if declared not in short:
+                    lines.append(f"- {r['model']}: {format_result(declared, r)}.")
         for r in models:
             if r.get("learned_information"):
                 lines.append(f"- learned information of {r['model']}: {_learned_cell(r['learned_information'])}.")

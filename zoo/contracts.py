@@ -72,6 +72,18 @@ Optional, any component
     ``notes: dict``         (posteriors and priors) why a diagnostic is not available or how it is
                             estimated for this component, by key ``mi``, ``nll``, ``kl_per_dim``,
                             ``active_units`` (added to ``zoo diagnose``'s estimator texts)
+    ``results: tuple``      (priors, encoders, decoders) the extra results it adds to the ELBO terms' ``extras``,
+                            each a :class:`Series` (per layer, per step: ``[B, K]``) or a :class:`Term` (``[B]``):
+                            diagnose reports, prints and plots them, compare and sweep tabulate them, by the
+                            declaration alone (see :func:`results_of`)
+
+Declared attributes the core reads (one line each in :data:`ATTRIBUTES`, and in README's contract table)
+    ``test_shapes``, ``test_args``, ``zoo_test_components`` (any component's class): what the conformance kit
+                            (zoo.testing) builds it with
+    ``parameter_count``     (DeclaredSize, a component's class) its size from the card's arguments (zoo.sizeguard)
+    ``config: dict``        (a bring-your-own ``nn.Module``, ``zoo.build``) its constructor arguments, written into
+                            the card so the reloaded model is rebuilt with them
+    ``data_space: str``     (likelihood) ``binarised``, ``8-bit`` or ``continuous``: the data space it scores
 
 Training objectives (card ``zoo.objective: {name: NAME, ...}``, registered with ``register_objectives``)
     Objective               ``objective(model, x) -> (loss, ELBO terms)``; absent or ``elbo``: the built-in
@@ -80,7 +92,9 @@ Training objectives (card ``zoo.objective: {name: NAME, ...}``, registered with 
                             with optimisers of their own, stepped after the main one on the same batch
                             (FactorVAE's discriminator, PIWAE's inference network)
 
-Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, PriorFitter, Sampler, DataSource, Command.
+Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, PriorFitter (returns a FittedPrior), Sampler
+(its options are SamplerOption), DataSource (optional ``factors``, ``label_names``, and ``hub_id``, ``title``,
+``homepage``, ``notes`` as :class:`zoo.data.EmbeddedDataset` has them), Command.
 """
 from __future__ import annotations
 
@@ -94,11 +108,13 @@ __all__ = [
     "Posterior", "Observation", "Likelihood", "ParametricLikelihood", "FittableLikelihood", "Encoder", "Decoder",
     "Prior", "ClosedFormEntropy", "PerDimLogProb", "AggregatePosterior", "PerDimAggregatePosterior",
     "EnumerablePosterior", "Codebook", "Detachable", "DiagonalCovariance",
-    "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport", "Denoiser", "Binds",
+    "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport",
+    "GaussianForwardProcess", "Denoiser", "Binds", "DeclaredSize",
     "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource", "Objective",
-    "CoupledObjective",
+    "CoupledObjective", "Series", "Term",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
-    "posterior_type", "notes_of", "manifold_of", "factors_of", "label_names_of", "NOTE_KEYS", "MANIFOLDS", "REQUIRED",
+    "posterior_type", "notes_of", "manifold_of", "factors_of", "label_names_of", "results_of", "declared_results",
+    "result_record", "NOTE_KEYS", "MANIFOLDS", "REQUIRED", "ATTRIBUTES",
 ]
 
 
@@ -441,6 +457,137 @@ class CoupledObjective(Protocol):
 
     def coupled_loss(self, name: str, model: Any, x: Tensor) -> Tensor:
         """The scalar loss optimiser ``name`` minimises on the same batch, stepped after the main step."""
+
+
+# ------------------------------------------------------------------------ results a component declares
+
+RESERVED_RESULT_NAMES = ("elbo", "distortion", "rate", "n")
+
+
+@dataclass(frozen=True)
+class Term:
+    """A per-image scalar a component adds to the ELBO terms' ``extras[name]`` (``[B]``, in ``unit``).
+
+    ``zoo diagnose`` reports its mean and standard error over the N images (``report[name]``, ``report[name +
+    "_se"]``) and prints it as ``label``; ``total`` names the reported term (``"rate"``, ...) that the declared
+    parts with the same ``total`` add up to, where they do."""
+
+    name: str
+    label: str
+    unit: str = "nats"
+    total: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_result(self)
+
+
+@dataclass(frozen=True)
+class Series:
+    """Per-index results a component adds to the ELBO terms' ``extras[name]``: ``[B, K]``, one value per image
+    and item (a layer, a diffusion step), in ``unit``.
+
+    When only some items are evaluated for an image (a sub-sampled sum), ``extras[name + "_count"]`` ``[B, K]``
+    is 1 where item k was evaluated for that image and 0 elsewhere.  ``zoo diagnose`` reports each item's mean
+    over the images it was evaluated on (``report[name]``, a list, None where it never was) and its standard
+    error (``report[name + "_se"]``); prints, plots (one panel per series), compares and sweeps it by these
+    fields alone.
+
+    ``label`` what the series is (``"KL per layer"``); ``index`` the symbol of one item (``"t"``, ``"layer"``)
+    and ``items`` their plural noun (``"steps"``, ``"layers"``); ``start`` the index of the first item;
+    ``log_scale`` plot the values on a log axis; ``total`` the reported term the items (with the declared
+    Terms of the same ``total``) add up to, e.g. ``"rate"``; ``note`` one phrase on the ordering or meaning
+    of the index (``"bottom layer first"``), shown beside the label and on the plot's axis."""
+
+    name: str
+    label: str
+    index: str = "index"
+    items: str = "items"
+    start: int = 1
+    unit: str = "nats"
+    log_scale: bool = False
+    total: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check_result(self)
+        if isinstance(self.start, bool) or not isinstance(self.start, int):
+            raise ValueError(f"Series {self.name!r}: start must be an integer, got {self.start!r}")
+
+
+def _check_result(result: Any) -> None:
+    kind = type(result).__name__
+    if not isinstance(result.name, str) or not result.name.isidentifier():
+        raise ValueError(f"{kind}: name must be an identifier (its extras key), got {result.name!r}")
+    if result.name in RESERVED_RESULT_NAMES or result.name.endswith(("_se", "_count")):
+        raise ValueError(f"{kind} {result.name!r}: the name is one of the ELBO's own terms "
+                         f"{list(RESERVED_RESULT_NAMES)} or ends in _se / _count (kept for its standard error "
+                         f"and evaluation counts)")
+    for field_name in ("label", "unit"):
+        if not isinstance(getattr(result, field_name), str) or not getattr(result, field_name):
+            raise ValueError(f"{kind} {result.name!r}: {field_name} must be a non-empty string, "
+                             f"got {getattr(result, field_name)!r}")
+    if result.total is not None and not isinstance(result.total, str):
+        raise ValueError(f"{kind} {result.name!r}: total must be the name of a reported term or None, "
+                         f"got {result.total!r}")
+
+
+def results_of(component: Any) -> tuple[Series | Term, ...]:
+    """The extra results a component (or its class) declares in ``results``: () when it declares none.
+    Anything but a tuple or list of Series / Term is a ContractError naming the component's class."""
+    value = getattr(component, "results", ())
+    if value is None:
+        return ()
+    if isinstance(value, (tuple, list)) and all(isinstance(r, (Series, Term)) for r in value):
+        names = [r.name for r in value]
+        if len(set(names)) == len(names):
+            return tuple(value)
+    from zoo.errors import ContractError
+
+    cls = component if isinstance(component, type) else type(component)
+    raise ContractError(f"{cls.__module__}.{cls.__qualname__}.results must be a tuple of zoo.contracts.Series / "
+                        f"Term with distinct names, got {value!r}")
+
+
+def result_record(result: Series | Term) -> dict[str, Any]:
+    """A declaration as plain data (``kind`` plus its fields), as diagnose stores it in
+    ``report["declared_results"]`` so that saved reports format and plot as the live ones do."""
+    from dataclasses import asdict
+
+    return {"kind": type(result).__name__.lower(), **asdict(result)}
+
+
+def declared_results(report: Mapping[str, Any]) -> list[Series | Term]:
+    """The declarations a diagnose report carries (``report["declared_results"]``), whose values it holds."""
+    out: list[Series | Term] = []
+    for record in report.get("declared_results") or ():
+        fields = {k: v for k, v in record.items() if k != "kind"}
+        result = Series(**fields) if record.get("kind") == "series" else Term(**fields)
+        if report.get(result.name) is not None:
+            out.append(result)
+    return out
+
+
+# Every attribute the core reads from a plugin's component beside the protocols' members, one line each
+# (README's contract table lists the same; tests/test_contracts.py checks both).
+ATTRIBUTES: dict[str, str] = {
+    "exact": "prior: False when log_prob is a (stochastic) lower bound on log p(z) (is_exact)",
+    "fixed": "posterior: True for a parameter-free noising process (is_fixed)",
+    "estimator": "prior: how its rate is estimated, printed by diagnose (rate_estimator)",
+    "samplers": "prior: names of registered samplers that draw from it (declared_samplers)",
+    "manifold": "prior: 'sphere' when z lies on the unit sphere (manifold_of)",
+    "family": "any component: a family tag for the Hub card (family_of)",
+    "posterior_type": "encoder: the class forward returns, for checks at build time (posterior_type)",
+    "notes": "posterior, prior: why a diagnostic is not available or how it is estimated (notes_of)",
+    "results": "prior, encoder, decoder: the Series / Term it adds to the ELBO extras (results_of)",
+    "test_shapes": "any component's class: latent_shape / data_shape for the conformance kit (zoo.testing)",
+    "test_args": "any component's class: small constructor arguments for the conformance kit (zoo.testing)",
+    "zoo_test_components": "any component's class: the partner components the kit builds it with (zoo.testing)",
+    "parameter_count": "any component's class: its size from the card's arguments, DeclaredSize (zoo.sizeguard)",
+    "config": "a bring-your-own nn.Module (zoo.build): its constructor arguments, written into the card",
+    "data_space": "likelihood: 'binarised', '8-bit' or 'continuous', the data space it scores (zoo.data_space)",
+    "factors": "data source: names of its known generative factors (factors_of)",
+    "label_names": "data source: names of its label classes (label_names_of)",
+}
 
 
 # -------------------------------------------------------------------------------------- queries

@@ -100,6 +100,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
         data = data[n_fit:]
         evaluation = dataset_elbo(model, data, batch_size=batch_size, keep_posteriors=True)
         report = _bound_terms(model, evaluation)
+        _declared(model, report, evaluation)
         if factors is not None:
             report.update(disentanglement(evaluation.posteriors, factors.take(slice(n_fit, None))))
         report.update(codebook_usage(evaluation.posteriors))
@@ -248,6 +249,43 @@ def _mean_se(values: Tensor) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"))
 
 
+def _item_means(values: Tensor, counts: Tensor | None) -> tuple[list, list]:
+    """Per item k of ``values`` ``[N, K]``: the mean over the rows where ``counts[:, k] > 0`` (every row when
+    ``counts`` is None) and its standard error; None where no row (mean) or fewer than two (SE) evaluated it."""
+    v = values.double()
+    w = torch.ones_like(v) if counts is None else (counts > 0).double()
+    m = w.sum(0)
+    mean = (v * w).sum(0) / m.clamp(min=1)
+    var = ((v - mean).pow(2) * w).sum(0) / (m - 1).clamp(min=1)
+    se = (var / m.clamp(min=1)).sqrt()
+    return ([float(a) if k > 0 else None for a, k in zip(mean, m)],
+            [float(a) if k > 1 else None for a, k in zip(se, m)])
+
+
+def _declared(model: LatentModel, report: dict[str, Any], evaluation: Evaluation) -> None:
+    """The extra results the model's components declare (zoo.contracts.Series / Term) and whose values the ELBO
+    terms carried, recorded in ``report["declared_results"]``; a declaration whose values have the wrong shape
+    is a ContractError naming the component and the result."""
+    from zoo.errors import ContractError
+
+    records = []
+    for kind in ("encoder", "decoder", "prior"):
+        part = getattr(model, kind)
+        for result in c.results_of(part):
+            value = evaluation.terms.get(result.name)
+            if value is None:
+                continue
+            want = 2 if isinstance(result, c.Series) else 1
+            if value.dim() != want:
+                who = getattr(model, "sources", {}).get(kind, type(part).__name__)
+                raise ContractError(f"the {kind} {who} of {model.name!r} declares "
+                                    f"{type(result).__name__} {result.name!r}, whose extras must be "
+                                    f"{'[B, K]' if want == 2 else '[B]'}; got shape {list(value.shape)} for N images")
+            records.append(c.result_record(result))
+    if records:
+        report["declared_results"] = records
+
+
 def _fit_count(n: int, fit_points: int | None) -> int:
     """How many of the n images fit the likelihood's parameters (the rest are evaluated)."""
     if fit_points is None:
@@ -277,17 +315,16 @@ def _per_channel(model: LatentModel, report: dict[str, Any], kl: Tensor | None, 
 def _bound_terms(model: LatentModel, evaluation: DatasetELBO) -> dict[str, Any]:
     n = evaluation.n
     report: dict[str, Any] = {"n": n}
-    for key, value in evaluation.terms.items():
+    terms = evaluation.terms
+    for key, value in terms.items():
+        if key.endswith("_count") and key[:-6] in terms:
+            continue  # where each item of a series was evaluated (zoo.contracts.Series): used below
         if value.dim() == 1:  # a per-image term: its mean and the standard error over the N images
             report[key], report[f"{key}_se"] = _mean_se(value)
-            continue
-        mean = value.double().sum(0) / n
-        report[key] = float(mean) if mean.dim() == 0 else mean.tolist()
-    for key in [k for k in report if k.endswith("_count") and k[:-6] in report]:
-        # per-index extras computed on some rows only (e.g. DDPM's L_t at sub-sampled timesteps):
-        # the mean over the rows where each index was computed, None where it never was
-        counts = report.pop(key)
-        report[key[:-6]] = [v / c_ if c_ > 0 else None for v, c_ in zip(report[key[:-6]], counts)]
+        elif value.dim() == 2:  # a series [N, K]: each item's mean and SE over the images it was evaluated on
+            report[key], report[f"{key}_se"] = _item_means(value, terms.get(f"{key}_count"))
+        else:
+            report[key] = (value.double().sum(0) / n).tolist()
     estimator = c.rate_estimator(model.prior)
     if estimator:
         report["rate_estimator"] = estimator
@@ -672,17 +709,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  KL per latent dim (nats): [{kl}{', ...' if len(report['kl_per_dim']) > 64 else ''}]")
     elif report.get("kl_per_dim_note"):
         lines.append(f"  KL per latent dim: {report['kl_per_dim_note']}")
-    for key, value in report.items():
-        if key.startswith("kl_layer") or key == "kl_per_layer":
-            lines.append(f"  {key}: {value}")
-    if isinstance(report.get("L_t"), list):
-        curve = [(t, v) for t, v in enumerate(report["L_t"]) if v is not None]
-        if curve:
-            picks = [curve[round(i * (len(curve) - 1) / 7)] for i in range(min(8, len(curve)))]
-            lines.append(f"  per-timestep terms L_t (nats; {len(curve)} of {len(report['L_t'])} steps evaluated): "
-                         + ", ".join(f"t={t + 1}: {v:.3g}" for t, v in dict(picks).items()))
-        if isinstance(report.get("L_T"), float):
-            lines.append(f"  prior term L_T = KL(q(x_T|x_0)||N(0,I)): {report['L_T']:.3g} nats")
+    for result in c.declared_results(report):
+        lines.append(f"  {format_result(result, report)}")
     li = report.get("learned_information")
     if li:
         lines.append(f"  learned information I(x; z_snr) (I-MMSE on the model's denoiser, nats): "
@@ -706,3 +734,33 @@ def format_report(report: dict[str, Any]) -> str:
 
     lines.append(verdict(report))
     return "\n".join(lines)
+
+
+SHORT_SERIES = 16  # a series of at most this many items, all evaluated, is printed in full
+
+
+def format_result(result: c.Series | c.Term, report: dict[str, Any], picks: int = 8) -> str:
+    """One line for a declared result (zoo.contracts.Series / Term) of a diagnose report: a term with its SE,
+    a short series in full (with its sum beside the reported term it adds up to), a long or sub-sampled one
+    at ``picks`` evaluated items spread over its length."""
+    value = report.get(result.name)
+    if isinstance(result, c.Term):
+        se = report.get(f"{result.name}_se")
+        pm = f" +- {se:.2g}" if isinstance(se, float) and math.isfinite(se) else ""
+        return f"{result.label}: {value:.3g}{pm} {result.unit}"
+    name = "" if result.name in result.label else f" [{result.name}]"
+    note = f"; {result.note}" if result.note else ""
+    points = [(result.start + i, v) for i, v in enumerate(value) if v is not None]
+    if len(points) == len(value) and len(value) <= SHORT_SERIES:
+        text = (f"{result.label}{name} ({result.unit}; {result.index} {result.start}..{result.start + len(value) - 1}"
+                f"{note}): [{', '.join(f'{v:.4g}' for v in value)}]")
+        total = report.get(result.total) if result.total else None
+        if isinstance(total, float):
+            parts = sum(report[r.name] for r in c.declared_results(report)
+                        if isinstance(r, c.Term) and r.total == result.total)
+            text += f"; sum {sum(value) + parts:.4g} (the {result.total}: {total:.4g})"
+        return text
+    shown = dict(points[round(i * (len(points) - 1) / (picks - 1))] for i in range(min(picks, len(points)))) \
+        if len(points) > 1 else dict(points)
+    return (f"{result.label}{name} ({result.unit}; {len(points)} of {len(value)} {result.items} evaluated{note}): "
+            + ", ".join(f"{result.index}={i}: {v:.3g}" for i, v in shown.items()))

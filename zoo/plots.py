@@ -1,40 +1,57 @@
 """Figures of a ``diagnose`` report (PNG, matplotlib's Agg backend): ``plot_report(report, path)``.
 
-What the report holds decides the figure: a diffusion model's per-timestep bound terms L_t (log
-scale), else the KL of each latent dimension (and of each layer for hierarchical models) with the
-active-unit threshold of Burda et al. (2015) marked on the posterior-mean variances.
+What the report holds decides the figure: one panel per series the model's components declare
+(zoo.contracts.Series: per-layer KL, per-step bound terms, ...; bars for a few items, a curve for many,
+on a log axis where the declaration asks), then the KL of each latent dimension and the posterior-mean
+variances against the active-unit threshold of Burda et al. (2015).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from zoo import contracts as c
 from zoo.store.atomic import save_atomic
+
+BARS = 16  # a series of at most this many items is drawn as bars (+- 2 SE), a longer one as a curve
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write the figure that fits ``report`` to ``path``; raise ValueError if it has nothing to draw."""
-    if isinstance(report.get("L_t"), list):
-        return plot_bound_curve(report, path)
-    if report.get("kl_per_dim") or report.get("posterior_mean_variance"):
-        return plot_latent_units(report, path)
-    raise ValueError("the report has neither per-timestep terms (L_t) nor per-dimension terms to plot")
-
-
-def plot_bound_curve(report: dict[str, Any], path: str | Path) -> Path:
-    """The per-timestep bound terms L_t of a diffusion model (``report["L_t"]``), log scale."""
+    series = [r for r in c.declared_results(report) if isinstance(r, c.Series)]
+    kl, var = report.get("kl_per_dim") or [], report.get("posterior_mean_variance") or []
+    panels = len(series) + bool(kl) + bool(var)
+    if not panels:
+        raise ValueError("the report has neither declared series (zoo.contracts.Series) nor per-dimension terms "
+                         "to plot")
     plt = _pyplot()
-    pts = [(t, v) for t, v in enumerate(report.get("L_t") or []) if v is not None]
-    if not pts:
-        raise ValueError("the report has no per-timestep terms 'L_t' (not a diffusion model's report?)")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([t + 1 for t, _ in pts], [max(v, 1e-6) for _, v in pts], ".-", ms=3)
-    ax.set_xlabel("paper timestep t (term L_(t-1) = KL at step t -> t-1)")
-    ax.set_ylabel("nats per image")
-    ax.set_yscale("log")
-    prior = f", L_T = {report['L_T']:.3g}" if isinstance(report.get("L_T"), float) else ""
-    ax.set_title(f"{report.get('model', '')}: per-timestep bound terms{prior}", fontsize=9)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.4), squeeze=False)
+    axes = list(axes[0])
+    for result in series:
+        _series_panel(axes.pop(0), result, report)
+    if kl:
+        _kl_panel(axes.pop(0), kl)
+    if var:
+        _variance_panel(axes.pop(0), var, report)
+    fig.suptitle(_title(report), fontsize=9)
     return _save(fig, path)
+
+
+def plot_series(report: dict[str, Any], path: str | Path) -> Path:
+    """One panel per declared series of ``report`` (zoo.contracts.Series), e.g. a diffusion model's per-step bound
+    terms or a hierarchical VAE's KL per layer; raise ValueError when it declares none."""
+    series = [r for r in c.declared_results(report) if isinstance(r, c.Series)]
+    if not series:
+        raise ValueError("the report declares no series (zoo.contracts.Series) to plot")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(series), figsize=(6 * len(series), 3.5), squeeze=False)
+    for ax, result in zip(axes[0], series):
+        _series_panel(ax, result, report)
+    fig.suptitle(_title(report), fontsize=9)
+    return _save(fig, path)
+
+
+plot_bound_curve = plot_series  # the name under which zoo_plugins.diffusion re-exports the per-step curve
 
 
 def plot_latent_units(report: dict[str, Any], path: str | Path) -> Path:
@@ -45,23 +62,57 @@ def plot_latent_units(report: dict[str, Any], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
     axes = list(axes[0])
     if kl:
-        ax = axes.pop(0)
-        ax.bar(range(len(kl)), kl)
-        ax.set_xlabel("latent dimension d")
-        ax.set_ylabel("KL(q(z_d|x) || p(z_d))  [nats]")
-        layers = report.get("kl_per_layer")
-        ax.set_title("KL per dimension" + (f"; per layer {[round(v, 2) for v in layers]}" if layers else ""), fontsize=9)
+        _kl_panel(axes.pop(0), kl)
     if var:
-        ax = axes.pop(0)
-        ax.bar(range(len(var)), [max(v, 1e-8) for v in var])
-        ax.axhline(report.get("active_threshold", 0.01), color="k", ls="--", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("latent dimension d")
-        ax.set_ylabel("Cov_x E_q[z_d]")
-        ax.set_title(f"active units: {report.get('active_units')} / {report.get('latent_dims')} (above the line)",
-                     fontsize=9)
+        _variance_panel(axes.pop(0), var, report)
     fig.suptitle(f"{report.get('model', '')} on {report.get('data', '')}", fontsize=10)
     return _save(fig, path)
+
+
+def _title(report: dict[str, Any]) -> str:
+    """The model and data, and the declared scalar terms (zoo.contracts.Term) with their values."""
+    terms = [f"{r.label} = {report[r.name]:.3g} {r.unit}" for r in c.declared_results(report)
+             if isinstance(r, c.Term) and isinstance(report.get(r.name), float)]
+    return "; ".join([f"{report.get('model', '')} on {report.get('data', '')}", *terms])
+
+
+def _series_panel(ax, result: c.Series, report: dict[str, Any]) -> None:
+    values = report[result.name]
+    pts = [(result.start + i, v) for i, v in enumerate(values) if v is not None]
+    if not pts:
+        raise ValueError(f"the report's series {result.name!r} has no evaluated item to plot")
+    xs = [i for i, _ in pts]
+    ys = [max(v, 1e-6) if result.log_scale else v for _, v in pts]
+    if len(values) <= BARS:
+        ses = report.get(f"{result.name}_se") or [None] * len(values)
+        err = [ses[i - result.start] or 0.0 for i in xs]
+        ax.bar(xs, ys, yerr=[2 * e for e in err], capsize=3)
+        ax.set_xticks(xs)
+    else:
+        ax.plot(xs, ys, ".-", ms=3)
+    if result.log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel(f"{result.index} ({result.note})" if result.note else result.index)
+    ax.set_ylabel(f"{result.unit} per image")
+    evaluated = "" if len(pts) == len(values) else f" ({len(pts)} of {len(values)} {result.items} evaluated)"
+    ax.set_title(f"{result.label}{evaluated}" + (" (+- 2 SE)" if len(values) <= BARS else ""), fontsize=9)
+
+
+def _kl_panel(ax, kl: list[float]) -> None:
+    ax.bar(range(len(kl)), kl)
+    ax.set_xlabel("latent dimension d")
+    ax.set_ylabel("KL(q(z_d|x) || p(z_d))  [nats]")
+    ax.set_title("KL per dimension", fontsize=9)
+
+
+def _variance_panel(ax, var: list[float], report: dict[str, Any]) -> None:
+    ax.bar(range(len(var)), [max(v, 1e-8) for v in var])
+    ax.axhline(report.get("active_threshold", 0.01), color="k", ls="--", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("latent dimension d")
+    ax.set_ylabel("Cov_x E_q[z_d]")
+    ax.set_title(f"active units: {report.get('active_units')} / {report.get('latent_dims')} (above the line)",
+                 fontsize=9)
 
 
 def _pyplot():

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import ClosedFormEntropy, Observation, SamplerOption, has
+from zoo.contracts import ClosedFormEntropy, Observation, SamplerOption, Series, Term, has
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import SignedUnitLikelihood
@@ -172,6 +172,10 @@ class DDPMPrior(nn.Module):
     exact = False  # log_prob is the variational bound
     family = "diffusion"
     samplers = ("ddim",)  # zoo sample --steps S --eta E; model.sample(n, sampler="ddim", steps=S)
+    # what infer() adds to the ELBO terms (diagnose prints and plots them): the per-step curve and the prior term
+    results = (Series("L_t", "per-timestep terms L_t", index="t", items="steps", log_scale=True,
+                      note="paper timestep: term L_(t-1) = KL at step t -> t-1"),
+               Term("L_T", "prior term L_T = KL(q(x_T|x_0)||N(0,I))"))
     test_shapes = {"latent_shape": (1, 8, 8), "data_shape": (1, 8, 8)}
     test_args = {"unet": "digits-8x8", "timesteps": 20, "eval_timesteps": 4}
 

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.contracts import ClosedFormEntropy, SamplerOption, has
+from zoo.contracts import ClosedFormEntropy, SamplerOption, Term, has
 from zoo.distributions import LOG_2PI, sum_event
 from zoo.errors import ShapeError
 from zoo.likelihoods import SignedUnitLikelihood
@@ -188,6 +188,10 @@ class VDMPrior(nn.Module):
     exact = False  # log_prob / the rate is a variational bound
     family = "diffusion"
     samplers = ("vdm",)
+    # the parts of the bound infer() adds to the ELBO terms (diagnose prints them); pixel model: rate = the first two
+    results = (Term("L_prior", "prior term L_prior = KL(q(z_1|x)||N(0,I))"),
+               Term("L_diffusion", "diffusion term L_diffusion (VDM eq. 17; eq. 13 with timesteps)"),
+               Term("L_0", "reconstruction term L_0 of z given z_0 (latent VDM, closed form)"))
     test_shapes = {"latent_shape": (1, 4, 4), "data_shape": (1, 4, 4)}
     test_args = {"parameterization": "eps", "hidden": 32, "blocks": 1, "eval_times": 2, "sample_steps": 8}
 

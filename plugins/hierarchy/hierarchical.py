@@ -16,7 +16,7 @@ Latent layers z_1 (bottom, next to x) .. z_L (top), stored side by side in one f
 
 The rate is sum_l E_q KL(q(z_l|z_{l+1},x) || p(z_l|z_{l+1})), each term in closed form given the
 sampled z_{l+1}; ``prior.infer`` returns it with the per-layer terms as ``extras["kl_per_layer"]``
-([B, L], bottom layer first), which ``zoo diagnose`` reports.
+([B, L], bottom layer first), declared in ``results`` (a zoo.contracts.Series), which ``zoo diagnose`` reports.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from zoo.contracts import PerDimLogProb, has
+from zoo.contracts import PerDimLogProb, Series, has
 from zoo.distributions import LOG_2PI, DiagGaussian, gaussian_kl
 
 from zoo_plugins.basic.layers import activation as act_layer
@@ -52,6 +52,8 @@ class LadderPrior(nn.Module):
 
     exact = True
     family = "hierarchical-vae"
+    results = (Series("kl_per_layer", "KL per layer", index="layer", items="layers", total="rate",
+                      note="bottom layer first"),)
 
     def __init__(self, *, latent_shape, data_shape=None, layers: list[int] | None = None,
                  hidden: int = 64, activation: str = "elu", min_log_scale: float = -6.0):

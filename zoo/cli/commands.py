@@ -352,7 +352,8 @@ def add_diagnose(sub) -> None:
                    help="split of the I_q terms (I_q, marginal KL, total correlation): 'auto' (default: --split's, "
                         "or the train split's more points when --split's I_q is saturated), 'same', or a split name")
     p.add_argument("--json", action="store_true", help="the report as JSON")
-    p.add_argument("--plot", metavar="PNG", help="also draw the L_t curve (diffusion) or KL per dimension / active units")
+    p.add_argument("--plot", metavar="PNG", help="also draw the series the model declares (per-step bound terms, KL per layer, ...) "
+                                                      "and KL per dimension / active units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--trust-modules", action="store_true", help="allow a run whose card names its own Python "
                                                                 "classes (bring your own module) to import them")

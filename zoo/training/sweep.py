@@ -9,6 +9,8 @@ every run with ``diagnose`` (the true ELBO, beta = 1) and writes into ``out``:
   rate_distortion.png         the rate-distortion curve, each point labelled with its beta
   mi_active_units.png         I_q(x;z) and active units against beta
   mig.png                     on data with known factors (zoo:shapes): MIG against beta, per factor
+  series.png                  for a model whose components declare short series (zoo.contracts.Series, e.g.
+                              KL per layer): each item against beta
   sweep.png                   both panels side by side (the README's figure)
   beta-<b>/                   each trained run (weights, config, card with results)
 """
@@ -31,8 +33,21 @@ COLUMNS = [("beta", "beta"), ("elbo", "ELBO"), ("distortion", "distortion"), ("r
 
 
 def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The table's columns: MIG only when the data has known factors (some row measured it)."""
-    return [(k, label) for k, label in COLUMNS if k != "mig" or any(r.get("mig") is not None for r in rows)]
+    """The table's columns: MIG only when the data has known factors (some row measured it); then one per result
+    the model declares (zoo.contracts.Term, and Series short enough for a cell), before the timing columns."""
+    base = [(k, label) for k, label in COLUMNS if k != "mig" or any(r.get("mig") is not None for r in rows)]
+    declared = [(r.name, r.label) for r in _declared(rows)]
+    return base[:-2] + declared + base[-2:]
+
+
+def _declared(rows: list[dict[str, Any]]) -> list:
+    """The results the first row declares that fit a table cell (terms; series of at most SHORT_SERIES items)."""
+    from zoo import contracts as c
+    from zoo.diagnostics import SHORT_SERIES
+
+    first = rows[0] if rows else {}
+    return [r for r in c.declared_results(first)
+            if isinstance(r, c.Term) or len(first[r.name]) <= SHORT_SERIES]
 
 
 def parse_betas(text: str) -> list[float]:
@@ -102,6 +117,7 @@ def _sweep(card, betas, data, out, split, mi_samples, iwae_k, progress, command,
 
 
 def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, overrides):
+    from zoo import contracts as c
     from zoo.diagnostics import diagnose
     from zoo.training.loop import train
 
@@ -115,8 +131,10 @@ def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, ove
         report = diagnose(result.model, eval_x, iwae_k=iwae_k, mi_samples=mi_samples, factors=factors)
         row = {"beta": beta, **{k: report.get(k) for k, _ in COLUMNS if k in report},
                "n": report["n"], "test_elbo": result.report.get("elbo"), "train_seconds": round(seconds, 1)}
-        if report.get("kl_per_layer") is not None:
-            row["kl_per_layer"] = report["kl_per_layer"]
+        for declared in c.declared_results(report):  # per-layer KL, ...: whatever the model's components declare
+            row.update({declared.name: report[declared.name], f"{declared.name}_se": report.get(f"{declared.name}_se")})
+        if report.get("declared_results"):
+            row["declared_results"] = report["declared_results"]
         if report.get("mig_per_factor") is not None:
             row["mig_per_factor"] = report["mig_per_factor"]
         rows.append(row)
@@ -129,6 +147,8 @@ def _run_betas(card, betas, spec, eval_x, out, iwae_k, mi_samples, progress, ove
 def _fmt(v, spec: str = ".2f") -> str:
     if v is None:
         return "n/a"
+    if isinstance(v, list):  # a declared series: its items in order
+        return ", ".join(_fmt(x, spec) for x in v)
     return format(v, spec) if isinstance(v, float) else str(v)
 
 
@@ -139,7 +159,7 @@ def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> 
         writer = csv.writer(f)
         writer.writerow(keys)
         for row in rows:
-            writer.writerow([row.get(k) for k in keys])
+            writer.writerow([json.dumps(row.get(k)) if isinstance(row.get(k), list) else row.get(k) for k in keys])
     (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (out / "sweep.md").write_text(markdown_table(rows, meta))
 
@@ -170,6 +190,12 @@ def plot(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     figures = [("rate_distortion.png", (_rd,)), ("mi_active_units.png", (_mi,)), ("sweep.png", (_rd, _mi))]
     if any(r.get("mig") is not None for r in rows):
         figures = figures[:2] + [("mig.png", (_mig,)), ("sweep.png", (_rd, _mi, _mig))]
+    from zoo import contracts as c
+
+    series = [r for r in _declared(rows) if isinstance(r, c.Series)]
+    if series:
+        panels = tuple(_series_panel(r) for r in series)
+        figures = figures[:-1] + [("series.png", panels), (figures[-1][0], figures[-1][1] + panels)]
     for fname, panels in figures:
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
         for ax, panel in zip(axes[0], panels):
@@ -214,6 +240,28 @@ def _mi(ax, rows) -> None:
         ax2.set_ylim(-0.5, dims + 0.5)
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [l.get_label() for l in lines], loc="upper right", fontsize=9)
+
+
+def _series_panel(result):
+    """A panel of one declared series (zoo.contracts.Series): each item against beta."""
+    def panel(ax, rows) -> None:
+        betas = [r["beta"] for r in rows]
+        for i in range(len(rows[0][result.name])):
+            values = [(r.get(result.name) or [])[i:i + 1] for r in rows]
+            ax.plot(betas, [v[0] if v and v[0] is not None else math.nan for v in values], "o-",
+                    label=f"{result.index} {result.start + i}")
+        if all(b > 0 for b in betas):
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(betas, [f"{b:g}" for b in betas])
+        ax.minorticks_off()
+        if result.log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("β")
+        ax.set_ylabel(f"{result.label}  [{result.unit}]")
+        ax.set_title(f"{result.label} against β" + (f" ({result.note})" if result.note else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return panel
 
 
 _MIG_NOTE = (" MIG: mutual information gap of the posterior means against the known factors (Chen et al. 2018; "
