@@ -172,3 +172,21 @@ def test_the_card_modules_import_one_way():
     assert imports("spec") == {"zoo.errors"}
     for name in ("render", "hub_schema", "weights_spec"):
         assert "zoo.cards.schema" not in imports(name) and "zoo.cards" not in imports(name), name
+
+
+def test_the_readme_card_reference_parses():
+    """README's card example (section Cards) parses, and every field of its zoo.train table is a typed field."""
+    import re
+
+    from zoo.cards import parse_card
+
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("\n## Cards\n", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = parse_card(example, name="readme-example").spec
+    assert spec.data.source == "zoo:mnist-5k" and spec.train.epochs == 30 and spec.sampler.name == "ddim"
+    assert spec.weights.repo == "org/name" and spec.decoder.arguments()["likelihood"] == "bernoulli"
+    table = readme.split("| card field / flag | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    assert {"steps", "epochs", "lr", "ema", "seed", "stream_buffer"} <= documented <= train_fields | {
+        "adam", "adamw", "constant", "cosine", "linear", "no", "bf16", "fp16", "cpu", "mps"}

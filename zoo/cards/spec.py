@@ -193,20 +193,31 @@ def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return FrozenMapping({k: _frozen(v) for k, v in value.items()})
 
 
+class FrozenList(tuple):
+    """A list of the raw card, frozen (a tuple that :func:`thaw` turns back into a list; a tuple stays a tuple)."""
+
+    __slots__ = ()
+
+
 def _frozen(value: Any) -> Any:
     if isinstance(value, Mapping):
         return frozen_mapping(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
+        return FrozenList(_frozen(v) for v in value)
+    if isinstance(value, tuple):
         return tuple(_frozen(v) for v in value)
     return copy.deepcopy(value)
 
 
 def thaw(value: Any) -> Any:
-    """A spec value as plain Python (dicts and lists), e.g. to hand a plugin its arguments."""
+    """A spec value as plain Python, as the raw card holds it (dicts, lists; tuples stay tuples), e.g. to hand a
+    plugin its arguments."""
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, FrozenList):
         return [thaw(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(thaw(v) for v in value)
     return copy.deepcopy(value)
 
 
@@ -457,7 +468,7 @@ class TrainSpec:
 def _freeze(v: Any) -> tuple[str, ...]:
     if not isinstance(v, (list, tuple)) or not v or not all(part in COMPONENTS for part in v):
         raise _Bad("", f"must be a non-empty list of components: encoder, decoder, prior, {_got(v)}")
-    return tuple(v)
+    return FrozenList(v)
 
 
 def train_problem(recipe: Any) -> tuple[str, str] | None:
