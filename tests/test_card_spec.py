@@ -76,6 +76,8 @@ def _card(tmp_path, text: str, name: str = "broken") -> Path:
     ("decoder: {name: mlp,", "decoder: {module: 'pkg.mod:Dec',", "zoo.decoder.hidden", "unknown field"),
     ("objective: {beta: 2.0}", "objective: {beta: high}", "zoo.objective.beta", "got 'high'"),
     ("objective: {beta: 2.0}", "objective: {iwae_k: 1.5}", "zoo.objective.iwae_k", "integer"),
+    ("objective: {beta: 2.0}", "objective: {beta: 2.0, options: {a: 1}}", "zoo.objective.options", "unknown field"),
+    ("objective: {beta: 2.0}", "objective: {gradient: dreg}", "zoo.objective.gradient", "iwae_k > 1"),
     ("lr: 0.01", "lr: fast", "zoo.train.lr", "must be a positive number, got 'fast'"),
     ("steps: 5,", "steps: true,", "zoo.train.steps", "positive integer"),
     ("batch_size: 32}", "batch_size: 32, freeze: [everything]}", "zoo.train.freeze", "encoder, decoder, prior"),

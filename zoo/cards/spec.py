@@ -231,15 +231,15 @@ def spec_field(default: Any = dataclasses.MISSING, help: str = "", *, check: Cal
     return field(default=default, metadata=meta)
 
 
-def _parse_block(cls, raw: Any, *, what: str = "must be a mapping", extra: str | None = None,
+def _parse_block(cls, raw: Any, *, what: str = "must be a mapping", extra: str | None = None, free: bool = False,
                  unknown_what: str = "unknown field") -> Any:
     """``cls`` (a frozen spec dataclass) from a mapping: each field checked, unknown fields refused (or, with
-    ``extra`` naming a field, collected there as a free mapping)."""
+    ``free``, kept as a read-only mapping in the field ``extra`` names)."""
     if not isinstance(raw, dict):
         raise _Bad("", f"{what}, {_got(raw)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != extra and not f.name.startswith("_")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != extra}
     unknown = sorted(set(raw) - set(fields), key=str)
-    if unknown and extra is None:
+    if unknown and not free:
         raise _Bad(str(unknown[0]), f"{unknown_what}; allowed: {', '.join(sorted(fields))}")
     values: dict[str, Any] = {}
     for name, f in fields.items():
@@ -368,7 +368,7 @@ class ObjectiveSpec:
         named = raw.get("name", "elbo") != "elbo"
         # a surrogate loss the prior defines (loss other than elbo) takes its own options beside it
         surrogate = raw.get("loss", "elbo") != "elbo"
-        spec = _parse_block(cls, raw, extra="options" if named or surrogate else None)
+        spec = _parse_block(cls, raw, extra="options", free=named or surrogate)
         if not named and spec.gradient not in GRADIENTS:
             raise _Bad("gradient", f"must be one of {', '.join(GRADIENTS)}, got {spec.gradient!r}")
         if not named and spec.gradient == "dreg" and spec.iwae_k <= 1:
@@ -641,7 +641,7 @@ class ResultsSpec:
 
     @classmethod
     def parse(cls, raw: Any) -> "ResultsSpec":
-        return _parse_block(cls, raw, extra="extra")
+        return _parse_block(cls, raw, extra="extra", free=True)
 
 
 _RESULT_FIELDS = {f.name for f in dataclasses.fields(ResultsSpec)}
@@ -693,7 +693,7 @@ def parse_zoo(raw: Any, source: Any) -> ZooSpec:
         "objective": ObjectiveSpec.parse,
         "train": TrainSpec.parse,
         "sampler": lambda v: _parse_block(SamplerSpec, v, what="must be a mapping with the 'name' of a registered "
-                                                                "sampler and its options", extra="options"),
+                                                                "sampler and its options", extra="options", free=True),
         "weights": lambda v: _parse_block(WeightsSpec, v),
         "results": ResultsSpec.parse,
     }
