@@ -192,3 +192,18 @@ def test_the_readme_card_reference_parses():
     train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
     assert {"steps", "epochs", "lr", "ema", "seed", "stream_buffer"} <= documented <= train_fields | {
         "adam", "adamw", "constant", "cosine", "linear", "no", "bf16", "fp16", "cpu", "mps"}
+
+
+def test_a_built_card_with_tensor_arguments_gives_its_spec():
+    """zoo.build's cards carry a module's config as written (a tensor's == is not a bool): the spec still follows."""
+    import torch
+
+    from zoo.cards import Card, validate_zoo
+
+    block = {"data": {"source": "unspecified", "shape": [1, 8, 8]}, "latent": {"shape": [2]},
+             "encoder": {"module": "pkg.mod:Enc", "args": {"init": torch.ones(3), "hidden": (4, 4)}},
+             "decoder": {"name": "mlp"}, "prior": {"name": "standard-normal"}}
+    card = Card("byo", validate_zoo(block, "zoo.build('byo')"))
+    for _ in range(2):   # parsed, then compared with the cached copy
+        name, args = card.component("encoder")
+        assert name == "pkg.mod:Enc" and torch.equal(args["init"], torch.ones(3)) and args["hidden"] == (4, 4)

@@ -46,7 +46,11 @@ class Card:
         is parsed again, so the spec never disagrees with it (and a change that breaks the card is refused here,
         naming the card and the field)."""
         cached = self.__dict__.get("_spec")
-        if cached is not None and cached[0] == self.zoo:
+        try:
+            same = cached is not None and cached[0] == self.zoo
+        except Exception:  # noqa: BLE001 - a value whose == is no bool (a tensor in a module's config): parse again
+            same = False
+        if same:
             return cached[1]
         return self._parsed(self.zoo, self.path or f"card {self.name!r}")
 
