@@ -7,6 +7,7 @@ file, rendered with measured results, is the README.md of a trained run and of a
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 
 from zoo.cards.spec import (  # noqa: F401 - the card format's names, kept where they were
     COMPONENTS, GRADIENTS, MODULE_FIELDS, OBJECTIVE_FIELDS, PROVENANCE_FIELDS, REQUIRED, ZOO_FIELDS, ZooSpec,
-    check_metadata, normalized, parse_zoo,
+    check_metadata, normalized, parse_zoo, plain_copy,
 )
 from zoo.errors import CardError
 
@@ -54,9 +55,12 @@ class Card:
             return cached[1]
         return self._parsed(self.zoo, self.path or f"card {self.name!r}")
 
-    def _parsed(self, raw: dict[str, Any], source: Any) -> ZooSpec:
-        spec = parse_zoo(raw, source)
-        self.__dict__["_spec"] = (copy.deepcopy(raw), spec)
+    def _parsed(self, raw: dict[str, Any], source: Any, spec: ZooSpec | None = None) -> ZooSpec:
+        """Cache ``spec`` (else the parse of ``raw``) as the typed view of ``raw``; its name is the card's."""
+        spec = spec if spec is not None else parse_zoo(raw, source)
+        if spec.name != self.name:
+            spec = dataclasses.replace(spec, name=self.name)
+        self.__dict__["_spec"] = (plain_copy(raw), spec)
         return spec
 
     # -- convenient views ----------------------------------------------------------------------
@@ -130,7 +134,7 @@ def parse_card(text: str, *, source: str | Path = "<string>", name: str | None =
     if not final:
         raise CardError(f"{source}: missing field 'zoo.name'")
     card = Card(final, zoo, metadata, body, Path(source) if source != "<string>" else None)
-    card._parsed(zoo, source)  # parsed once, here; Card.spec parses again only if zoo changes
+    card._parsed(zoo, source, spec)  # parsed once, here; Card.spec parses again only if zoo changes
     return card
 
 

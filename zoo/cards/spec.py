@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -70,11 +71,11 @@ def _got(v: Any) -> str:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return type(v) in (float, int) or (isinstance(v, numbers.Real) and not isinstance(v, bool))
 
 
 def integer(low: int | None = None) -> Callable[[Any], int]:
@@ -199,7 +200,23 @@ class FrozenList(tuple):
     __slots__ = ()
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_copy(value: Any) -> Any:
+    """A deep copy of card data (dicts, lists, scalars: fast), other objects by ``copy.deepcopy``."""
+    if isinstance(value, _SCALARS):
+        return value
+    if type(value) is dict:
+        return {k: plain_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [plain_copy(v) for v in value]
+    return copy.deepcopy(value)
+
+
 def _frozen(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, Mapping):
         return frozen_mapping(value)
     if isinstance(value, list):
@@ -218,7 +235,7 @@ def thaw(value: Any) -> Any:
         return [thaw(v) for v in value]
     if isinstance(value, tuple):
         return tuple(thaw(v) for v in value)
-    return copy.deepcopy(value)
+    return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
 
 
 def spec_field(default: Any = dataclasses.MISSING, help: str = "", *, check: Callable[[Any], Any] | None = None,
@@ -231,13 +248,18 @@ def spec_field(default: Any = dataclasses.MISSING, help: str = "", *, check: Cal
     return field(default=default, metadata=meta)
 
 
+@functools.lru_cache(maxsize=None)
+def _fields(cls, extra: str | None) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != extra}
+
+
 def _parse_block(cls, raw: Any, *, what: str = "must be a mapping", extra: str | None = None, free: bool = False,
                  unknown_what: str = "unknown field") -> Any:
     """``cls`` (a frozen spec dataclass) from a mapping: each field checked, unknown fields refused (or, with
     ``free``, kept as a read-only mapping in the field ``extra`` names)."""
     if not isinstance(raw, dict):
         raise _Bad("", f"{what}, {_got(raw)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != extra}
+    fields = _fields(cls, extra)
     unknown = sorted(set(raw) - set(fields), key=str)
     if unknown and not free:
         raise _Bad(str(unknown[0]), f"{unknown_what}; allowed: {', '.join(sorted(fields))}")
@@ -458,7 +480,8 @@ class TrainSpec:
                                            "// processes when several share the machine)", check=optional(integer(1)))
 
     def problem(self) -> tuple[str, str] | None:
-        return train_problem(self)
+        """The fields that go together (each field was checked as it was parsed)."""
+        return train_problem(self, each=False)
 
     @classmethod
     def parse(cls, raw: Any) -> "TrainSpec":
@@ -471,10 +494,11 @@ def _freeze(v: Any) -> tuple[str, ...]:
     return FrozenList(v)
 
 
-def train_problem(recipe: Any) -> tuple[str, str] | None:
+def train_problem(recipe: Any, *, each: bool = True) -> tuple[str, str] | None:
     """(field, what is wrong) for the first ``zoo.train`` field of ``recipe`` (a TrainSpec or a TrainConfig) that
-    cannot work, or None: each field's check (type, range, allowed values), then the fields that go together."""
-    for f in dataclasses.fields(TrainSpec):
+    cannot work, or None: each field's check (type, range, allowed values; ``each``), then the fields that go
+    together."""
+    for f in dataclasses.fields(TrainSpec) if each else ():
         value = getattr(recipe, f.name)
         check = f.metadata.get("check")
         if check is None or value is None and f.default is None:
@@ -714,7 +738,7 @@ def parse_zoo(raw: Any, source: Any) -> ZooSpec:
 
 def normalized(raw: dict[str, Any], spec: ZooSpec) -> dict[str, Any]:
     """A deep copy of the raw block with the shapes as the spec reads them (lists of ints)."""
-    out = copy.deepcopy(raw)
+    out = plain_copy(raw)
     out["data"]["shape"] = list(spec.data.shape)
     out["latent"]["shape"] = list(spec.latent.shape)
     return out
