@@ -51,7 +51,7 @@ def obtain(name: str, data: str, out: Path, *, overrides: dict[str, Any] | None 
     if kind != "card":
         return load(name), f"loaded {target}"
     card = get_card(target)
-    if card.zoo.get("weights"):
+    if card.spec.weights is not None:
         try:
             return load(target, pretrained=True), "shipped weights"
         except WeightsError:

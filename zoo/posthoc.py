@@ -97,9 +97,9 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
             pass
     model = load(run, trust_modules=trust_modules)
     card = model.card
-    spec = card.zoo["data"]["source"]
-    split = card.zoo["data"].get("split", "train")
-    x = load_tensors(spec, split, **card_source_options(spec, card.zoo["data"], None))
+    spec = card.spec.data.source
+    split = card.spec.data.split
+    x = load_tensors(spec, split, **card_source_options(spec, card.spec.data, None))
     check_flat_gaussian(model, x)
     z = latent_codes(model, x, codes=codes, draws=draws, seed=seed)
     start = time.perf_counter()
@@ -115,7 +115,7 @@ def fit_prior(run: str | Path, *, prior: str, out: str | Path, codes: str = "sam
                                      f"--codes={codes}", f"--draws={draws}", f"--seed={seed}", f"--k={iwae_k}",
                                      f"--max-points={max_points}",
                                      *[f"--{k.replace('_', '-')}={v}" for k, v in options.items()]])
-    results = measured_results(report, before, new_card, spec, command, seed, trained=card.zoo.get("results") or {})
+    results = measured_results(report, before, new_card, spec, command, seed, trained=card.spec.results)
     new.card = new_card.with_results(results)
     write_run(new, guard)
     return new.eval()
@@ -148,14 +148,16 @@ def assemble_fitted(model: LatentModel, card, fitted: c.FittedPrior, *, trust_mo
 
 
 def measured_results(report: dict[str, Any], before: dict[str, Any], card, spec: str, command: str,
-                     seed: int, *, trained: dict[str, Any]) -> dict[str, Any]:
+                     seed: int, *, trained) -> dict[str, Any]:
     """The card's results, written by the training loop's results writer from ``report`` (the encoder and decoder's
-    training steps and time are the run's), plus ``before``: the same numbers with the run's own prior."""
+    training steps and time are the run's: ``trained``, its card's typed results), plus ``before``: the same numbers
+    with the run's own prior."""
     from zoo.training.config import TrainConfig
     from zoo.training.loop import results_from_report
 
-    results = results_from_report(report, card, TrainConfig.from_card(card), spec, steps=int(trained.get("steps", 0)),
-                                  seconds=float(trained.get("train_seconds", 0.0)), command=command)
+    results = results_from_report(report, card, TrainConfig.from_card(card), spec,
+                                  steps=int(trained and trained.steps or 0),
+                                  seconds=float(trained and trained.train_seconds or 0.0), command=command)
     results.update({"fit_seed": seed,
                     "before": {k: _rounded(before.get(k)) for k in COMPARED if before.get(k) is not None}})
     return results

@@ -3,14 +3,16 @@ the ``model-index`` built from measured results; ``check_hub_metadata`` refuses 
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from zoo.cards.schema import COMPONENTS, Card
+from zoo.cards.spec import HUB_LICENSES, ResultsSpec, check_metadata  # noqa: F401 - HUB_LICENSES: zoo.cards
 from zoo.errors import CardError
+
+if TYPE_CHECKING:  # a card is read through its typed spec; this module never builds one
+    from zoo.cards.schema import Card
 
 LIBRARY_NAME = "latent-zoo"
 DEFAULT_PIPELINE_TAG = "unconditional-image-generation"
@@ -34,18 +36,6 @@ QUALITY = ("fid", "kid", "precision", "recall")
 ELBO_ESTIMATOR = "one z ~ q(z|x) per test point (exact sum over z for discrete posteriors), averaged over N"
 # provenance copied into every metric's ``args`` (model-index has no per-result slot for them)
 RUN_ARGS = ("n", "seed", "zoo_version")
-# License ids the Hub accepts in a model card (https://huggingface.co/docs/hub/repositories-licenses).
-HUB_LICENSES = frozenset("""
-apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
-afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
-cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
-cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
-cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl
-lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++
-osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license fair-noncommercial-research-license
-llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 gemma unknown other
-""".split())
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def model_family(card: Card) -> str:
@@ -56,7 +46,7 @@ def model_family(card: Card) -> str:
     from zoo.registry import get_registry
 
     for kind in ("prior", "encoder", "decoder"):
-        entry = get_registry().find(kind, str(card.zoo[kind].get("name", "")))
+        entry = get_registry().find(kind, str(card.spec.component(kind).name or ""))
         if entry is None:
             continue
         try:
@@ -65,8 +55,7 @@ def model_family(card: Card) -> str:
             family = None
         if family:
             return family
-    objective = card.zoo.get("objective") or {}
-    if int(objective.get("iwae_k", 1)) > 1:
+    if card.spec.objective.iwae_k > 1:
         return "iwae"
     if card.beta != 1.0:
         return "beta-vae"
@@ -78,11 +67,15 @@ def base_model(card: Card) -> str | None:
     says otherwise (``base_model`` in its metadata) or the weights were trained from scratch by ``zoo train``."""
     if "base_model" in card.metadata:
         return card.metadata["base_model"]
-    weights = card.zoo.get("weights") or {}
-    trained_here = "steps" in (card.zoo.get("results") or {})
-    if weights.get("converter") and not trained_here:
-        return weights.get("repo")
+    if _converted(card):
+        return card.spec.weights.repo
     return None
+
+
+def _converted(card: Card) -> bool:
+    """The weights were converted from an upstream layout (a converter), not trained here (no results steps)."""
+    spec = card.spec
+    return bool(spec.weights and spec.weights.converter) and (spec.results is None or spec.results.steps is None)
 
 
 def hub_metadata(card: Card) -> dict[str, Any]:
@@ -100,8 +93,7 @@ def hub_metadata(card: Card) -> dict[str, Any]:
     base = base_model(card)
     if base and "base_model" not in meta:
         meta["base_model"] = base
-    weights = card.zoo.get("weights") or {}
-    if meta.get("base_model") and weights.get("converter") and "steps" not in (card.zoo.get("results") or {}):
+    if meta.get("base_model") and _converted(card):
         # converted weights are the upstream weights in another layout, not a fine-tune; of the relations the
         # Hub knows (adapter, merge, quantized, finetune), "quantized" is the one that claims no training
         meta.setdefault("base_model_relation", "quantized")
@@ -109,8 +101,8 @@ def hub_metadata(card: Card) -> dict[str, Any]:
 
 
 def dataset_revision(card: Card) -> str | None:
-    results = card.zoo.get("results") or {}
-    rev = results.get("dataset_revision") or card.zoo["data"].get("revision")
+    spec = card.spec
+    rev = (spec.results and spec.results.dataset_revision) or spec.data.revision
     return str(rev) if rev else None
 
 
@@ -131,40 +123,40 @@ def model_index(card: Card) -> list[dict[str, Any]]:
 
     One result per evaluation (task, data set with split and revision); one metric per measured number, each
     with ``args`` saying how it was measured (estimator, k) and by which run (N, seed, beta, steps, zoo version)."""
-    results = card.zoo.get("results") or {}
-    run_args = {k: results[k] for k in RUN_ARGS if results.get(k) is not None}
+    results = card.spec.results or ResultsSpec()
+    run_args = {k: results.get(k) for k in RUN_ARGS if results.get(k) is not None}
     estimators = {
-        "elbo": {"estimator": ELBO_ESTIMATOR, "se": results.get("elbo_se")},
-        "nll": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k") or None,
-                "se": results.get("nll_se")},
-        "nll_bpd": {"estimator": results.get("nll_estimator"), "k": results.get("iwae_k")},
-        "mutual_information": {"estimator": results.get("mi_estimator"), "se": results.get("mutual_information_se"),
-                               "upper_bound": results.get("mutual_information_upper"),
-                               "saturated": results.get("mi_saturated"), "kind": results.get("mutual_information_kind"),
-                               "split": results.get("mi_split"), "n": results.get("mi_n")},
-        "marginal_kl": {"estimator": results.get("marginal_kl_estimator") or results.get("mi_estimator"),
-                        "se": results.get("marginal_kl_se"), "lower_bound": results.get("marginal_kl_lower"),
-                        "kind": results.get("marginal_kl_kind"), "split": results.get("mi_split")},
-        "active_units": {"latent_dims": results.get("latent_dims"), "threshold": "Cov_x E_q[z_d] > 0.01"},
+        "elbo": {"estimator": ELBO_ESTIMATOR, "se": results.elbo_se},
+        "nll": {"estimator": results.nll_estimator, "k": results.iwae_k or None,
+                "se": results.nll_se},
+        "nll_bpd": {"estimator": results.nll_estimator, "k": results.iwae_k},
+        "mutual_information": {"estimator": results.mi_estimator, "se": results.mutual_information_se,
+                               "upper_bound": results.mutual_information_upper,
+                               "saturated": results.mi_saturated, "kind": results.mutual_information_kind,
+                               "split": results.mi_split, "n": results.mi_n},
+        "marginal_kl": {"estimator": results.marginal_kl_estimator or results.mi_estimator,
+                        "se": results.marginal_kl_se, "lower_bound": results.marginal_kl_lower,
+                        "kind": results.marginal_kl_kind, "split": results.mi_split},
+        "active_units": {"latent_dims": results.latent_dims, "threshold": "Cov_x E_q[z_d] > 0.01"},
     }
-    quality_args = {"features": results.get("quality_features"), "features_sha256": results.get("quality_features_sha256"),
-                    "n_samples": results.get("quality_n"), "split": results.get("quality_split"),
-                    "computed_by": results.get("quality_metrics_by")}
+    quality_args = {"features": results.quality_features, "features_sha256": results.quality_features_sha256,
+                    "n_samples": results.quality_n, "split": results.quality_split,
+                    "computed_by": results.quality_metrics_by}
     estimators.update({k: dict(quality_args) for k in QUALITY})
-    estimators["kid"]["std"] = results.get("kid_std")
+    estimators["kid"]["std"] = results.kid_std
     metrics = []
     for key, (t, label) in METRICS.items():
         value = results.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        if key in ("nll", "nll_bpd") and results.get("nll_kind") in ("exact", "negative ELBO"):
-            label = f"{label[:-1]}, {'exact' if results['nll_kind'] == 'exact' else 'upper bound: -ELBO'})"
-        elif key == "mutual_information" and results.get("mutual_information_kind") == "lower bound":
+        if key in ("nll", "nll_bpd") and results.nll_kind in ("exact", "negative ELBO"):
+            label = f"{label[:-1]}, {'exact' if results.nll_kind == 'exact' else 'upper bound: -ELBO'})"
+        elif key == "mutual_information" and results.mutual_information_kind == "lower bound":
             label = "I_q(x;z), a lower bound (nats)"
-        elif key == "marginal_kl" and results.get("marginal_kl_kind") == "upper bound":
+        elif key == "marginal_kl" and results.marginal_kl_kind == "upper bound":
             label = "KL(q(z)||p(z)), an upper bound (nats)"
-        elif key in ("nll", "nll_bpd") and results.get("iwae_k"):
-            label = f"{label[:-1]}, IWAE k={results['iwae_k']})"
+        elif key in ("nll", "nll_bpd") and results.iwae_k:
+            label = f"{label[:-1]}, IWAE k={results.iwae_k})"
         args = {k: v for k, v in estimators.get(key, {}).items() if v is not None}
         args.update(run_args)
         metric: dict[str, Any] = {"type": t, "name": label, "value": value}
@@ -173,10 +165,9 @@ def model_index(card: Card) -> list[dict[str, Any]]:
         metrics.append(metric)
     if not metrics:
         return []
-    data = card.zoo["data"]
-    spec = str(results.get("dataset", data["source"]))
-    split = str(results.get("split", "test"))
-    dataset = {"name": spec, "type": spec, "split": str(results.get("split_label", split))}
+    spec = str(results.dataset or card.spec.data.source)
+    split = str(results.split or "test")
+    dataset = {"name": spec, "type": spec, "split": str(results.split_label or split)}
     source = _embedded(spec)
     if source is not None and getattr(source, "hub_id", None):
         # the Hub id of the upstream data set; the name says which sample of it, the split how it was carved
@@ -200,29 +191,9 @@ def check_hub_metadata(text: str, *, source: str | Path) -> None:
         meta = yaml.safe_load(text.split("\n---", 1)[0][3:]) or {}
     except yaml.YAMLError as e:
         raise CardError(f"{source}: invalid YAML front matter: {e}") from None
-    lic = meta.get("license")
-    if lic is not None:
-        if not isinstance(lic, str):
-            raise fail("license", f"must be one license id (a string), got {lic!r}")
-        if lic not in HUB_LICENSES:
-            raise fail("license", f"{lic!r} is not a license id the Hub knows (e.g. apache-2.0, mit, cc-by-4.0); "
-                                  f"for another license use 'other' with license_name and license_link")
-        if lic == "other" and not meta.get("license_name"):
-            raise fail("license_name", "required when license is 'other'")
-    for key in ("tags", "datasets", "base_model", "language", "metrics"):
-        value = meta.get(key)
-        if value is None:
-            continue
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
-            raise fail(key, f"must be a string or a list of strings, got {value!r}")
-        if key in ("datasets", "base_model"):
-            bad = [v for v in items if not _REPO_ID.fullmatch(v)]
-            if bad:
-                raise fail(key, f"{bad[0]!r} is not a Hub repo id (org/name)")
-    for key in ("library_name", "pipeline_tag"):
-        if key in meta and not isinstance(meta[key], str):
-            raise fail(key, f"must be a string, got {meta[key]!r}")
+    if not isinstance(meta, dict):
+        raise CardError(f"{source}: front matter must be a mapping")
+    check_metadata(meta, source)
     if "model-index" in meta:
         index = meta["model-index"]
         if not isinstance(index, list) or not index:

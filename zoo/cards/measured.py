@@ -13,7 +13,7 @@ RESULT_KEYS = ("elbo", "elbo_se", "distortion", "rate", "rate_kind", "mutual_inf
                "marginal_kl_se", "marginal_kl_lower", "marginal_kl_kind", "marginal_kl_estimator", "index_code_mi_se",
                "total_correlation_kind", "dimension_wise_kl_se", "tc_estimator", "mi_split", "mi_n", "mi_rate",
                "mi_first")
-DEFAULT_EVAL_IWAE_K = 100      # TrainConfig.eval_iwae_k
+DEFAULT_EVAL_IWAE_K = 100      # TrainConfig.eval_iwae_k (zoo.cards.spec.TrainSpec)
 DEFAULT_EVAL_BATCH_SIZE = 500  # TrainConfig.eval_batch_size
 
 
@@ -39,11 +39,10 @@ def measure_results(model, card=None, *, data: str | None = None) -> dict[str, A
     from zoo.diagnostics import diagnose
 
     card = card if card is not None else model.card
-    results = card.zoo.get("results") or {}
-    train = card.zoo.get("train") or {}
-    spec = data or results.get("dataset") or card.zoo["data"]["source"]
-    split = results.get("split") or card.zoo["data"].get("test_split") or "test"
-    report = diagnose(model, spec, split=split, iwae_k=int(train.get("eval_iwae_k", DEFAULT_EVAL_IWAE_K)),
-                      batch_size=int(train.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE)),
-                      seed=results.get("eval_seed"))
+    zoo = card.spec
+    results, train = zoo.results, zoo.train
+    spec = data or (results and results.dataset) or zoo.data.source
+    split = (results and results.split) or zoo.data.test_split
+    report = diagnose(model, spec, split=split, iwae_k=train.eval_iwae_k, batch_size=train.eval_batch_size,
+                      seed=results.eval_seed if results is not None else None)
     return card_results(report)

@@ -101,38 +101,38 @@ def cmd_info(args) -> None:
     if args.json:
         print(json.dumps({"name": card.name, "zoo": card.zoo, "metadata": card.metadata}, indent=2))
         return
-    z = card.zoo
-    print(f"{card.name}: {z.get('description', '')}".rstrip(": "))
+    s, z = card.spec, card.zoo  # z: the blocks as the card writes them, shown as they are
+    print(f"{card.name}: {s.description or ''}".rstrip(": "))
     print(f"  card      {card.path}")
-    print(f"  data      {z['data']['source']}  shape {z['data']['shape']}")
-    print(f"  latent    shape {z['latent']['shape']}")
+    print(f"  data      {s.data.source}  shape {list(s.data.shape)}")
+    print(f"  latent    shape {list(s.latent.shape)}")
     for kind in ("encoder", "decoder", "prior"):
         name, kwargs = card.component(kind)
         print(f"  {kind:9s} {name} {kwargs if kwargs else ''}".rstrip())
-    objective = {k: v for k, v in (z.get("objective") or {}).items() if k != "beta"}
-    named = objective.pop("name", None) or objective.pop("loss", None) or "elbo"
-    what = {"elbo": "the beta-ELBO" if card.beta != 1 else "the ELBO",
+    o = s.objective
+    named = o.name if o.registered else o.loss
+    what = {"elbo": "the beta-ELBO" if o.beta != 1 else "the ELBO",
             "simple": "the surrogate L_simple (elbo() still reports the bound)"}.get(named, named)
-    if int(objective.get("iwae_k", 1)) > 1:
-        what = f"the {objective['iwae_k']}-sample importance-weighted bound (IWAE)"
-    rest = ", ".join(f"{k}={v}" for k, v in objective.items() if k != "iwae_k")
-    print(f"  objective {what}, beta={card.beta}{'; ' + rest if rest else ''}")
+    if o.iwae_k > 1:
+        what = f"the {o.iwae_k}-sample importance-weighted bound (IWAE)"
+    options = {**({"gradient": o.gradient} if o.gradient != "reparam" else {}), **o.arguments()}
+    rest = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("beta", "iwae_k"))
+    print(f"  objective {what}, beta={o.beta}{'; ' + rest if rest else ''}")
     if z.get("train"):
         print(f"  train     {z['train']}")
     if z.get("sampler"):
         print(f"  sampler   {z['sampler']}")
     from zoo.cards.listing import weights_availability
 
-    w = z.get("weights")
-    files = (", ".join(f"{k}: {v}" for k, v in w["file"].items()) if isinstance(w["file"], dict) else w["file"]) \
-        if w else None
+    w = s.weights
+    files = ", ".join(f"{k}: {v}" if k else v for k, v in w.files().items()) if w and w.file else None
     found = weights_availability(card)
     if found.source == "packaged":
-        print(f"  weights   packaged with latent-zoo: {w['packaged']} (sha256 {w['sha256'][:12]}); on the Hub as "
-              f"{w['repo']} once published" if w.get("repo") else f"  weights   packaged: {w['packaged']}")
+        print(f"  weights   packaged with latent-zoo: {w.packaged} (sha256 {w.sha256[:12]}); on the Hub as "
+              f"{w.repo} once published" if w.repo else f"  weights   packaged: {w.packaged}")
     elif found.source == "hub":
         print(f"  weights   {found.label.removeprefix('Hub ')}/{files}"
-              + (f" (converted: {w['converter']})" if w.get("converter") else ""))
+              + (f" (converted: {w.converter})" if w.converter else ""))
     else:
         print(f"  weights   none published (train it: zoo train {card.name})")
     if found.source != "none":
@@ -296,9 +296,9 @@ def run_data(name: str, model) -> str:
         kind, _ = resolve(name)
     except Exception:  # noqa: BLE001 - loaded already; only the default is decided here
         kind = None
-    results = (model.card.zoo.get("results") or {}) if getattr(model, "card", None) is not None else {}
-    if kind == "folder" and isinstance(results.get("dataset"), str):
-        return results["dataset"]
+    results = model.card.spec.results if getattr(model, "card", None) is not None else None
+    if kind == "folder" and results is not None and results.dataset is not None:
+        return results.dataset
     return model.config["data"]["source"]
 
 

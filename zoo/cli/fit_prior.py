@@ -39,7 +39,7 @@ def cmd_fit_prior(args) -> None:
         print(json.dumps({"out": str(args.out), "prior": model.card.zoo["prior"], "results": r}, indent=2))
         return
     b = r["before"]
-    print(f"wrote {args.out} ({model.name}: prior {model.card.zoo['prior']['name']} fitted to {args.codes} codes)")
+    print(f"wrote {args.out} ({model.name}: prior {model.card.spec.prior.name} fitted to {args.codes} codes)")
     for key in ("elbo", "rate", "marginal_kl", "nll"):
         if key in r and key in b:
             print(f"  {key:12s} {_labelled(b, key)} -> {_labelled(r, key)}  (train split, nats)")

@@ -191,10 +191,12 @@ def resolve_commit(spec: str, revision: str | None = None) -> str | None:
 
 
 def card_source_options(spec: str, data: dict[str, Any], image_key: str | None = None) -> dict[str, Any]:
-    """``image_key`` / ``revision`` from a card's ``zoo.data`` block, when ``spec`` is the card's own source;
-    an explicit ``image_key`` (``--image-key``) wins for any source."""
-    options = ({k: data[k] for k in ("image_key", "revision", "config") if data.get(k)}
-               if spec == data.get("source") else {})
+    """``image_key`` / ``revision`` from a card's ``zoo.data`` block (the typed ``card.spec.data``, or the raw
+    mapping a model's config holds), when ``spec`` is the card's own source; an explicit ``image_key``
+    (``--image-key``) wins for any source."""
+    get = data.get if isinstance(data, dict) else (lambda key: getattr(data, key, None))
+    options = ({k: get(k) for k in ("image_key", "revision", "config") if get(k)}
+               if spec == get("source") else {})
     if image_key:
         options["image_key"] = image_key
     return options

@@ -1,20 +1,20 @@
 """The training recipe: :class:`TrainConfig`, one field per card ``zoo.train`` key and ``zoo train`` flag.
 
-Each field carries its help text; :func:`add_flags` makes the command-line flags from the fields,
-so a new option is written once, here.
+The fields (type, default, help text, allowed values) are declared once, in the typed card
+(:class:`zoo.cards.spec.TrainSpec`, where a card's ``zoo.train`` is checked when it is read); TrainConfig is
+their mutable copy that flags and keyword arguments override, and :func:`add_flags` makes the command-line
+flags from them, so a new option is written once, there.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.cards import Card
+from zoo.cards.schema import Card
+from zoo.cards.spec import PRECISIONS, SCHEDULES, TrainSpec, thaw, train_problem  # noqa: F401 - PRECISIONS: loop
 from zoo.errors import CardError
 
-PRECISIONS = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-SCHEDULES = ("constant", "cosine", "linear")
 # settings a resumed run cannot change (the optimiser state, the data order and the noise belong to them)
 FIXED_ON_RESUME = ("optimizer", "seed", "streaming", "stream_buffer", "algorithm", "validation")
 # settings that change the trajectory: changing them on --resume makes the resume inexact
@@ -22,85 +22,24 @@ TRAJECTORY = ("batch_size", "lr", "seed", "grad_accum", "lr_schedule", "warmup_s
               "weight_decay", "grad_clip", "ema", "precision", "streaming", "steps", "epochs")
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, flag: bool = True, **kw: Any):
-    """A recipe field: its default, help text, allowed values and whether ``zoo train`` has a flag for it."""
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, **kw})
-
-
-@dataclass
-class TrainConfig:
-    """The training recipe (card ``zoo.train`` fields, all overridable by flags or keyword arguments)."""
-
-    epochs: int | None = option(None, "passes over the training data (default 10 when steps is not set)")
-    steps: int | None = option(None, "optimiser steps (takes precedence over --epochs)")
-    batch_size: int = option(128, "global batch of one optimiser step (all processes and grad_accum together)")
-    lr: float = option(1e-3, "learning rate")
-    seed: int = option(0, "seed of the initialisation, the data order and the noise")
-    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    grad_clip: float | None = option(None, "clip the global gradient norm to this value")
-    weight_decay: float = option(0.0, "weight decay of the optimiser")
-    eval_iwae_k: int = option(100, "importance samples of the final NLL estimate (IWAE k)")
-    eval_batch_size: int = option(500, "batch size of the held-out evaluation")
-    optimizer: str = option("adam", "optimiser: any torch.optim class by name, case-insensitive (adam, adamw, sgd, "
-                                    "rmsprop, ...)")
-    optimizer_args: dict = option(None, "keyword arguments of the optimiser besides lr and weight_decay, as JSON on "
-                                        "the command line, e.g. '{\"betas\": [0.9, 0.99]}'")
-    precision: str | None = option(None, "mixed precision no | bf16 | fp16 (fp16: GPU only); default: accelerate's "
-                                         "setting (accelerate launch --mixed_precision / accelerate config), else no")
-    grad_accum: int = option(1, "micro-batches per optimiser step")
-    lr_schedule: str = option("constant", "learning-rate schedule after warm-up: constant, cosine, linear, or a "
-                                          "torch.optim.lr_scheduler class by name (e.g. StepLR with lr_schedule_args)")
-    lr_schedule_args: dict = option(None, "keyword arguments of a torch.optim.lr_scheduler class, as JSON")
-    warmup_steps: int = option(0, "steps of linear learning-rate warm-up from 0")
-    ema: float | None = option(None, "EMA decay of the weights, e.g. 0.9999 (0 or unset: off)")
-    checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)")
-    keep_checkpoints: int = option(3, "how many checkpoints to keep")
-    log_every: int = option(50, "steps between metric rows")
-    eval_every: int = option(1000, "steps between held-out ELBO evaluations (0: at the end only)")
-    eval_points: int = option(1000, "held-out images in the periodic evaluation")
-    sample_every: int = option(1000, "steps between sample grids (0: at the end only)")
-    num_samples: int = option(64, "images in each sample grid")
-    streaming: bool = option(False, "stream the data set with Hugging Face datasets instead of loading it into memory")
-    stream_buffer: int = option(1000, "shuffle buffer of a streamed data set")
-    algorithm: str = option("gradient", "gradient (the optimiser on the card's objective) or a registered "
-                                        "fitting algorithm, e.g. em for Gaussian mixtures")
-    em_iters: int = option(100, "fitting algorithms: at most this many iterations")
-    em_tol: float = option(1e-6, "fitting algorithms: stop when an iteration gains less (nats per image)")
-    keep_best: bool = option(False, "also keep the weights of the best held-out ELBO (periodic evaluations and the "
-                                    "end) as model_best.safetensors, with its step in the card")
-    validation: int = option(0, "hold out this many training images (a fixed seeded draw, never trained on) for the "
-                                "periodic evaluations and keep_best, so model selection never sees the test split "
-                                "(0: the periodic evaluations use the test split)")
-    restore_best: bool = option(False, "at the end, evaluate and save the weights of the best held-out ELBO instead of "
-                                       "the last ones (early stopping; needs keep_best)")
-    report_to: str = option("auto", "trackers: comma-separated tensorboard, wandb, trackio, mlflow, all (those "
-                                    "installed), none, or auto (tensorboard when installed); metrics.csv is always "
-                                    "written")
-    init_from: str | None = option(None, "a card name or run folder whose weights initialise this model before training "
-                                         "(every tensor of it must exist here with the same name and shape, e.g. a VAE's "
-                                         "encoder and decoder under a new prior; the rest keeps its initialisation)")
-    freeze: list | None = option(None, "components not updated by the optimiser, e.g. [encoder, decoder] (for "
-                                       "freeze_steps steps, or the whole run)", flag=False)
-    freeze_steps: int = option(0, "steps during which the 'freeze' components stay fixed (0: the whole run)")
-    threads: int | None = option(None, "torch CPU threads per process (default: torch's for one process; cores // "
-                                       "processes when several share the machine)")
+class _Recipe:
+    """TrainConfig's methods (its fields are TrainSpec's, below)."""
 
     @classmethod
     def from_card(cls, card: Card, **overrides: Any) -> "TrainConfig":
+        """The card's ``zoo.train`` (already checked when the card was read) with ``overrides`` (flags, keyword
+        arguments; None: not given) over it; an override that cannot work is refused naming its flag."""
         known = {f.name for f in dataclasses.fields(cls)}
-        recipe = dict(card.zoo.get("train") or {})
-        for key in recipe:
-            if key not in known:
-                raise CardError(f"{card.path or card.name}: field 'zoo.train.{key}': unknown training option; "
-                                f"allowed: {', '.join(sorted(known))}")
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise CardError(f"training options: unknown option {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+        spec = card.spec.train
+        recipe = {name: _plain(getattr(spec, name)) for name in known}
         given = {k: v for k, v in overrides.items() if v is not None}
         if "epochs" in given and "steps" not in given:
-            recipe.pop("steps", None)
+            recipe["steps"] = None
         recipe.update(given)
-        try:
-            config = cls(**recipe)
-        except TypeError as e:
-            raise CardError(f"training options: {e}") from None
+        config = cls(**recipe)
         if config.epochs is None and config.steps is None:
             config.epochs = 10
         problem = config.problem()
@@ -119,58 +58,31 @@ class TrainConfig:
             raise CardError(f"{where} {key!r} (--{key.replace('_', '-')}): {why} (got {getattr(self, key)!r})")
 
     def problem(self) -> tuple[str, str] | None:
-        """(field, what is wrong) for the first field that cannot work, or None."""
-        def integer(v, low: int) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-        for key in ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
-                    "eval_points", "num_samples", "eval_batch_size", "eval_iwae_k", "stream_buffer", "em_iters"):
-            if not integer(getattr(self, key), 1):
-                return key, "must be a positive integer"
-        for key in ("steps", "epochs"):
-            v = getattr(self, key)
-            if v is not None and not integer(v, 1):
-                return key, "must be a positive integer"
-        for key in ("eval_every", "sample_every", "warmup_steps", "seed", "validation", "freeze_steps"):
-            if not integer(getattr(self, key), 0):
-                return key, "must be a non-negative integer"
-        if self.restore_best and not self.keep_best:
-            return "restore_best", "needs keep_best (the best weights are the ones keep_best keeps)"
-        if self.validation and self.streaming:
-            return "validation", "cannot carve a validation set from a streamed data set (use streaming false)"
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float("inf")):
-            return "lr", "must be a positive number"
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            return "weight_decay", "must be a number >= 0"
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                return f.name, f"must be one of {', '.join(choices)}"
-        if self.precision is not None and self.precision not in PRECISIONS:
-            return "precision", f"must be one of {', '.join(PRECISIONS)} (or unset: accelerate's setting)"
+        """(field, what is wrong) for the first field that cannot work, or None: the typed card's checks
+        (zoo.cards.spec.train_problem), then the names torch must know (optimiser, learning-rate schedule)."""
+        problem = train_problem(self)
+        if problem is not None:
+            return problem
         if not _torch_class("optim", self.optimizer):
             return "optimizer", "must name a torch.optim optimiser (adam, adamw, sgd, ...)"
         if self.lr_schedule not in SCHEDULES and not _torch_class("optim.lr_scheduler", self.lr_schedule):
             return "lr_schedule", f"must be {', '.join(SCHEDULES)} or a torch.optim.lr_scheduler class name"
-        for key in ("optimizer_args", "lr_schedule_args"):
-            if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
-                return key, "must be a mapping of keyword arguments"
-        if self.freeze is not None and (not isinstance(self.freeze, list) or not self.freeze or not all(
-                part in ("encoder", "decoder", "prior") for part in self.freeze)):
-            return "freeze", "must be a non-empty list of components: encoder, decoder, prior"
-        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
-            return "init_from", "must be a card name or a run folder"
-        if self.threads is not None and not integer(self.threads, 1):
-            return "threads", "must be a positive integer"
-        if self.ema is not None and self.ema != 0 and not (0 < self.ema < 1):
-            return "ema", "must be a decay in (0, 1), e.g. 0.9999, or 0/null for off"
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            return "grad_clip", "must be a positive number"
-        if not isinstance(self.algorithm, str) or not self.algorithm:
-            return "algorithm", "must be 'gradient' or the name of a registered fitting algorithm"
-        if not (isinstance(self.em_tol, (int, float)) and self.em_tol >= 0):
-            return "em_tol", "must be a number >= 0"
         return None
+
+
+def _plain(value: Any) -> Any:
+    """A TrainSpec value as a TrainConfig holds it: mappings as dicts, the freeze tuple as a list."""
+    return thaw(value) if value is not None else None
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+     for f in dataclasses.fields(TrainSpec)],
+    bases=(_Recipe,),
+    namespace={"__doc__": "The training recipe (card ``zoo.train`` fields, all overridable by flags or keyword "
+                          "arguments): zoo.cards.spec.TrainSpec's fields, mutable."})
+TrainConfig.__module__ = __name__
 
 
 def _torch_class(module: str, name: Any):

@@ -93,7 +93,7 @@ def _sweep(card, betas, data, out, split, mi_samples, iwae_k, progress, command,
     from zoo.assemble import build_model
     from zoo.data import load_factors, load_tensors
 
-    spec = data or card.zoo["data"]["source"]
+    spec = data or card.spec.data.source
     eval_x = load_tensors(spec, split)
     factors = load_factors(spec, split)
     if threads is None:

@@ -1,0 +1,209 @@
+"""The typed card (zoo.cards.spec): every shipped card parses into it; a wrong type anywhere names the file and
+the field path; ``extends`` is merged before the parse; the spec is frozen and follows the raw block."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from zoo.cards import read_card
+from zoo.cards.spec import ComponentSpec, ObjectiveSpec, ResultsSpec, TrainSpec, WeightsSpec, ZooSpec
+from zoo.errors import CardError
+
+ROOT = Path(__file__).resolve().parents[1]
+# every model card: the catalogue, the rendered one and the two third-party test packages' (a card whose name
+# starts with "_" is a base for ``extends``, not a model: it is parsed through the cards that extend it)
+CARDS = sorted([*(p for p in (ROOT / "cards").glob("*.md") if not p.stem.startswith("_")),
+                *(ROOT / "cards" / "rendered").glob("*.md"), *(ROOT / "tests" / "plugins").glob("*/*/*.md")])
+
+GOOD = """---
+license: mit
+zoo:
+  data: {source: zoo:digits, shape: [1, 8, 8]}
+  latent: {shape: [2]}
+  encoder: {name: mlp, hidden: [16]}
+  decoder: {name: mlp, hidden: [16], likelihood: bernoulli}
+  prior: {name: standard-normal}
+  objective: {beta: 2.0}
+  train: {steps: 5, lr: 0.01, batch_size: 32}
+  weights: {repo: org/tiny, file: model.safetensors}
+  results: {elbo: -30.5, n: 100, dataset: zoo:digits}
+---
+body
+"""
+
+
+def test_the_card_list_is_the_one_on_disk():
+    names = {p.stem for p in CARDS}
+    assert {"vae-mnist", "ddpm-cifar10", "vae-laplace-digits", "vae-student-digits"} <= names and len(CARDS) >= 45
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_card_parses_into_the_typed_card(path):
+    card = read_card(path, name=None if path.parent.name == "rendered" else path.stem)
+    spec = card.spec
+    assert isinstance(spec, ZooSpec) and spec.data.shape == card.data_shape and len(spec.data.shape) == 3
+    assert spec.latent.shape == tuple(card.zoo["latent"]["shape"])
+    for kind in ("encoder", "decoder", "prior"):
+        part = spec.component(kind)
+        raw = card.zoo[kind]
+        assert part.kind == kind and part.target == (raw.get("module") or raw["name"])
+        assert part.arguments() == card.component(kind)[1]            # the plugin's options, untouched
+    assert spec.objective.beta == float((card.zoo.get("objective") or {}).get("beta", 1.0)) == card.beta
+    assert (spec.weights is None) == ("weights" not in card.zoo)
+    for key, value in (card.zoo.get("results") or {}).items():     # typed or kept in extra, never dropped
+        assert spec.results.get(key) == value or isinstance(value, dict), key
+
+
+def _card(tmp_path, text: str, name: str = "broken") -> Path:
+    path = tmp_path / f"{name}.md"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("old, new, field, why", [
+    ("source: zoo:digits, shape: [1, 8, 8]", "source: zoo:digits, shape: big", "zoo.data.shape",
+     "list of positive integers, got 'big'"),
+    ("source: zoo:digits,", "source: 3,", "zoo.data.source", "got 3"),
+    ("data: {source: zoo:digits,", "data: {source: zoo:digits, split: [train],", "zoo.data.split", "got ['train']"),
+    ("latent: {shape: [2]}", "latent: {shape: [2, two]}", "zoo.latent.shape", "got [2, 'two']"),
+    ("encoder: {name: mlp,", "encoder: {name: 7,", "zoo.encoder.name", "not a string"),
+    ("prior: {name: standard-normal}", "prior: [standard-normal]", "zoo.prior", "must be a mapping"),
+    ("decoder: {name: mlp, hidden: [16], likelihood: bernoulli}", "decoder: {module: 'not an import path'}",
+     "zoo.decoder.module", "import path"),
+    ("decoder: {name: mlp,", "decoder: {module: 'pkg.mod:Dec',", "zoo.decoder.hidden", "unknown field"),
+    ("objective: {beta: 2.0}", "objective: {beta: high}", "zoo.objective.beta", "got 'high'"),
+    ("objective: {beta: 2.0}", "objective: {iwae_k: 1.5}", "zoo.objective.iwae_k", "integer"),
+    ("objective: {beta: 2.0}", "objective: {beta: 2.0, options: {a: 1}}", "zoo.objective.options", "unknown field"),
+    ("objective: {beta: 2.0}", "objective: {gradient: dreg}", "zoo.objective.gradient", "iwae_k > 1"),
+    ("lr: 0.01", "lr: fast", "zoo.train.lr", "must be a positive number, got 'fast'"),
+    ("steps: 5,", "steps: true,", "zoo.train.steps", "positive integer"),
+    ("batch_size: 32}", "batch_size: 32, freeze: [everything]}", "zoo.train.freeze", "encoder, decoder, prior"),
+    ("batch_size: 32}", "batch_size: 32, colour: red}", "zoo.train.colour", "unknown training option"),
+    ("file: model.safetensors}", "file: 12}", "zoo.weights.file", "neither a file name"),
+    ("file: model.safetensors}", "file: model.safetensors, sha256: 5}", "zoo.weights.sha256", "hex digest"),
+    ("{repo: org/tiny, file: model.safetensors}", "{packaged: ../x.safetensors, sha256: abc}", "zoo.weights.packaged",
+     "relative to the card's folder"),
+    ("results: {elbo: -30.5,", "results: {elbo: high,", "zoo.results.elbo", "must be a number, got 'high'"),
+    ("n: 100,", "n: -1,", "zoo.results.n", "non-negative integer"),
+    ("results: {", "sampler: {steps: 4}\n  results: {", "zoo.sampler.name", "missing"),
+])
+def test_a_wrong_type_names_the_file_and_the_field_path(tmp_path, old, new, field, why):
+    assert old in GOOD
+    path = _card(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(CardError) as err:
+        read_card(path, name="broken")
+    message = str(err.value)
+    assert message.startswith(f"{path}: field '{field}'") and why in message, message
+
+
+def test_the_good_card_parses_with_its_defaults(tmp_path):
+    spec = read_card(_card(tmp_path, GOOD, "tiny"), name="tiny").spec
+    assert spec.train.lr == 0.01 and spec.train.steps == 5 and spec.train.eval_iwae_k == 100   # a default
+    assert spec.objective == ObjectiveSpec(beta=2.0) and not spec.objective.registered
+    assert spec.weights.files() == {None: "model.safetensors"} and spec.sampler is None
+    assert spec.results.elbo == -30.5 and spec.results.nll is None and spec.data.test_split == "test"
+
+
+def test_extends_is_merged_before_the_parse(tmp_path):
+    """A base's fields are parsed in the card that extends it (errors name that card); the child's values win."""
+    base = GOOD.replace("lr: 0.01", "lr: fast")
+    _card(tmp_path, base, "_base")
+    child = _card(tmp_path, "---\nzoo:\n  extends: _base\n  latent: {shape: [3]}\n---\n", "child")
+    with pytest.raises(CardError, match=rf"{child}: field 'zoo.train.lr': must be a positive number"):
+        read_card(child, name="child")
+    fixed = _card(tmp_path, "---\nzoo:\n  extends: _base\n  train: {lr: 0.5}\n  encoder: {name: conv}\n---\n",
+                  "fixed")
+    spec = read_card(fixed, name="fixed").spec
+    assert spec.train.lr == 0.5 and spec.train.batch_size == 32               # merged key by key
+    assert spec.encoder == ComponentSpec("encoder", name="conv")              # a new name replaces the component
+
+
+def test_the_spec_is_frozen_and_follows_the_raw_block(tmp_path):
+    card = read_card(_card(tmp_path, GOOD, "tiny"), name="tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.spec.train.lr = 1.0
+    with pytest.raises(TypeError):
+        card.spec.decoder.args["likelihood"] = "gaussian"                    # plugin options are read-only
+    assert card.spec.decoder.arguments() == {"hidden": [16], "likelihood": "bernoulli"}   # plain copies
+    card.zoo["train"] = {"lr": 0.2}                                          # the raw block changed in place
+    assert card.spec.train.lr == 0.2 and card.spec.train.steps is None
+    card.zoo["train"] = {"lr": -1}
+    with pytest.raises(CardError, match=r"field 'zoo.train.lr': must be a positive number"):
+        card.spec
+    card.zoo["train"] = {}
+    with pytest.raises(CardError, match=r"field 'zoo.results.elbo'"):
+        card.with_results({"elbo": "high"})
+
+
+def test_objective_options_and_train_overrides(tmp_path):
+    from zoo.training.config import TrainConfig
+
+    card = read_card(_card(tmp_path, GOOD.replace("{beta: 2.0}", "{name: factorvae, gamma: 6.0, beta: 1.0}"), "fv"),
+                     name="fv")
+    assert card.spec.objective.registered and card.spec.objective.arguments() == {"gamma": 6.0, "beta": 1.0}
+    surrogate = read_card(_card(tmp_path, GOOD.replace("{beta: 2.0}", "{loss: simple, lambda_vlb: 0.001}"), "s"),
+                          name="s").spec.objective
+    assert surrogate.loss == "simple" and dict(surrogate.options) == {"lambda_vlb": 0.001}
+    config = TrainConfig.from_card(card, epochs=3)
+    assert config.epochs == 3 and config.steps is None and config.lr == 0.01    # --epochs drops the card's steps
+    with pytest.raises(CardError, match=r"--lr \(zoo.train\(\.\.\., lr=\)\): must be a positive number"):
+        TrainConfig.from_card(card, lr=-1.0)
+    assert [f.name for f in dataclasses.fields(TrainConfig)] == [f.name for f in dataclasses.fields(TrainSpec)]
+
+
+def test_every_typed_field_declares_its_check():
+    for cls in (TrainSpec, WeightsSpec, ResultsSpec):
+        for f in dataclasses.fields(cls):
+            assert f.name == "extra" or f.metadata.get("check") is not None, f"{cls.__name__}.{f.name}"
+
+
+def test_the_card_modules_import_one_way():
+    """spec imports only zoo.errors; render, hub_schema and weights_spec do not import schema (no circle)."""
+    cards = ROOT / "zoo" / "cards"
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((cards / f"{name}.py").read_text())
+        skip = {id(s) for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+                for s in ast.walk(n)}
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and id(n) not in skip
+                and (n.module or "").startswith("zoo")}
+
+    assert imports("spec") == {"zoo.errors"}
+    for name in ("render", "hub_schema", "weights_spec"):
+        assert "zoo.cards.schema" not in imports(name) and "zoo.cards" not in imports(name), name
+
+
+def test_the_readme_card_reference_parses():
+    """README's card example (section Cards) parses, and every field of its zoo.train table is a typed field."""
+    import re
+
+    from zoo.cards import parse_card
+
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("\n## Cards\n", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = parse_card(example, name="readme-example").spec
+    assert spec.data.source == "zoo:mnist-5k" and spec.train.epochs == 30 and spec.sampler.name == "ddim"
+    assert spec.weights.repo == "org/name" and spec.decoder.arguments()["likelihood"] == "bernoulli"
+    table = readme.split("| card field / flag | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    assert {"steps", "epochs", "lr", "ema", "seed", "stream_buffer"} <= documented <= train_fields | {
+        "adam", "adamw", "constant", "cosine", "linear", "no", "bf16", "fp16", "cpu", "mps"}
+
+
+def test_a_built_card_with_tensor_arguments_gives_its_spec():
+    """zoo.build's cards carry a module's config as written (a tensor's == is not a bool): the spec still follows."""
+    import torch
+
+    from zoo.cards import Card, validate_zoo
+
+    block = {"data": {"source": "unspecified", "shape": [1, 8, 8]}, "latent": {"shape": [2]},
+             "encoder": {"module": "pkg.mod:Enc", "args": {"init": torch.ones(3), "hidden": (4, 4)}},
+             "decoder": {"name": "mlp"}, "prior": {"name": "standard-normal"}}
+    card = Card("byo", validate_zoo(block, "zoo.build('byo')"))
+    for _ in range(2):   # parsed, then compared with the cached copy
+        name, args = card.component("encoder")
+        assert name == "pkg.mod:Enc" and torch.equal(args["init"], torch.ones(3)) and args["hidden"] == (4, 4)
