@@ -45,7 +45,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # (an encoder wrapper that imports the class a card names through the registry's path resolution).
     "registry": (
         "zoo.registry", "zoo.sampling", "zoo.likelihoods", "zoo.adapters",
-        "zoo.cards", "zoo.cards.schema", "zoo.cards.render", "zoo.cards.hub_schema", "zoo.cards.weights_spec",
+        "zoo.cards", "zoo.cards.spec", "zoo.cards.schema", "zoo.cards.render", "zoo.cards.hub_schema", "zoo.cards.weights_spec",
         "zoo.cards.edit", "zoo.cards.catalog",
         "zoo.data", "zoo.data.hf", "zoo.data.splits", "zoo.data.embedded", "zoo.data.sources", "zoo.data.images",
         "zoo.data.batches", "zoo.data.factors", "zoo.data.info", "zoo.data.tensors", "zoo.baselines",
@@ -83,14 +83,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
 }
 FACADE = "zoo"  # zoo/__init__.py: lazy public names, no layer
-
-# Circles another change removes; each is named, with why it is allowed for now.  Empty when none is.
-ALLOWED_CIRCLES: dict[str, frozenset[str]] = {
-    # the typed card (issue 23, the `card` branch) rewrites these three; the lead removes this at merge
-    "cards schema/render/hub_schema (typed card, merging)": frozenset(
-        {"zoo.cards.hub_schema", "zoo.cards.render", "zoo.cards.schema"}),
-}
-
 
 @dataclass
 class Graph:
@@ -234,8 +226,7 @@ def report(graph: Graph, *, edges: bool = False, layers: bool = False) -> str:
     up = upward(graph)
     lines = [f"modules {len(graph.modules)}  arrows {graph.arrows}  circles {len(found)}  upward arrows {len(up)}"]
     for circle in found:
-        allowed = next((why for why, members in ALLOWED_CIRCLES.items() if set(circle) == members), None)
-        lines.append(f"  circle of {len(circle)}: {', '.join(circle)}" + (f"  [allowed: {allowed}]" if allowed else ""))
+        lines.append(f"  circle of {len(circle)}: {', '.join(circle)}")
     pairs: dict[tuple[int, int], list[str]] = {}
     for a, b in up:
         pairs.setdefault((placed[a], placed[b]), []).append(f"{a} -> {b}")
