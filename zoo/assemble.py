@@ -15,6 +15,7 @@ from torch import nn
 
 from zoo import contracts as c
 from zoo.cards import COMPONENTS, Card
+from zoo.cards.spec import thaw
 from zoo.errors import CardError, ContractError, PluginError, ShapeError, UntrustedCodeError
 from zoo.model import LatentModel
 from zoo.registry import Component, LazyFactory, get_registry
@@ -72,11 +73,13 @@ def build_model(card: Card, *, empty: bool = False, trust_modules: bool = False,
                         f"field 'zoo.{next(iter(sorted(given)))}' names no module (module: 'pkg.mod:ClassName')")
     _check_combination(card, parts, sources)
     objective = _build_objective(card, registry, sources, plugins)
+    spec = card.spec
+    sampler = None if spec.sampler is None else (spec.sampler.name, thaw(spec.sampler.options))
     try:
         model = LatentModel(parts["encoder"], parts["decoder"], parts["prior"],
                             data_shape=card.data_shape, latent_shape=card.latent_shape,
                             name=card.name, beta=card.beta, config=card.zoo, sources=sources,
-                            objective=objective)
+                            objective=objective, objective_settings=spec.objective, default_sampler=sampler)
     except (ContractError, ShapeError) as e:
         raise CardError(f"{where(card)}: fields 'zoo.encoder', 'zoo.decoder', 'zoo.prior': {e}") from None
     model.plugins = plugins  # the provenance record: which distribution (and version) made each component
@@ -109,10 +112,10 @@ def module_from_card(card: Card, kind: str, *, trust: bool) -> nn.Module:
 
 def _build_objective(card: Card, registry, sources: dict[str, str], plugins: dict[str, dict[str, Any]]):
     """The registered objective ``zoo.objective.name`` names (None for the built-in ``elbo``)."""
-    args = dict(card.zoo.get("objective") or {})
-    name = args.pop("name", "elbo")
-    if name == "elbo":
+    spec = card.spec.objective
+    if not spec.registered:
         return None
+    name, args = spec.name, spec.arguments()
     try:
         entry = registry.get("objective", name)
     except PluginError as e:
@@ -197,6 +200,8 @@ def _check_component(card: Card, kind: str, obj: Any, who: str) -> None:
 
 
 def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -> None:
+    """What needs the built components: the card's fields were checked once, when it was read (zoo.cards.spec),
+    so only their combination with what the components declare is checked here."""
     prior = parts["prior"]
     posterior = c.posterior_type(parts["encoder"])
     if (posterior is not None and issubclass(posterior, c.EnumerablePosterior)
@@ -205,19 +210,16 @@ def _check_combination(card: Card, parts: dict[str, Any], who: dict[str, str]) -
                         f"a discrete posterior the ELBO sums over exactly ({posterior.__name__}), so the prior "
                         f"must be discrete too, but the prior {who['prior']} has no support() "
                         f"(zoo.contracts.DiscreteSupport)")
-    objective = card.zoo.get("objective") or {}
-    loss = objective.get("loss", "elbo")
+    objective = card.spec.objective
+    loss = objective.loss
     if loss != "elbo" and not c.has(prior, c.SurrogateLoss):
         raise CardError(f"{where(card)}: field 'zoo.objective.loss': {loss!r} needs a prior with "
                         f"training_loss(q, loss) (zoo.contracts.SurrogateLoss); the prior {who['prior']} has none "
                         f"(use 'elbo')")
-    if objective.get("gradient", "reparam") == "dreg" and int(objective.get("iwae_k", 1)) <= 1:
-        raise CardError(f"{where(card)}: field 'zoo.objective.gradient': 'dreg' is a gradient of the importance-"
-                        f"weighted bound; set iwae_k > 1 beside it")
-    if int(objective.get("iwae_k", 1)) > 1 and not c.is_exact(prior):
+    if objective.iwae_k > 1 and not c.is_exact(prior):
         raise CardError(f"{where(card)}: field 'zoo.objective.iwae_k': the importance-weighted bound needs an exact "
                         f"log p(z), but the prior {who['prior']} declares exact = False (its log_prob is a bound)")
-    sampler = (card.zoo.get("sampler") or {}).get("name")
+    sampler = None if card.spec.sampler is None else card.spec.sampler.name
     if sampler is not None:
         if sampler not in c.declared_samplers(prior):
             raise CardError(f"{where(card)}: field 'zoo.sampler.name': the prior {who['prior']} declares the samplers "

@@ -91,6 +91,9 @@ Training objectives (card ``zoo.objective: {name: NAME, ...}``, registered with 
     CoupledObjective        ``coupled_parameters(model)`` and ``coupled_loss(name, model, x)``: parameter sets
                             with optimisers of their own, stepped after the main one on the same batch
                             (FactorVAE's discriminator, PIWAE's inference network)
+    ObjectiveSettings       ``iwae_k``, ``loss``, ``gradient`` and ``arguments()``: the built-in bound's settings
+                            that ``LatentModel.objective`` reads (the typed card's ``zoo.objective`` is one; the
+                            assembler hands it to the model, which parses no card)
 
 Other registered kinds (see :mod:`zoo.hookspecs`): Converter, Fitter, PriorFitter (returns a FittedPrior), Sampler
 (its options are SamplerOption), DataSource (optional ``factors``, ``label_names``, and ``hub_id``, ``title``,
@@ -111,7 +114,7 @@ __all__ = [
     "ClosedFormCrossEntropy", "PerDimKL", "StructuredInference", "SurrogateLoss", "DiscreteSupport",
     "GaussianForwardProcess", "Denoiser", "Binds", "DeclaredSize",
     "Converter", "Fitter", "PriorFitter", "FittedPrior", "Sampler", "SamplerOption", "DataSource", "Objective",
-    "CoupledObjective", "Series", "Term",
+    "CoupledObjective", "ObjectiveSettings", "Series", "Term",
     "has", "missing_members", "is_exact", "is_fixed", "family_of", "rate_estimator", "declared_samplers",
     "posterior_type", "notes_of", "manifold_of", "factors_of", "label_names_of", "results_of", "declared_results",
     "result_record", "NOTE_KEYS", "MANIFOLDS", "REQUIRED", "ATTRIBUTES",
@@ -457,6 +460,18 @@ class CoupledObjective(Protocol):
 
     def coupled_loss(self, name: str, model: Any, x: Tensor) -> Tensor:
         """The scalar loss optimiser ``name`` minimises on the same batch, stepped after the main step."""
+
+
+class ObjectiveSettings(Protocol):
+    """The settings of the built-in beta-ELBO / IWAE bound that ``LatentModel.objective`` reads, typed (the card's
+    ``zoo.objective`` as zoo.cards.spec.ObjectiveSpec parses it; the assembler passes it to the model)."""
+
+    iwae_k: int      # importance samples of the bound (1: the ELBO)
+    loss: str        # "elbo", or a surrogate the prior's training_loss knows (SurrogateLoss), e.g. "simple"
+    gradient: str    # "reparam", or "dreg" (the doubly-reparameterised gradient of the iwae_k > 1 bound)
+
+    def arguments(self) -> dict[str, Any]:
+        """A surrogate loss's own options, as keyword arguments of ``prior.training_loss``."""
 
 
 # ------------------------------------------------------------------------ results a component declares

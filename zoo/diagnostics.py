@@ -75,7 +75,7 @@ def diagnose(model: LatentModel, data: Tensor | str, *, split: str = "test", bat
     if isinstance(data, str):
         from zoo.data import card_source_options, load_tensors
 
-        options = card_source_options(data, model.config.get("data") or {}, image_key)
+        options = card_source_options(data, model.card.spec.data if model.card is not None else {}, image_key)
         if data_config:
             options["config"] = data_config
         if factors is None and not options.get("image_key") and not data_config:

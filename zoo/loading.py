@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from zoo.assemble import build_model
 from zoo.cards import Card
 from zoo.cards.catalog import get_card
+from zoo.cards.spec import WeightsSpec
 from zoo.cards.weights_spec import weight_files, weights_source  # noqa: F401 - part of the loader's API
 from zoo.errors import WeightsError
 from zoo.model import LatentModel, install_pretrained_io
@@ -54,7 +55,7 @@ def load(name_or_path: str | Path, *, pretrained: bool = True, revision: str | N
         return load_repo(target, revision=revision, weights=weights, device=device, pretrained=pretrained,
                          trust_modules=trust_modules)
     card = get_card(target)
-    if pretrained and card.zoo.get("weights"):
+    if pretrained and card.spec.weights is not None:
         model = build_model(card, empty=True)  # every weight is filled by the (strict) load that follows
         load_card_weights(model, card, revision=revision)
     else:
@@ -80,9 +81,10 @@ def load_folder(folder: str | Path, *, weights: str | None = None, device: Any =
     model = build_model(card, empty=True, trust_modules=trust_modules)  # every weight comes from the file
     path = folder / (weights or WEIGHTS)
     load_weights(model, read_weights(path), str(path))
-    results = card.zoo.get("results") or {}
+    results = card.spec.results
     # model.safetensors holds the EMA weights when the run kept an EMA, model_raw.safetensors the raw ones
-    kind = "raw" if (weights or WEIGHTS) == "model_raw.safetensors" else results.get("weights", "raw")
+    kind = ("raw" if (weights or WEIGHTS) == "model_raw.safetensors" or results is None
+            else results.get("weights", "raw"))
     model.info.update({"weights": str(path), "source": str(folder), "weights_kind": kind})
     if device is not None:
         model.to(device)
@@ -208,10 +210,10 @@ def card_for_repo(repo_id: str) -> str | None:
         if name.startswith("_"):
             continue
         try:
-            spec = read_card(entry.path, name=name).zoo.get("weights") or {}
+            spec = read_card(entry.path, name=name).spec.weights
         except CardError:
             continue
-        if spec.get("repo") == repo_id and spec.get("converter"):
+        if spec is not None and spec.repo == repo_id and spec.converter:
             matches.append(name)
     if len(matches) > 1:
         raise UnknownModelError(f"{repo_id!r} is the weights repo of several models ({', '.join(matches)}): "
@@ -224,18 +226,18 @@ def packaged_path(card: Card) -> Path:
     against the card's sha256."""
     from zoo.hub import hash_file
 
-    spec = card.zoo["weights"]
+    spec = card.spec.weights
     if card.path is None:
         raise WeightsError(f"model {card.name!r}: 'zoo.weights.packaged' is relative to the card's folder, and this "
                            f"card was not read from a file")
-    path = card.path.parent / spec["packaged"]
+    path = card.path.parent / spec.packaged
     if not path.is_file():
         raise WeightsError(f"model {card.name!r}: its packaged weights {path} are missing (field 'zoo.weights.packaged' "
                            f"of {card.path}); reinstall latent-zoo, or load it with pretrained=False")
     digest = hash_file(path, "sha256")
-    if digest != spec["sha256"]:
+    if digest != spec.sha256:
         raise WeightsError(f"model {card.name!r}: the packaged weights {path} have sha256 {digest}, not the card's "
-                           f"{spec['sha256']} ({card.path}): the file is damaged or was replaced; reinstall latent-zoo")
+                           f"{spec.sha256} ({card.path}): the file is damaged or was replaced; reinstall latent-zoo")
     return path
 
 
@@ -253,13 +255,13 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"use zoo.load({card.name!r}, pretrained=False), or train it with "
                            f"`zoo train {card.name}` and load the run folder")
-    spec = card.zoo["weights"]
+    spec = card.spec.weights
     if source == "hub":
         try:
             _load_hub_weights(model, card, revision)
             return
         except HubUnreachable as e:
-            if not spec.get("packaged") or revision is not None:
+            if not spec.packaged or revision is not None:
                 raise
             note = f"the Hub file could not be fetched ({e}); loaded the packaged copy with the same sha256"
     else:
@@ -270,11 +272,11 @@ def load_card_weights(model: LatentModel, card: Card, *, revision: str | None = 
 def _load_packaged_weights(model: LatentModel, card: Card, note: str | None) -> None:
     from zoo.store.weights import load_weights, read_state
 
-    spec = card.zoo["weights"]
+    spec = card.spec.weights
     path = packaged_path(card)
     load_weights(model, read_state(path), f"{path} (packaged with {card.name!r})")
-    model.info.update({"source": "packaged", "weights": str(path), "sha256": spec["sha256"], "file": spec["packaged"],
-                       "repo": spec.get("repo"), "revision": None, "converter": None})
+    model.info.update({"source": "packaged", "weights": str(path), "sha256": spec.sha256, "file": spec.packaged,
+                       "repo": spec.repo, "revision": None, "converter": None})
     if note:
         model.info["note"] = note
 
@@ -282,20 +284,20 @@ def _load_packaged_weights(model: LatentModel, card: Card, note: str | None) -> 
 def _load_hub_weights(model: LatentModel, card: Card, revision: str | None) -> None:
     from zoo.store.weights import load_weights, read_state
 
-    spec = card.zoo["weights"]
+    spec = card.spec.weights
     fetched = _fetch_card_weights(card, revision)
     state: dict = {}
     for part, (path, _, _) in fetched.items():
         tensors = read_state(path)
         state.update(tensors if part is None else {f"{part}.{k}": v for k, v in tensors.items()})
-    state = convert(state, spec.get("converter"), card)
+    state = convert(state, spec.converter, card)
     commit = next(iter(fetched.values()))[1]
     single = None in fetched
-    files = spec["file"] if single else ", ".join(f"{p}: {f}" for p, f in spec["file"].items())
-    load_weights(model, state, f"{spec['repo']}@{commit}/{files}")
-    model.info.update({"source": "hub", "repo": spec["repo"], "revision": commit,
-                       "requested_revision": revision or spec.get("revision") or "main", "file": spec["file"],
-                       "converter": spec.get("converter"),
+    files = spec.file if single else ", ".join(f"{p}: {f}" for p, f in spec.files().items())
+    load_weights(model, state, f"{spec.repo}@{commit}/{files}")
+    model.info.update({"source": "hub", "repo": spec.repo, "revision": commit,
+                       "requested_revision": revision or spec.revision or "main",
+                       "file": spec.file if single else spec.files(), "converter": spec.converter,
                        "sha256": fetched[None][2] if single else {p: v[2] for p, v in fetched.items()},
                        "weights": str(fetched[None][0]) if single else {p: str(v[0]) for p, v in fetched.items()}})
 
@@ -323,33 +325,33 @@ def _fetch_card_weights(card: Card, revision: str | None = None) -> dict[str | N
     (``converter`` set) named ``*.safetensors`` that the revision does not have falls back to the same name with
     ``.bin`` (older diffusers uploads), read later with ``torch.load(weights_only=True)`` and checked against the
     Hub's hash (the card's sha256 is the safetensors file's)."""
-    spec = card.zoo["weights"]
-    pinned = spec.get("revision")
+    spec = card.spec.weights
+    pinned = spec.revision
     rev = revision or pinned
     own = revision is None or revision == pinned
-    hashes = spec.get("sha256")
+    hashes = spec.sha256
     out: dict[str | None, tuple[Path, str, str | None]] = {}
-    for part, file in weight_files(spec).items():
-        sha256 = (hashes.get(part) if isinstance(hashes, dict) else hashes) if own else None
+    for part, file in spec.files().items():
+        sha256 = (hashes.get(part) if isinstance(hashes, Mapping) else hashes) if own else None
         path, commit, checked = _fetch_file(spec, file, rev, sha256)
         rev = commit  # the other parts from the same commit
         out[part] = (path, commit, checked)
     return out
 
 
-def _fetch_file(spec: dict, file: str, rev: str | None, sha256: str | None) -> tuple[Path, str, str | None]:
+def _fetch_file(spec: WeightsSpec, file: str, rev: str | None, sha256: str | None) -> tuple[Path, str, str | None]:
     from zoo.hub import FileNotFound, download_file
 
     try:
-        path, commit = download_file(spec["repo"], file, revision=rev, sha256=sha256)
+        path, commit = download_file(spec.repo, file, revision=rev, sha256=sha256)
     except FileNotFound:
-        if not (spec.get("converter") and file.endswith(".safetensors")):
+        if not (spec.converter and file.endswith(".safetensors")):
             raise
         fallback = file[: -len(".safetensors")] + ".bin"
         try:
-            path, commit = download_file(spec["repo"], fallback, revision=rev)
+            path, commit = download_file(spec.repo, fallback, revision=rev)
         except FileNotFound:
-            raise FileNotFound(f"neither {file!r} nor {fallback!r} is in {spec['repo']}@{rev or 'main'}") from None
+            raise FileNotFound(f"neither {file!r} nor {fallback!r} is in {spec.repo}@{rev or 'main'}") from None
         sha256 = None
     return path, commit, sha256
 
@@ -377,11 +379,11 @@ def download(name: str, *, revision: str | None = None, weights: str | None = No
         raise WeightsError(f"model {card.name!r} has no published weights (its card has no 'zoo.weights'): "
                            f"nothing to download")
     if source == "packaged":  # shipped with the package: nothing to fetch, the file is checked
-        spec = card.zoo["weights"]
-        return {"repo": spec.get("repo"), "revision": None, "path": packaged_path(card), "source": "packaged",
-                "files": [spec["packaged"]]}
+        spec = card.spec.weights
+        return {"repo": spec.repo, "revision": None, "path": packaged_path(card), "source": "packaged",
+                "files": [spec.packaged]}
     fetched = _fetch_card_weights(card, revision)
-    spec = card.zoo["weights"]
+    spec = card.spec.weights
     paths = [v[0] for v in fetched.values()]
-    return {"repo": spec["repo"], "revision": next(iter(fetched.values()))[1], "source": "hub",
-            "path": paths[0] if len(paths) == 1 else paths, "files": list(weight_files(spec).values())}
+    return {"repo": spec.repo, "revision": next(iter(fetched.values()))[1], "source": "hub",
+            "path": paths[0] if len(paths) == 1 else paths, "files": list(spec.files().values())}

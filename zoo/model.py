@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.outputs import ImageObservation, ModelOutput
 
 
-# the fields of ``zoo.objective`` that LatentModel.objective reads itself; the rest are a surrogate loss's own
-# options (the card format lists the same set: zoo.cards.schema.OBJECTIVE_FIELDS, checked equal by a test)
+# the generic fields of ``zoo.objective``; the rest are a surrogate loss's own options (the typed card parses them,
+# zoo.cards.spec.OBJECTIVE_FIELDS, and hands the model contracts.ObjectiveSettings; kept equal by a test)
 ELBO_OBJECTIVE_FIELDS = frozenset({"beta", "iwae_k", "loss", "gradient", "name"})
 
 # What LatentModel's file and Hub methods run, installed by the loader (zoo.loading) when it is imported: the model
@@ -89,10 +89,17 @@ class LatentModel(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module, *,
                  data_shape: tuple[int, ...], latent_shape: tuple[int, ...],
                  name: str = "model", beta: float = 1.0, config: dict[str, Any] | None = None,
-                 sources: dict[str, str] | None = None, objective: Any = None):
+                 sources: dict[str, str] | None = None, objective: Any = None,
+                 objective_settings: c.ObjectiveSettings | None = None,
+                 default_sampler: tuple[str, dict[str, Any]] | None = None):
         super().__init__()
         # a registered objective (card zoo.objective.name); an nn.Module one saves its parameters with the model
         self.training_objective = objective
+        # the built-in bound's settings, typed (the card's zoo.objective, handed over by the assembler); None: the
+        # beta-ELBO.  ``config`` is the card's block as written, a record the model does not parse.
+        self.objective_settings = objective_settings
+        # (name, options) of model.sample's default registered sampler (the card's zoo.sampler), or None
+        self.default_sampler = default_sampler
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.data_shape = tuple(data_shape)
         self.latent_shape = tuple(latent_shape)
@@ -238,9 +245,8 @@ class LatentModel(nn.Module):
 
         ``sampler``: a registered sampler the prior lists in ``samplers`` (e.g. ``"ddim"`` with
         ``steps=50, eta=0.0``); its ``options`` are the keyword arguments."""
-        if sampler is None and not options and self.config.get("sampler"):
-            options = dict(self.config["sampler"])   # the card's default sampler and its options
-            sampler = options.pop("name")
+        if sampler is None and not options and self.default_sampler is not None:
+            sampler, options = self.default_sampler[0], dict(self.default_sampler[1])  # the card's default
         if sampler is not None:
             if self.run_sampler is None:
                 raise UsageError(f"model {self.name!r}: sampler {sampler!r} is a registered sampler, and this model "
@@ -353,14 +359,14 @@ class LatentModel(nn.Module):
         if self.training_objective is not None:
             return self.training_objective(self, x)
         beta = self.beta if beta is None else float(beta)
-        objective = self.config.get("objective") or {}
-        k = int(objective.get("iwae_k", 1))
-        loss_name = objective.get("loss", "elbo")
+        settings = self.objective_settings
+        k = 1 if settings is None else int(settings.iwae_k)
+        loss_name = "elbo" if settings is None else settings.loss
         if loss_name != "elbo":  # a surrogate the prior defines, e.g. DDPM's L_simple
             if not c.has(self.prior, c.SurrogateLoss):
                 raise CardError(f"objective.loss {loss_name!r} needs a prior with training_loss(q, loss); "
                                 f"{self.sources.get('prior', type(self.prior).__name__)} has none (use 'elbo')")
-            options = {k: v for k, v in objective.items() if k not in ELBO_OBJECTIVE_FIELDS}  # the loss's own options
+            options = settings.arguments()  # the surrogate loss's own options
             return self.prior.training_loss(self.posterior(x), loss_name, **options)
         if k <= 1:
             terms = self.elbo(x, prepared=True)
@@ -369,7 +375,7 @@ class LatentModel(nn.Module):
         if self.enumerates(q):  # the enumerated ELBO of an exact posterior is already log p(x)
             terms = self._exact_elbo(x, q)
             return terms.loss(beta), terms
-        if objective.get("gradient", "reparam") == "dreg":
+        if settings.gradient == "dreg":
             return self._dreg_objective(x, k, q, beta)
         log_lik, log_ratio = self.log_weights(x, k, q)
         bound = torch.logsumexp(log_lik + beta * log_ratio, 0) - math.log(k)

@@ -15,6 +15,7 @@ installed plugins, so a listing does not build every model each time.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.cards.schema import Card
+from zoo.cards.spec import thaw
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,22 @@ def _cached(repo: str, file: str, revision: str) -> bool:
 
 def weights_availability(card: Card) -> WeightsAvailability:
     """Where ``zoo.load(card)`` takes the weights from and whether they are on this machine (no network used)."""
-    from zoo.cards.weights_spec import weight_files, weights_source
+    from zoo.cards.weights_spec import weights_source
 
     source = weights_source(card)
-    spec = card.zoo.get("weights") or {}
+    spec = card.spec.weights
     if source is None:
         return WeightsAvailability("none", "none", False, f"no weights: zoo train {card.name}")
-    packaged = bool(spec.get("packaged")) and card.path is not None and (card.path.parent / spec["packaged"]).is_file()
+    packaged = bool(spec.packaged) and card.path is not None and (card.path.parent / spec.packaged).is_file()
     if source == "packaged":
         if packaged:
             return WeightsAvailability("packaged", "packaged", True, "packaged")
         return WeightsAvailability("packaged", "packaged", False, "the packaged file is missing: reinstall")
-    revision = str(spec.get("revision") or "main")
-    label = f"Hub {spec['repo']}@{revision[:12]}"
-    files = list(weight_files(spec).values())
-    if all(_cached(spec["repo"], f, revision) or (spec.get("converter") and f.endswith(".safetensors")
-                                                  and _cached(spec["repo"], f[:-12] + ".bin", revision))
+    revision = str(spec.revision or "main")
+    label = f"Hub {spec.repo}@{revision[:12]}"
+    files = list(spec.files().values())
+    if all(_cached(spec.repo, f, revision) or (spec.converter and f.endswith(".safetensors")
+                                               and _cached(spec.repo, f[:-12] + ".bin", revision))
            for f in files):
         return WeightsAvailability("hub", label, True, "in the Hub cache")
     if packaged:  # the Hub file is fetched when the Hub answers; offline, the packaged copy (same sha256) loads
@@ -95,7 +97,9 @@ def _architecture_key(card: Card) -> str:
     from zoo import __version__
     from zoo.registry import get_registry
 
-    arch = {k: card.zoo.get(k) for k in ("data", "latent", "encoder", "decoder", "prior", "objective")}
+    spec = card.spec
+    arch = {k: thaw(dataclasses.asdict(getattr(spec, k))) for k in ("data", "latent", "encoder", "decoder", "prior",
+                                                                     "objective")}
     plugins = sorted(f"{o.distribution}=={o.version}" for o in get_registry().plugins)
     text = json.dumps([arch, plugins, __version__], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -155,11 +159,11 @@ def listing_rows(names: list[str]) -> list[dict[str, str]]:
     facts = card_facts(cards)
     rows = []
     for card in cards:
-        data = card.zoo["data"]
+        data = card.spec.data
         w = weights_availability(card)
         rows.append({"name": card.name, "family": facts[card.name]["family"],
                      "parameters": format_count(facts[card.name]["parameters"]),
-                     "data": f"{data['source']} {'x'.join(str(v) for v in data['shape'])}", "weights": w.label,
+                     "data": f"{data.source} {'x'.join(str(v) for v in data.shape)}", "weights": w.label,
                      "here": here_cell(w)})
     return rows
 

@@ -107,6 +107,23 @@ class Card:
         body = with_results_section(self.body, self, repo_id=repo_id)
         return f"---\n{text}---\n{body if body.startswith(chr(10)) else chr(10) + body}"
 
+    def with_fields(self, fields: dict[str, Any]) -> "Card":
+        """A copy with ``zoo`` fields set by dotted path: ``{"data.source": "zoo:digits"}`` sets one field,
+        ``{"train": {...}}`` replaces a block.  The new block is checked by the typed parse (a wrong value is
+        refused here, naming the card and the field)."""
+        zoo = plain_copy(self.zoo)
+        for path, value in fields.items():
+            *parents, last = path.split(".")
+            block = zoo
+            for key in parents:
+                if not isinstance(block.get(key), dict):
+                    block[key] = {}
+                block = block[key]
+            block[last] = plain_copy(value)
+        card = dataclasses.replace(self, zoo=zoo)
+        card._parsed(zoo, self.path or f"card {self.name!r}")
+        return card
+
     def with_results(self, results: dict[str, Any]) -> "Card":
         """A copy with ``zoo.results`` replaced; results of the wrong type are refused here, naming the field."""
         card = copy.deepcopy(self)
@@ -135,6 +152,21 @@ def parse_card(text: str, *, source: str | Path = "<string>", name: str | None =
         raise CardError(f"{source}: missing field 'zoo.name'")
     card = Card(final, zoo, metadata, body, Path(source) if source != "<string>" else None)
     card._parsed(zoo, source, spec)  # parsed once, here; Card.spec parses again only if zoo changes
+    return card
+
+
+def card_from_config(config: Any, source: str | Path, *, body: str = "", name: str | None = None) -> Card:
+    """The card a saved model's ``config.json`` holds (``{"name", "zoo", "metadata", "plugins"}``, zoo.store), parsed
+    once; ``name`` when the config names none.  Errors name ``source`` and the field path."""
+    if not isinstance(config, dict) or "zoo" not in config:
+        raise CardError(f"{source}: missing field 'zoo'")
+    raw = config["zoo"]
+    spec = parse_zoo(raw, source)
+    zoo = normalized(raw, spec)
+    final = zoo.pop("name", None) or config.get("name") or name
+    plugins = config.get("plugins") if isinstance(config.get("plugins"), dict) else {}
+    card = Card(final, zoo, config.get("metadata", {}), body, Path(source), provenance=plugins)
+    card._parsed(zoo, source, spec)
     return card
 
 

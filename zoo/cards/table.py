@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from zoo.cards.schema import Card
+from zoo.cards.spec import ResultsSpec
 
 TABLE_START = "<!-- latent-zoo:models:start -->"
 TABLE_END = "<!-- latent-zoo:models:end -->"
@@ -29,16 +30,17 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-def headline(results: dict[str, Any]) -> str:
-    """The card's headline numbers with how each was estimated; 'not measured' without results."""
+def headline(results: Any) -> str:
+    """The card's headline numbers with how each was estimated; 'not measured' without results (``results``: the
+    typed ``card.spec.results``, or a results mapping)."""
     from zoo.cards.render import nll_label
 
     if not isinstance(results.get("elbo"), (int, float)) or results.get("measured") is False:
         return "not measured here"
-    se = f" ± {results['elbo_se']:.2f}" if isinstance(results.get("elbo_se"), (int, float)) else ""
-    text = f"ELBO {results['elbo']:.2f}{se} nats"
+    se = f" ± {results.get('elbo_se'):.2f}" if isinstance(results.get("elbo_se"), (int, float)) else ""
+    text = f"ELBO {results.get('elbo'):.2f}{se} nats"
     if isinstance(results.get("nll"), (int, float)) and results.get("nll_kind") != "negative ELBO":
-        text += f"; {nll_label(results)} {results['nll']:.2f}"
+        text += f"; {nll_label(results)} {results.get('nll'):.2f}"
     bpd = results.get("nll_bpd", results.get("elbo_bpd"))
     if isinstance(bpd, (int, float)):
         text += f" ({bpd:.3f} bits/dim)"
@@ -49,31 +51,32 @@ def headline(results: dict[str, Any]) -> str:
 def weights_cell(card: Card) -> str:
     from zoo.cards.weights_spec import weights_source
 
-    spec = card.zoo.get("weights") or {}
+    spec = card.spec.weights
     source = weights_source(card)
     if source is None:
         return f"none (`zoo train {card.name}`)"
     if source == "packaged":
-        return f"packaged with latent-zoo (sha256 `{spec['sha256'][:12]}`)"
-    revision = f"@{str(spec['revision'])[:7]}" if spec.get("revision") else ""
-    converted = f", converted ({spec['converter']})" if spec.get("converter") else ""
-    return f"Hub `{spec['repo']}{revision}`{converted}"
+        return f"packaged with latent-zoo (sha256 `{spec.sha256[:12]}`)"
+    revision = f"@{str(spec.revision)[:7]}" if spec.revision else ""
+    converted = f", converted ({spec.converter})" if spec.converter else ""
+    return f"Hub `{spec.repo}{revision}`{converted}"
 
 
 def licence_cell(card: Card) -> str:
     licence = card.metadata.get("license") or "not stated"
     upstream = card.metadata.get("base_model")
-    return f"{licence} (upstream: `{upstream}`)" if upstream and (card.zoo.get("weights") or {}).get("converter") \
+    weights = card.spec.weights
+    return f"{licence} (upstream: `{upstream}`)" if upstream and weights is not None and weights.converter \
         else str(licence)
 
 
 def row(card: Card) -> str:
     from zoo.cards.hub_schema import model_family
 
-    data = card.zoo["data"]
-    shape = "x".join(str(v) for v in data["shape"])
-    cells = (f"`{card.name}`", model_family(card), _millions(parameter_count(card)), f"`{data['source']}` {shape}",
-             headline(card.zoo.get("results") or {}), weights_cell(card), licence_cell(card))
+    data = card.spec.data
+    shape = "x".join(str(v) for v in data.shape)
+    cells = (f"`{card.name}`", model_family(card), _millions(parameter_count(card)), f"`{data.source}` {shape}",
+             headline(_results(card)), weights_cell(card), licence_cell(card))
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
@@ -94,20 +97,25 @@ def _num(value: Any, spec: str = ".2f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
+def _results(card: Card) -> ResultsSpec:
+    """The card's measured results, typed (none measured: every field None)."""
+    return card.spec.results if card.spec.results is not None else ResultsSpec()
+
+
 def results_row(card: Card) -> str:
     """One card's measured results (``zoo.results``): the numbers diagnose gave on the card's split."""
     from zoo.cards.render import nll_label
 
-    r = card.zoo.get("results") or {}
+    r = _results(card)
     label = nll_label(r).removeprefix("NLL ")
     label = label[1:-1] if label.startswith("(") and label.endswith(")") else label
     nll = f"{_num(r.get('nll'))} ({label})" if isinstance(r.get("nll"), (int, float)) else "n/a"
     mi = (f"[{_num(r.get('mutual_information'), '.3f')}, {_num(r.get('mutual_information_upper'), '.3f')}]"
           + (" saturated" if r.get("mi_saturated") else "")
-          + (f" ({r['mi_split']})" if r.get("mi_split") not in (None, r.get("split", "test")) else "")
+          + (f" ({r.get('mi_split')})" if r.get("mi_split") not in (None, r.get("split", "test")) else "")
           ) if r.get("mutual_information") is not None else "n/a"
-    units = f"{r['active_units']}/{r.get('latent_dims', '?')}" if r.get("active_units") is not None else "n/a"
-    cells = (f"`{card.name}`", f"`{card.zoo['data']['source']}`", f"{_num(r.get('elbo'))} ± {_num(r.get('elbo_se'))}",
+    units = f"{r.get('active_units')}/{r.get('latent_dims', '?')}" if r.get("active_units") is not None else "n/a"
+    cells = (f"`{card.name}`", f"`{card.spec.data.source}`", f"{_num(r.get('elbo'))} ± {_num(r.get('elbo_se'))}",
              nll, mi, units, ("≤ " if r.get("total_correlation_kind") == "upper bound" else "")
              + _num(r.get("total_correlation"), ".3f"), _num(r.get("train_seconds"), ".0f"))
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
@@ -119,7 +127,7 @@ def card_space(card: Card):
     from zoo.data_space import DataSpace, likelihood_kind
 
     model = build_model(card, empty=True)
-    return DataSpace(card.zoo["data"]["source"], tuple(card.zoo["data"]["shape"]),
+    return DataSpace(card.spec.data.source, tuple(card.spec.data.shape),
                      likelihood_kind(model.decoder.likelihood))
 
 
@@ -140,8 +148,8 @@ def results_table(sources: tuple[str, ...] = ("zoo:mnist-5k", "zoo:digits", "zoo
 
     cards = [get_card(n) for n in model_names()]
     spaces: dict[Any, list[Card]] = {}
-    for card in sorted((c for c in cards if c.zoo["data"]["source"] in sources),
-                       key=lambda c: (sources.index(c.zoo["data"]["source"]), c.name)):
+    for card in sorted((c for c in cards if c.spec.data.source in sources),
+                       key=lambda c: (sources.index(c.spec.data.source), c.name)):
         spaces.setdefault(card_space(card), []).append(card)
     order = sorted(spaces, key=lambda sp: (sources.index(sp.data), sp.kind))
     parts = []

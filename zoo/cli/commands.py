@@ -299,7 +299,7 @@ def run_data(name: str, model) -> str:
     results = model.card.spec.results if getattr(model, "card", None) is not None else None
     if kind == "folder" and results is not None and results.dataset is not None:
         return results.dataset
-    return model.config["data"]["source"]
+    return model.card.spec.data.source
 
 
 def cmd_diagnose(args) -> None:

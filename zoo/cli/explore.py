@@ -20,7 +20,8 @@ def _model_and_data(args):
 
     model = load(args.model, pretrained=True)
     spec = args.data or run_data(args.model, model)
-    options = card_source_options(spec, model.config.get("data") or {}, args.image_key)
+    options = card_source_options(spec, model.card.spec.data if model.card is not None else {},
+                                  args.image_key)
     return model, spec, load_tensors(spec, args.split, **options)[:args.max_points]
 
 

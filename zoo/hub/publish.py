@@ -57,7 +57,7 @@ def _with_use_section(text: str, card, repo_id: str, *, has_samples: bool) -> st
            "images = model.sample(16)                  # images in [0, 1]",
            "terms = model.elbo(x)                      # per-image ELBO, distortion and rate (nats)", "```", "",
            f"    zoo sample hf://{repo_id} --n 64 --out samples.png",
-           f"    zoo diagnose hf://{repo_id} --data {card.zoo['data']['source']}", ""]
+           f"    zoo diagnose hf://{repo_id} --data {card.spec.data.source}", ""]
     if has_samples:
         use += ["![samples from this model](samples.png)", ""]
     return f"{head}\n---\n" + "\n".join(use) + "\n" + body

@@ -32,7 +32,8 @@ def reference_images(model, data: str, split: str, n: int | None) -> torch.Tenso
     """uint8 images of ``data``'s ``split`` in the model's data space (at most ``n``)."""
     from zoo.data import card_source_options, load_tensors
 
-    x = load_tensors(data, split, **card_source_options(data, model.config.get("data") or {}, None))
+    x = load_tensors(data, split, **card_source_options(data, model.card.spec.data if model.card is not None else {},
+                                                                 None))
     x = x[:n] if n else x
     return torch.cat([to_uint8(model.to_images(model.prepare(x[i:i + 500]))) for i in range(0, len(x), 500)])
 
@@ -76,10 +77,9 @@ def evaluate_model(model, data: str, *, split: str = "test", n: int | None = Non
 def _describe_sampler(model, options: dict[str, Any]) -> str:
     """``ddim (steps=50)``, the card's default sampler, or ``ancestral``."""
     if not options:
-        options = dict(model.config.get("sampler") or {})
-        if not options:
+        if model.default_sampler is None:
             return "ancestral"
-        options["sampler"] = options.pop("name")
+        options = {"sampler": model.default_sampler[0], **model.default_sampler[1]}
     rest = ", ".join(f"{k}={v}" for k, v in options.items() if k != "sampler")
     return options["sampler"] + (f" ({rest})" if rest else "")
 

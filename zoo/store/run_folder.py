@@ -12,7 +12,8 @@ from torch import nn
 
 from zoo.store.atomic import write_atomic
 from zoo.store.weights import save_weights
-from zoo.cards import Card, parse_card, validate_zoo
+from zoo.cards import Card, parse_card
+from zoo.cards.schema import card_from_config
 from zoo.errors import CardError, WeightsError
 from zoo.model import LatentModel
 
@@ -65,13 +66,8 @@ def read_folder_card(folder: str | Path) -> Card:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as e:
             raise CardError(f"{config_path}: not valid JSON: {e}") from None
-        if not isinstance(config, dict) or "zoo" not in config:
-            raise CardError(f"{config_path}: missing field 'zoo'")
-        zoo = validate_zoo(config["zoo"], config_path)
-        name = zoo.pop("name", None) or config.get("name") or folder.name
         body = card_path.read_text().split("\n---", 1)[-1].split("\n", 1)[-1] if card_path.is_file() else ""
-        plugins = config.get("plugins") if isinstance(config.get("plugins"), dict) else {}
-        return Card(name, zoo, config.get("metadata", {}), body, config_path, provenance=plugins)
+        return card_from_config(config, config_path, body=body, name=folder.name)
     if card_path.is_file():
         return parse_card(card_path.read_text(), source=card_path)
     raise WeightsError(f"{folder} is not a saved model: it has neither {CONFIG} nor {CARD}")

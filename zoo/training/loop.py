@@ -159,8 +159,8 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
         if getattr(given, "card", None) is None:
             raise CardError("zoo.train(model): the model has no card; build it with zoo.build or zoo.load")
         card = given.card
-        if data is not None and card.zoo["data"]["source"] == "unspecified":
-            card = dataclasses.replace(card, zoo={**card.zoo, "data": {**card.zoo["data"], "source": data}})
+        if data is not None and card.spec.data.source == "unspecified":
+            card = card.with_fields({"data.source": data})
     else:
         card = name if isinstance(name, Card) else get_card(name)
     if data_shape is not None:
@@ -177,7 +177,7 @@ def train(name: "str | Card | nn.Module", *, out: str | Path, data: str | None =
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 <= beta < float("inf")):
             raise CardError(f"--beta (zoo.train(..., beta=)): must be a finite number >= 0, got {beta!r}")
-        card = dataclasses.replace(card, zoo={**card.zoo, "objective": {**card.zoo.get("objective", {}), "beta": beta}})
+        card = card.with_fields({"objective.beta": beta})
     loop = TrainLoop(card, Path(out), TrainConfig.from_card(card, **overrides), data=data, resume=resume,
                      overwrite=overwrite, overrides=overrides, progress=progress, command=command, image_key=image_key,
                      data_config=data_config, data_shape_flag=reshaped, callbacks=callbacks, given=given)
@@ -237,7 +237,7 @@ class TrainLoop:
         self.config: TrainConfig = resumed.config if resumed is not None else config
         self.manager.keep = self.config.keep_checkpoints
         self.spec: str = (data or (self.ckpt.meta["data"].get("spec") if self.ckpt is not None else None)
-                          or card.zoo["data"]["source"])
+                          or card.spec.data.source)
         # one segment per resumed stretch of the run with changes (zoo.results.segments)
         self.segments: list[dict[str, Any]] = resumed.segments if resumed is not None else [
             {"from_step": 0, "beta": card.beta, "train": recipe(config),
@@ -802,7 +802,7 @@ class TrainLoop:
         from zoo.store.run_folder import save_model
 
         config = self.config
-        card = dataclasses.replace(self.card, zoo={**self.card.zoo, "train": recipe(config)})
+        card = self.card.with_fields({"train": recipe(config)})
         card, command, seconds = recorded(
             card, self.command or default_command(self.card.name, self.spec, self.out, data_shape=self.data_shape_flag),
             self.prior_seconds + self.train_time, self.segments,

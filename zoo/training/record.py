@@ -3,12 +3,12 @@ reproduces it, and the measured results (``zoo.results`` and the Hub's model-ind
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
 from zoo.cards import Card
+from zoo.cards.spec import ResultsSpec
 from zoo.training.config import TrainConfig
 
 
@@ -28,16 +28,20 @@ def flat(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in d.items()}
 
 
-def previous_results(out: Path) -> dict[str, Any]:
-    """The results the run folder's card held before (a resumed run's), or {}."""
+def previous_results(out: Path) -> ResultsSpec:
+    """The results the run folder's card held before (a resumed run's), typed; none (every field None) when the
+    folder has no readable card yet."""
+    from zoo.errors import ZooError
+    from zoo.store.run_folder import CONFIG, read_folder_card
+
     try:
-        results = json.loads((out / "config.json").read_text())["zoo"].get("results") or {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-    return results if isinstance(results, dict) else {}
+        results = read_folder_card(out).spec.results if (Path(out) / CONFIG).is_file() else None
+    except (OSError, ValueError, ZooError):
+        return ResultsSpec()
+    return results if results is not None else ResultsSpec()
 
 
-def recorded(card: Card, command: str, seconds: float, segments: list[dict[str, Any]], previous: dict[str, Any], *,
+def recorded(card: Card, command: str, seconds: float, segments: list[dict[str, Any]], previous: Any, *,
              nothing_new: bool) -> tuple[Card, str, float]:
     """(card, command, seconds) to record: with several segments, the card's train block and beta stay the
     first segment's (the run's recipe) and each later segment's changes are in results.segments; the
@@ -46,10 +50,10 @@ def recorded(card: Card, command: str, seconds: float, segments: list[dict[str, 
     first = segments[0] if segments else {}
     command = first.get("command") or previous.get("command") or command
     if len(segments) > 1:
-        zoo = {**card.zoo, "train": first.get("train", card.zoo.get("train", {}))}
+        fields: dict[str, Any] = {"train": first["train"]} if "train" in first else {}
         if first.get("beta") is not None:
-            zoo["objective"] = {**card.zoo.get("objective", {}), "beta": first["beta"]}
-        card = dataclasses.replace(card, zoo=zoo)
+            fields["objective.beta"] = first["beta"]
+        card = card.with_fields(fields)
     elif nothing_new:
         seconds = float(previous.get("train_seconds", seconds))
     return card, command, seconds
@@ -71,7 +75,7 @@ def results_from_report(report: dict[str, Any], card: Card, config: TrainConfig,
                     "zoo_version": __version__, "command": command})
     from zoo.data.sources import resolve_commit
 
-    revision = card.zoo["data"].get("revision") if spec == card.zoo["data"]["source"] else None
+    revision = card.spec.data.revision if spec == card.spec.data.source else None
     commit = resolve_commit(spec, revision)  # a Hub dataset's commit sha, always, where it can be known
     if commit or revision:
         results["dataset_revision"] = commit or revision

@@ -7,7 +7,6 @@ not adapt, a ShapeError names the model, the shape and the component's error, an
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from zoo.cards import Card
@@ -33,10 +32,10 @@ def with_data_shape(card: Card, data_shape: Any) -> Card:
         raise ShapeError(f"data_shape: expected three positive integers (C, H, W), got {data_shape!r}")
     if shape == tuple(card.data_shape):
         return card
-    zoo = {**card.zoo, "data": {**card.zoo["data"], "shape": list(shape)}}
+    fields = {"data.shape": list(shape)}
     if tuple(card.latent_shape) == tuple(card.data_shape):  # a pixel-space latent (diffusion) follows the data
-        zoo["latent"] = {**card.zoo["latent"], "shape": list(shape)}
-    new = dataclasses.replace(card, zoo=zoo)
+        fields["latent.shape"] = list(shape)
+    new = card.with_fields(fields)
     from zoo.assemble import build_model
     from zoo.byo import trial_forward
 

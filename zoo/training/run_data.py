@@ -37,9 +37,10 @@ def load_run_data(card: Card, spec: str, config: TrainConfig, *, image_key: str 
                   data_config: str | None = None) -> RunData:
     from zoo.data import card_source_options, load_dataset, load_tensors
 
-    test_split = card.zoo["data"].get("test_split", "test")
-    train_split = card.zoo["data"].get("split", "train") if spec == card.zoo["data"]["source"] else "train"
-    source = card_source_options(spec, card.zoo["data"], image_key)  # image_key / pinned revision
+    data = card.spec.data
+    test_split = data.test_split
+    train_split = data.split if spec == data.source else "train"
+    source = card_source_options(spec, data, image_key)  # image_key / pinned revision
     if data_config:
         source["config"] = data_config
     if config.streaming:
