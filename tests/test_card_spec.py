@@ -207,3 +207,68 @@ def test_a_built_card_with_tensor_arguments_gives_its_spec():
     for _ in range(2):   # parsed, then compared with the cached copy
         name, args = card.component("encoder")
         assert name == "pkg.mod:Enc" and torch.equal(args["init"], torch.ones(3)) and args["hidden"] == (4, 4)
+
+
+# Modules outside zoo/cards/ that may touch the raw ``zoo`` block by key, because they write or show it as written
+# (every read of a value goes through the typed card, ``card.spec``).
+RAW_BLOCK_WRITERS = {
+    "zoo/posthoc.py": "writes the fitted model's card: the old block as written, its old prior kept as provenance",
+    "zoo/quality/evaluate.py": "merges sample-quality results into zoo.results as written (config.json, card file)",
+    "zoo/cli/commands.py": "zoo info prints the train, sampler and results blocks as the card writes them",
+    "zoo/cli/fit_prior.py": "zoo fit-prior --json prints the fitted card's prior and results blocks as written",
+    "zoo/training/resume.py": "the checkpoint's architecture fingerprint hashes the blocks as written (a typed "
+                              "rebuild would change it and refuse to resume the runs written before)",
+}
+
+
+def raw_block_reads(source: str) -> list[str]:
+    """Where ``source`` reads a card's raw ``zoo`` block (or a model's ``config``, the same block) by key:
+    ``X.zoo[...]``, ``X.zoo.get(...)`` (any mapping method), ``X["zoo"]``, ``X.config[...]`` / ``X.config.get(...)``,
+    and the same through a name bound to ``X.zoo``."""
+    tree = ast.parse(source)
+    aliases = set()
+    for node in ast.walk(tree):  # z = card.zoo;  s, z = card.spec, card.zoo
+        if isinstance(node, ast.Assign):
+            pairs = [(node.targets[0], node.value)]
+            if isinstance(node.targets[0], ast.Tuple) and isinstance(node.value, ast.Tuple):
+                pairs = list(zip(node.targets[0].elts, node.value.elts))
+            aliases |= {t.id for t, v in pairs if isinstance(t, ast.Name) and isinstance(v, ast.Attribute)
+                        and v.attr == "zoo"}
+
+    def is_block(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr in ("zoo", "config")
+                or isinstance(node, ast.Name) and node.id in aliases)
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and (
+                is_block(node.value) or (isinstance(node.slice, ast.Constant) and node.slice.value == "zoo")):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and is_block(node.func.value)
+              and node.func.attr in ("get", "items", "keys", "values", "pop", "setdefault", "copy")):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_raw_block_scan_finds_each_way_of_reading_it():
+    reads = raw_block_reads('a = card.zoo["data"]\nb = card.zoo.get("weights")\nc = config["zoo"]\n'
+                            'd = model.config.get("sampler")\nz = card.zoo\ne = z["prior"]\n'
+                            'f = card.spec.data.source\ng = self.config.lr\nzoo = {}\nzoo["train"] = {}\n')
+    assert [r.split(":")[0] for r in reads] == ["line 1", "line 2", "line 3", "line 4", "line 6"], reads
+
+
+def test_nothing_outside_the_cards_reads_the_raw_block_by_key():
+    """Every module under zoo/ outside zoo/cards/ reads the card's values as attributes of the typed card
+    (``card.spec``); only the named writers touch the raw block, to write or show it as written."""
+    offenders, seen = [], set()
+    for path in sorted((ROOT / "zoo").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("zoo/cards/"):
+            continue
+        reads = raw_block_reads(path.read_text(encoding="utf-8"))
+        if reads and rel in RAW_BLOCK_WRITERS:
+            seen.add(rel)
+        elif reads:
+            offenders += [f"{rel} {r}" for r in reads]
+    assert not offenders, "read the typed card (card.spec) instead:\n" + "\n".join(offenders)
+    assert seen == set(RAW_BLOCK_WRITERS), f"allowed but no longer needed: {sorted(set(RAW_BLOCK_WRITERS) - seen)}"
