@@ -272,3 +272,44 @@ def test_nothing_outside_the_cards_reads_the_raw_block_by_key():
             offenders += [f"{rel} {r}" for r in reads]
     assert not offenders, "read the typed card (card.spec) instead:\n" + "\n".join(offenders)
     assert seen == set(RAW_BLOCK_WRITERS), f"allowed but no longer needed: {sorted(set(RAW_BLOCK_WRITERS) - seen)}"
+
+
+def test_with_fields_sets_a_field_or_a_block_and_checks_it():
+    from zoo.cards import parse_card
+
+    card = parse_card(GOOD, name="tiny")
+    new = card.with_fields({"data.source": "zoo:mnist-5k", "train": {"steps": 3}, "objective.beta": 0.5})
+    assert new.spec.data.source == "zoo:mnist-5k" and new.spec.data.shape == (1, 8, 8)
+    assert new.spec.train.steps == 3 and new.spec.train.lr == 1e-3  # a block is replaced whole
+    assert new.spec.objective.beta == 0.5 and new.zoo["objective"] == {"beta": 0.5}
+    assert card.spec.data.source == "zoo:digits" and card.spec.train.steps == 5  # the original is unchanged
+    with pytest.raises(CardError, match=r"card 'tiny': field 'zoo.train.lr': must be a positive number"):
+        card.with_fields({"train.lr": "fast"})
+
+
+def test_the_model_runs_the_typed_objective_the_assembler_hands_it():
+    """LatentModel parses no card: it runs the ObjectiveSettings (the typed zoo.objective) it was built with."""
+    import torch
+
+    from zoo import contracts as c
+    from zoo.assemble import build_model
+    from zoo.cards import parse_card
+
+    card = parse_card(GOOD.replace("objective: {beta: 2.0}", "objective: {beta: 1.0, iwae_k: 3}"), name="tiny")
+    model = build_model(card)
+    assert model.objective_settings is card.spec.objective and isinstance(model.objective_settings, ObjectiveSpec)
+    assert all(hasattr(model.objective_settings, m) for m in ("iwae_k", "loss", "gradient", "arguments"))
+    assert "ObjectiveSettings" in c.__all__
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(0)
+    loss, terms = model.objective(x)
+    assert "iwae" in terms.extras and torch.allclose(loss, -terms.extras["iwae"].mean())
+    model.config = {}  # the block as written is a record; the objective does not come from it
+    torch.manual_seed(0)
+    again, _ = model.objective(x)
+    assert torch.equal(loss, again)
+    plain = build_model(parse_card(GOOD, name="tiny"))
+    torch.manual_seed(0)
+    elbo_loss, elbo_terms = plain.objective(x)
+    assert "iwae" not in elbo_terms.extras and plain.objective_settings.beta == 2.0
+    assert torch.allclose(elbo_loss, (elbo_terms.distortion + 2.0 * elbo_terms.rate).mean())
