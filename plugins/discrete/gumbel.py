@@ -137,7 +137,8 @@ class GumbelEncoder(nn.Module):
             raise ValueError(f"the gumbel encoder's rate is the exact categorical KL: the prior must be a "
                              f"factorised categorical with cross_entropy(q) and support() (e.g. categorical-codes), "
                              f"not {type(prior).__name__}")
-        if int((model.config.get("objective") or {}).get("iwae_k", 1)) > 1 and not self.hard:
+        settings = model.objective_settings
+        if settings is not None and settings.iwae_k > 1 and not self.hard:
             raise ValueError("objective.iwae_k > 1 scores log q(z|x) of the training samples, which relaxed "
                              "Gumbel-softmax samples do not have: set the encoder's hard: true (straight-through)")
 
