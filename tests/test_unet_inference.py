@@ -1,5 +1,5 @@
-"""The UNet's inference path (no autograd: in-place sums, the 1x1 shortcut as one GEMM into conv2's output, the body
-channels-last on a CPU in eval mode; issue 22) computes the training path's function, in either memory format."""
+"""Without autograd, in eval mode on a CPU, the UNet runs a batch channels-last whatever its input's format (issue 22):
+the same function as the autograd path, the output in the input's format; train mode keeps the input's format."""
 from __future__ import annotations
 
 import pytest
@@ -55,3 +55,24 @@ def test_dropout_still_applies_in_train_mode_without_autograd():
         other = model(x, t)                                # another dropout mask
     assert torch.allclose(same, expected, atol=1e-6)
     assert not torch.allclose(other, expected, atol=1e-3)
+
+
+def test_the_body_runs_channels_last_only_for_an_eval_batch_without_autograd(net):
+    seen: list[bool] = []
+    hook = net.conv_out.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        x4, x1, t4 = torch.randn(4, 3, 8, 8), torch.randn(1, 3, 8, 8), torch.tensor([1, 2, 3, 4])
+        with torch.no_grad():
+            out = net(x4, t4)
+            net(x1, t4[:1])                 # a batch of one keeps its format
+            net.train()
+            try:
+                net(x4, t4)                 # train mode keeps its format
+            finally:
+                net.eval()
+        net(x4, t4)                         # autograd keeps its format
+    finally:
+        hook.remove()
+    assert seen == [True, False, False, False]
+    assert out.is_contiguous()
