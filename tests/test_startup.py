@@ -60,3 +60,15 @@ def test_a_misspelt_command_still_lists_every_choice(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'lst'" in err and "'list'" in err and "'train'" in err and "'sweep'" in err
+
+
+def test_top_level_help_lists_every_command_wherever_a_command_name_follows(capsys):
+    from zoo.cli import main
+
+    for argv in (["--help"], ["--help", "list"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
+        assert {"list", "train", "sweep", "download", "compare"} <= listed, out

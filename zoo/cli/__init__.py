@@ -28,7 +28,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latent-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     entries = get_registry().all("command")
-    wanted = next((a for a in argv or () if not a.startswith("-")), None)
+    wanted = argv[0] if argv and not argv[0].startswith("-") else None  # `zoo --help list`: every command
     chosen = [e for e in entries if e.name == wanted]
     _add_commands(sub, chosen or entries)
     if chosen and wanted not in sub.choices:  # the factory named its parser otherwise: build them all
