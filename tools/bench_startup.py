@@ -8,6 +8,10 @@ and ``python -c "import torch"`` (what these commands used to pay).  All command
 (machine load hits them alike); printed: the median wall seconds of each and its ratio to ``import torch``, by wall clock and by the child's CPU time (user + system; on a shared
 machine the CPU time is the figure other jobs do not inflate).
 Goal (issue 22): ``zoo --help`` and ``zoo list`` under 0.5 s.
+
+The children compile their modules once into a temporary bytecode cache (``PYTHONPYCACHEPREFIX``, even where
+``PYTHONDONTWRITEBYTECODE`` is set, as on the project's build machine), as an installed package has its ``.pyc``
+files; ``--no-bytecode`` times them compiling every module from source at every start (what that variable costs).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 COMMANDS = {
@@ -29,11 +34,14 @@ COMMANDS = {
 }
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def timed(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child: robust to other jobs on a shared machine)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=ENV)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -42,7 +50,18 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--no-bytecode", action="store_true", help="no bytecode cache: every module compiled at every start")
     args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-pyc-") as pyc:
+        if args.no_bytecode:
+            ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+        else:
+            ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+            ENV["PYTHONPYCACHEPREFIX"] = pyc
+        return _run(args)
+
+
+def _run(args) -> int:
     for cmd in COMMANDS.values():  # warm the OS file cache and .pyc files
         timed(cmd)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
@@ -57,7 +76,8 @@ def main(argv=None) -> int:
         goal = ("  goal < 0.5 s: " + ("met" if m[0] < 0.5 else "MISSED by wall, " + ("met" if m[1] < 0.5 else "MISSED")
                                      + " by cpu") if name in ("zoo --help", "zoo list") else "")
         print(f"{name:28s} {m[0]:7.2f} {m[0] / ref[0]:7.2f} {m[1]:7.2f} {m[1] / ref[1]:7.2f}{goal}")
-    print(f"median of {args.repeats} fresh processes each")
+    print(f"median of {args.repeats} fresh processes each, "
+          + ("compiling every module from source (--no-bytecode)" if args.no_bytecode else "with a bytecode cache"))
     return 0
 
 

@@ -14,7 +14,10 @@ from zoo import __version__
 from zoo.errors import CardError, UnknownModelError, UsageError, ZooError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``zoo`` parser with every registered command; given ``argv`` naming a registered command, with that
+    command alone (``zoo list`` imports no other command's module, issue 22), else with all of them (``zoo
+    --help``, a misspelt command: argparse then lists every choice)."""
     import warnings
 
     from zoo.errors import PluginWarning
@@ -24,14 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="latent-zoo: latent-variable generative models")
     parser.add_argument("--version", action="version", version=f"latent-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    registry = get_registry()
-    for entry in registry.all("command"):
+    entries = get_registry().all("command")
+    wanted = argv[0] if argv and not argv[0].startswith("-") else None  # `zoo --help list`: every command
+    chosen = [e for e in entries if e.name == wanted]
+    _add_commands(sub, chosen or entries)
+    if chosen and wanted not in sub.choices:  # the factory named its parser otherwise: build them all
+        return build_parser()
+    return parser
+
+
+def _add_commands(sub, entries) -> None:
+    for entry in entries:
         try:
             entry.factory(sub)
         except Exception as e:  # noqa: BLE001 - a plugin's broken command must not take the CLI down
             print(f"zoo: command {entry.name!r} from {entry.owner} could not be added: {type(e).__name__}: {e}",
                   file=sys.stderr)
-    return parser
 
 
 def _sampler_options(rest: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -74,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(sys.argv[1:] if argv is None else argv)
     except ZooError as e:  # ZOO_STRICT_PLUGINS=1 and a plugin failed: named, no traceback
         print(f"zoo: error: {e}", file=sys.stderr)
         return 1
