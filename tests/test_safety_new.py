@@ -465,8 +465,13 @@ def test_dist_name_selects_cards_as_it_selects_components(capsys):
 
 
 # -- small promises ------------------------------------------------------------------------------------------
-def test_sigint_and_sigterm_exit_130(tmp_path, monkeypatch, capsys):
+def test_sigint_and_sigterm_exit_130(tmp_path, monkeypatch, capsys, request):
     import zoo.training.loop as loop
+
+    # a shell's background job (`pytest &`, nohup) starts with SIGINT ignored, so Ctrl-C would never reach
+    # the command; the test gives the process Python's own handler, as a terminal's foreground job has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     after = loop.TrainLoop._after_step
 
