@@ -62,35 +62,10 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    """Strongly connected components of more than one module: tools/import_graph.py's, on the plugins' arrows."""
+    from tools.import_graph import Graph, circles
 
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in edges[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                out.append(sorted(component))
-
-    for v in edges:
-        if v not in index:
-            visit(v)
-    return out
+    return circles(Graph(modules={}, edges=edges))
 
 
 def test_plugins_import_graph_has_no_circle():

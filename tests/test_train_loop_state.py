@@ -12,17 +12,10 @@ from make_cards import make_card
 
 
 def _self_targets(fn: ast.AST, name: str = "self") -> set[str]:
-    """The attributes of ``name`` that ``fn`` assigns (=, +=, annotated, tuple targets)."""
-    out = set()
-    for node in ast.walk(fn):
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
-        for target in targets:
-            for e in ast.walk(target):
-                if (isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == name
-                        and isinstance(e.ctx, ast.Store)):
-                    out.add(e.attr)
-    return out
+    """The attributes of ``name`` that ``fn`` assigns (tools/trainloop_state.py's counter)."""
+    from tools.trainloop_state import assigned
+
+    return assigned(fn, name)
 
 
 def test_every_attribute_of_the_loop_is_first_set_in_init():
