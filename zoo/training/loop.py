@@ -394,8 +394,7 @@ class TrainLoop:
         own = {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
         try:
             optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
-                                weight_decay=config.weight_decay,
-                                **(config.optimizer_args or {}))  # {fused: true}: faster on CPU, opt-in (other last bits)
+                                weight_decay=config.weight_decay, **self._optimizer_args(opt_cls))
         except (TypeError, ValueError) as e:
             raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
                             f"{e}") from None
@@ -422,6 +421,18 @@ class TrainLoop:
                 self.eval_model = (build_model(card) if self.given is None
                                    else copy.deepcopy(self.given)).to(self.device).eval()
 
+    def _optimizer_args(self, opt_cls) -> dict[str, Any]:
+        """The card's ``optimizer_args``, with ``fused=True`` for Adam / AdamW on a CPU or CUDA device unless they
+        choose an implementation (``fused`` / ``foreach``) themselves: one kernel per step instead of a loop over
+        the tensors (+12% steps/s on tools/bench_train_vs.py's MLP VAE, one CPU thread).  The same update rule,
+        rounded differently in the last bits: ``{fused: false}`` is the per-tensor loop of the cards trained
+        before it was the default."""
+        args = dict(self.config.optimizer_args or {})
+        if (self.device.type in ("cpu", "cuda") and opt_cls in (torch.optim.Adam, torch.optim.AdamW)
+                and not {"fused", "foreach"} & set(args)):
+            args["fused"] = True
+        return args
+
     def _coupled_optimisers(self, model: nn.Module, opt_cls) -> dict[str, torch.optim.Optimizer]:
         """The optimisers of a zoo.contracts.CoupledObjective's own parameter sets (of the run's optimiser
         class; the objective's options such as ``lr`` override the run's), by name."""
@@ -432,7 +443,7 @@ class TrainLoop:
             return {}
         config, out = self.config, {}
         for name, spec in objective.coupled_parameters(model).items():
-            options = {"lr": config.lr, "weight_decay": config.weight_decay, **(config.optimizer_args or {}),
+            options = {"lr": config.lr, "weight_decay": config.weight_decay, **self._optimizer_args(opt_cls),
                        **{k: v for k, v in spec.items() if k != "params"}}
             try:
                 out[name] = opt_cls(list(spec["params"]), **options)
