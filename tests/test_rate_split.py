@@ -105,7 +105,7 @@ def test_index_code_mi_is_the_mutual_information():
 
 
 def test_the_saturation_rule():
-    assert saturation(5.79, 10.32, 500) and "within 1 nat" in saturation(5.79, 10.32, 500)   # beta-vae-mnist's card
+    assert saturation(5.79, 10.32, 500) and "within 1 nat" in saturation(5.79, 10.32, 500)   # a saturated test split
     assert saturation(3.0, 4.5, 300) and "bracket" in saturation(3.0, 4.5, 300)
     assert saturation(3.34, 3.55, 300) is None                                              # vae-digits' card
     model = build_model(make_card(latent={"shape": [1]})).eval()
