@@ -19,9 +19,10 @@ INFORMATION = ("mutual_information", "mutual_information_upper", "index_code_mi"
 
 
 def collapsed_model(eps: float, seed: int = 0):
-    """The tiny digits VAE with its encoder's head scaled to ``eps``: q(z|x) = N(eps * f(x), ~1), nearly the prior."""
+    """The tiny digits VAE with its encoder's head scaled to ``eps``: q(z|x) = N(eps * f(x), ~1), nearly the prior
+    (a log-sigma head, so a raw output near 0 is a scale near 1)."""
     torch.manual_seed(seed)
-    model = build_model(make_card(latent={"shape": [4]})).eval()
+    model = build_model(make_card(latent={"shape": [4]}, encoder={"head": "log-sigma"})).eval()
     with torch.no_grad():
         model.encoder.head.linear.weight.mul_(eps)
         model.encoder.head.linear.bias.zero_()
