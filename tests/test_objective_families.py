@@ -38,9 +38,9 @@ def test_btcvae_three_terms_sum_to_the_rate(tmp_path):
     result, loaded = train_and_reload(_tiny("{name: beta-tcvae, beta: 4.0, dataset_size: 1497}"), tmp_path / "run")
     x = load_tensors("zoo:digits", "test")[:200]
     report = diagnose(loaded, x, iwae_k=0, mi_samples=4)
-    total = report["index_code_mi"] + report["total_correlation"] + report["dimension_wise_kl"]
-    assert total == pytest.approx(report["rate"], abs=1e-5)
-    assert report["total_correlation"] > 0 and report["dimension_wise_kl"] > 0
+    assert report["rate_split_sum"] == pytest.approx(report["rate"], abs=1e-5)     # the identity, before clipping
+    assert all(0 <= report[k] <= report["rate"] for k in ("index_code_mi", "total_correlation", "dimension_wise_kl"))
+    assert report["dimension_wise_kl"] > 0   # (beta 4, 30 steps: I_q ~0.05 nats, so TC ~0 and may be clipped to it)
     # the training objective's minibatch split sums to its one-sample rate, sample by sample
     torch.manual_seed(0)
     _, terms = loaded.objective(x[:64])

@@ -180,7 +180,7 @@ def test_encoder_head_parametrisations():
         h.load_state_dict(heads["log-sigma"].state_dict())
     feats = torch.randn(4, 5)
     u = heads["log-sigma"].linear(feats).chunk(2, -1)[1]
-    assert torch.equal(heads["log-sigma"](feats).log_scale, u.clamp(min=-8))          # the default, unchanged
+    assert torch.equal(heads["log-sigma"](feats).log_scale, u.clamp(min=-8))
     assert torch.allclose(heads["log-variance"](feats).variance, u.exp())             # u = log sigma^2
     assert torch.allclose(heads["softplus"](feats).stddev, torch.nn.functional.softplus(u) + 1e-4)
     card = get_card("vae-digits")
@@ -189,6 +189,9 @@ def test_encoder_head_parametrisations():
     default = build_model(card)
     torch.manual_seed(1)
     x = torch.rand(2, *card.data_shape)
-    explicit = build_model(_with(card, encoder={**card.zoo["encoder"], "head": "log-sigma"}))
+    explicit = build_model(_with(card, encoder={**card.zoo["encoder"], "head": "softplus"}))  # the default
     explicit.load_state_dict(default.state_dict())
     assert torch.equal(default.encoder(x).log_scale, explicit.encoder(x).log_scale)
+    other = build_model(_with(card, encoder={**card.zoo["encoder"], "head": "log-sigma"}))
+    other.load_state_dict(default.state_dict())
+    assert not torch.equal(default.encoder(x).log_scale, other.encoder(x).log_scale)

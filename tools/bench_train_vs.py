@@ -1,13 +1,14 @@
 """Benchmark: the same MLP VAE trained by latent-zoo, by a bare PyTorch loop and (if installed) by pythae 0.1.2,
 each in its own fresh process, then scored by one test-NLL estimator.
 
-    python tools/bench_train_vs.py [--rounds 3] [--epochs 10] [--k 500] [--zoo-heads log-sigma,log-variance]
+    python tools/bench_train_vs.py [--rounds 3] [--epochs 10] [--k 500] [--zoo-heads default,log-variance]
 
 Model and recipe (tools/bench_train.py's): Bernoulli VAE on binarised ``zoo:mnist-5k`` (4500 train / 500 test
 images, x > 0.5), encoder 784-512-256 -> Gaussian over 16 dims, decoder 16-256-512-784 (ReLU), standard-normal
 prior, Adam lr 1e-3, batch 128, ``--epochs`` passes, one torch thread in every process.
 
-    zoo      zoo.train(card) with the card's defaults; one side per ``--zoo-heads`` entry (encoder.head)
+    zoo      zoo.train(card) with the card's defaults; one side per ``--zoo-heads`` entry (encoder.head; ``default``:
+             none given, the trainer's and the head's defaults)
     bare     the loop users write: nn.Sequential networks, a log-variance head, BCE-with-logits + closed-form KL
     pythae   pythae.models.VAE (reconstruction_loss="bce") with the same networks (a sigmoid output, as pythae
              wants) under pythae's own TrainingPipeline.  Not installed by default; add it to a venv that
@@ -85,7 +86,8 @@ def side_zoo(epochs: int, seed: int, k: int, head: str) -> dict:
     from zoo.training.loop import train
 
     base = get_card("vae-mnist")
-    card = dataclasses.replace(base, zoo={**base.zoo, "encoder": {"name": "mlp", "hidden": list(HIDDEN_ENC), "head": head},
+    encoder = {"name": "mlp", "hidden": list(HIDDEN_ENC), **({} if head == "default" else {"head": head})}
+    card = dataclasses.replace(base, zoo={**base.zoo, "encoder": encoder,
                                           "decoder": {"name": "mlp", "hidden": list(HIDDEN_DEC), "likelihood": "bernoulli"}})
     with tempfile.TemporaryDirectory() as tmp:
         r = train(card, out=f"{tmp}/run", progress=False, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed,
@@ -195,7 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--k", type=int, default=500, help="importance samples of the test NLL")
-    p.add_argument("--zoo-heads", default="log-sigma,log-variance")
+    p.add_argument("--zoo-heads", default="default")
     p.add_argument("--side", help=argparse.SUPPRESS)  # one side in this process (the driver's child)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -18,13 +18,16 @@ class GaussianHead(nn.Module):
     """features -> DiagGaussian over ``latent_shape``: one linear layer gives the mean and a raw value u per
     dimension, read as the scale by ``head`` (``parametrisation``):
 
-        log-sigma     log sigma = u                      (the zoo's default since 0.1)
+        softplus      sigma = softplus(u) + 1e-4         (the default: it trains best, tools/bench_head.py)
         log-variance  log sigma = u / 2, i.e. u = log sigma^2   (Kingma & Welling 2014; pythae, most code)
-        softplus      sigma = softplus(u) + 1e-4
+        log-sigma     log sigma = u                      (the default before softplus)
 
-    log sigma is clamped below at ``min_log_scale`` in all three."""
+    log sigma is clamped below at ``min_log_scale`` in all three.  Test NLL (IWAE k=100, mean +- SE over seeds
+    0, 1, 2; ``python tools/bench_head.py --models vae-digits --seeds 0,1,2`` and ``--models mlp-mnist --epochs
+    10``): vae-digits softplus 19.420 +- 0.057, log-variance 19.408 +- 0.084, log-sigma 19.576 +- 0.054 nats;
+    the MLP VAE on mnist-5k softplus 132.03 +- 0.21, log-variance 134.79 +- 0.50, log-sigma 136.28 +- 1.03 nats."""
 
-    def __init__(self, in_features: int, latent_shape, min_log_scale: float = -8.0, parametrisation: str = "log-sigma"):
+    def __init__(self, in_features: int, latent_shape, min_log_scale: float = -8.0, parametrisation: str = "softplus"):
         super().__init__()
         if parametrisation not in HEADS:
             raise ValueError(f"head {parametrisation!r} is not one of {list(HEADS)}")
@@ -49,7 +52,7 @@ class MLPEncoder(nn.Module):
     """Flatten -> MLP -> Gaussian head (``head``: how it reads the scale, see GaussianHead)."""
 
     def __init__(self, *, data_shape, latent_shape, hidden: list[int] = (512, 256), activation: str = "relu",
-                 head: str = "log-sigma"):
+                 head: str = "softplus"):
         super().__init__()
         hidden = list(hidden)
         self.body = nn.Sequential(nn.Flatten(), mlp([numel(data_shape), *hidden], activation), act_layer(activation))
@@ -68,7 +71,7 @@ class ConvEncoder(nn.Module):
     """Stride-2 convolutions -> flatten -> Gaussian head (``head``: how it reads the scale, see GaussianHead)."""
 
     def __init__(self, *, data_shape, latent_shape, channels: list[int] = (32, 64, 128), activation: str = "relu",
-                 head: str = "log-sigma"):
+                 head: str = "softplus"):
         super().__init__()
         convs = conv_stack(data_shape[0], list(channels), activation)
         self.body = nn.Sequential(convs, nn.Flatten())

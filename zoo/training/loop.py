@@ -278,7 +278,7 @@ class TrainLoop:
         torch.manual_seed(config.seed)
         model = self._model()
         self.frozen: list[nn.Parameter] = [p for part in (config.freeze or []) for p in getattr(model, part).parameters()]
-        optimizer, coupled = make_optimizers(model, config, card.name)
+        optimizer, coupled = make_optimizers(model, config, card.name, self.device)
         self.loss_module, self.optimizer = acc.prepare(LossModule(model, card.beta), optimizer)
         self.coupled: dict[str, Any] = dict(zip(coupled, _as_tuple(acc.prepare(*coupled.values())))) if coupled else {}
         self.coupled_loss: dict[str, float] = {}  # the last step's loss of each coupled optimiser (logged)

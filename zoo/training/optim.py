@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -29,17 +29,29 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def make_optimizers(model: nn.Module, config: TrainConfig, card_name: str
+def optimizer_args(config: TrainConfig, opt_cls: type, device: torch.device) -> dict[str, Any]:
+    """The card's ``optimizer_args``, with ``fused=True`` for Adam / AdamW on a CPU or CUDA device unless they
+    choose an implementation (``fused`` / ``foreach``) themselves: one kernel per step instead of a loop over
+    the tensors (+12% steps/s on tools/bench_train_vs.py's MLP VAE, one CPU thread).  The same update rule,
+    rounded differently in the last bits: ``{fused: false}`` is the per-tensor loop of the cards trained
+    before it was the default."""
+    args = dict(config.optimizer_args or {})
+    if (device.type in ("cpu", "cuda") and opt_cls in (torch.optim.Adam, torch.optim.AdamW)
+            and not {"fused", "foreach"} & set(args)):
+        args["fused"] = True
+    return args
+
+
+def make_optimizers(model: nn.Module, config: TrainConfig, card_name: str, device: torch.device
                     ) -> tuple[torch.optim.Optimizer, dict[str, torch.optim.Optimizer]]:
     """(the run's optimiser, the coupled optimisers by name): the run's optimiser class over every parameter that
     no coupled optimiser owns."""
     opt_cls = _torch_class("optim", config.optimizer)
-    coupled = coupled_optimizers(model, opt_cls, config, card_name)
+    coupled = coupled_optimizers(model, opt_cls, config, card_name, device)
     own = owned_by(coupled)
     try:
         optimizer = opt_cls([p for p in model.parameters() if id(p) not in own], lr=config.lr,
-                            weight_decay=config.weight_decay,
-                            **(config.optimizer_args or {}))  # {fused: true}: faster on CPU, opt-in (other last bits)
+                            weight_decay=config.weight_decay, **optimizer_args(config, opt_cls, device))
     except (TypeError, ValueError) as e:
         raise CardError(f"optimizer {opt_cls.__name__} (zoo.train.optimizer / --optimizer, optimizer_args): "
                         f"{e}") from None
@@ -51,7 +63,7 @@ def owned_by(coupled: dict[str, torch.optim.Optimizer]) -> set[int]:
     return {id(p) for o in coupled.values() for g in o.param_groups for p in g["params"]}
 
 
-def coupled_optimizers(model: nn.Module, opt_cls: type, config: TrainConfig, card_name: str
+def coupled_optimizers(model: nn.Module, opt_cls: type, config: TrainConfig, card_name: str, device: torch.device
                        ) -> dict[str, torch.optim.Optimizer]:
     """The optimisers of a zoo.contracts.CoupledObjective's own parameter sets (of the run's optimiser
     class; the objective's options such as ``lr`` override the run's), by name."""
@@ -62,7 +74,7 @@ def coupled_optimizers(model: nn.Module, opt_cls: type, config: TrainConfig, car
         return {}
     out = {}
     for name, spec in objective.coupled_parameters(model).items():
-        options = {"lr": config.lr, "weight_decay": config.weight_decay, **(config.optimizer_args or {}),
+        options = {"lr": config.lr, "weight_decay": config.weight_decay, **optimizer_args(config, opt_cls, device),
                    **{k: v for k, v in spec.items() if k != "params"}}
         try:
             out[name] = opt_cls(list(spec["params"]), **options)
