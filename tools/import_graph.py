@@ -3,7 +3,8 @@
     python tools/import_graph.py [ROOT] [--edges] [--layers]
 
 Every ``import`` / ``from ... import`` anywhere in a module counts (function-local ones too), and so does
-``import_module("zoo....")`` with a literal name; an ``if TYPE_CHECKING:`` block does not (it never runs).
+``import_module("zoo....")`` with a literal name, and so does an ``if TYPE_CHECKING:`` block (an annotation names
+a module as surely as a call does; a lower module that needs a higher one's type declares a protocol instead).
 An arrow ``A -> B`` means module A imports module B (``from zoo.x import y`` points at ``zoo.x.y`` when that is
 a module, else at ``zoo.x``).  ``zoo`` itself is the lazy facade (``zoo/__init__.py`` imports nothing heavy and
 resolves its public names on first use), so arrows to it are not drawn and it has no layer.
@@ -104,10 +105,6 @@ def _modules(root: Path) -> dict[str, Path]:
     return mods
 
 
-def _type_checking(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def _targets(node: ast.AST, module: str, is_package: bool) -> list[str]:
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
@@ -134,11 +131,8 @@ def build_graph(root: str | Path) -> Graph:
     edges: dict[str, set[str]] = {}
     for module, path in mods.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        skipped = {id(s) for n in ast.walk(tree) if _type_checking(n) for s in ast.walk(n)}
         out: set[str] = set()
         for node in ast.walk(tree):
-            if id(node) in skipped:
-                continue
             for target in _targets(node, module, path.name == "__init__.py"):
                 while target and target not in mods:  # the longest prefix that is a module of zoo/
                     target = target.rpartition(".")[0]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from zoo.cards.spec import HUB_LICENSES, ResultsSpec, check_metadata  # noqa: F401 - HUB_LICENSES: zoo.cards
+from zoo.cards.spec import CardLike as Card  # a card is read through its typed spec; this module never builds one
 from zoo.errors import CardError
-
-if TYPE_CHECKING:  # a card is read through its typed spec; this module never builds one
-    from zoo.cards.schema import Card
 
 LIBRARY_NAME = "latent-zoo"
 DEFAULT_PIPELINE_TAG = "unconditional-image-generation"

@@ -2,12 +2,10 @@
 that reproduce them (between markers, so re-rendering replaces it)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zoo.cards.hub_schema import ELBO_ESTIMATOR, METRICS, dataset_revision
-
-if TYPE_CHECKING:  # a card is read through its typed spec; this module never builds one
-    from zoo.cards.schema import Card
+from zoo.cards.spec import CardLike as Card  # a card is read through its typed spec; this module never builds one
 
 RESULTS_START = "<!-- latent-zoo:results:start -->"
 RESULTS_END = "<!-- latent-zoo:results:end -->"

@@ -25,7 +25,7 @@ import functools
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from zoo.errors import CardError
 
@@ -696,6 +696,18 @@ class ZooSpec:
             raise KeyError(f"{kind!r} is not a component; the components are {', '.join(COMPONENTS)}")
         return getattr(self, kind)
 
+
+
+class CardLike(Protocol):
+    """What the card writers (render, hub_schema, weights_spec) read of a ``zoo.cards.Card``: declared here, below
+    them, so they name no module above their own (zoo.cards.schema imports them to write a card)."""
+
+    name: str
+    metadata: dict[str, Any]
+    spec: ZooSpec
+
+    @property
+    def beta(self) -> float: ...
 
 def parse_zoo(raw: Any, source: Any) -> ZooSpec:
     """The typed card of a ``zoo`` block (``extends`` already merged); errors name ``source`` and the field path."""

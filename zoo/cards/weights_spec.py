@@ -4,10 +4,9 @@ Plain reading of the card (no torch, no network), shared by the loader and by ``
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from zoo.cards.schema import Card
+from zoo.cards.spec import CardLike as Card
 
 
 def weight_files(spec: Any) -> dict[str | None, str]:
