@@ -51,9 +51,6 @@ def plot_series(report: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-plot_bound_curve = plot_series  # the name under which zoo_plugins.diffusion re-exports the per-step curve
-
-
 def plot_latent_units(report: dict[str, Any], path: str | Path) -> Path:
     """KL per latent dimension (bars) and Cov_x E_q[z_d] against the active-unit threshold."""
     plt = _pyplot()

@@ -2,7 +2,7 @@
 and the diffusers checkpoint converter; :mod:`.ddpm` wires them into the zoo's triple (prior
 ``ddpm``, encoder ``ddpm-noising``, decoder ``ddpm-decoder``) and :func:`sample` draws images
 (ancestral or DDIM) from any model with a ddpm prior."""
-from zoo.plots import plot_bound_curve
+from zoo.plots import plot_series as plot_bound_curve  # the per-step curve L_t (a declared series)
 
 from .convert import (
     config_from_diffusers,
