@@ -87,9 +87,9 @@ def side_zoo(epochs: int, seed: int, k: int, head: str) -> dict:
 
     base = get_card("vae-mnist")
     encoder = {"name": "mlp", "hidden": list(HIDDEN_ENC), **({} if head == "default" else {"head": head})}
-    # the trainer's defaults, not vae-mnist's own recipe (its train block may pin the optimiser it was trained with)
-    recipe = {k: v for k, v in base.zoo["train"].items() if k in ("seed",)}
-    card = dataclasses.replace(base, zoo={**base.zoo, "encoder": encoder, "train": recipe,
+    # the trainer's defaults (the run's settings are passed below), not vae-mnist's own recipe, which may pin the
+    # optimiser its weights were trained with
+    card = dataclasses.replace(base, zoo={**base.zoo, "encoder": encoder, "train": {},
                                           "decoder": {"name": "mlp", "hidden": list(HIDDEN_DEC), "likelihood": "bernoulli"}})
     with tempfile.TemporaryDirectory() as tmp:
         r = train(card, out=f"{tmp}/run", progress=False, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed,
